@@ -1,0 +1,33 @@
+"""lstmjax: recurrent sequence models as pure JAX functions."""
+
+__version__ = "0.1.0"
+
+# Public submodules (lj.interop, lj.losses, ...) next to the re-exported names.
+from lstmjax import generate as generate
+from lstmjax import interop as interop
+from lstmjax import lm as lm
+from lstmjax import losses as losses
+from lstmjax import tasks as tasks
+from lstmjax._cell import Cell as Cell
+from lstmjax._feedforward import DenseParams as DenseParams
+from lstmjax._feedforward import EmbeddingParams as EmbeddingParams
+from lstmjax._feedforward import Layer as Layer
+from lstmjax._feedforward import MLPParams as MLPParams
+from lstmjax._feedforward import dense as dense
+from lstmjax._feedforward import embedding as embedding
+from lstmjax._feedforward import last_valid as last_valid
+from lstmjax._feedforward import mlp as mlp
+from lstmjax._feedforward import softmax_readout as softmax_readout
+from lstmjax._gru import GRUParams as GRUParams
+from lstmjax._gru import gru as gru
+from lstmjax._jordan import JordanParams as JordanParams
+from lstmjax._jordan import jordan as jordan
+from lstmjax._layers import LayerParams as LayerParams
+from lstmjax._layers import Recurrent as Recurrent
+from lstmjax._layers import recurrent as recurrent
+from lstmjax._lstm import LSTMCarry as LSTMCarry
+from lstmjax._lstm import LSTMParams as LSTMParams
+from lstmjax._lstm import lstm as lstm
+from lstmjax._rnn import RNNParams as RNNParams
+from lstmjax._rnn import rnn as rnn
+from lstmjax._unroll import unroll as unroll

@@ -1,0 +1,28 @@
+"""Default initialisers and the per-gate block helper.
+
+Defaults (each overridable with any `jax.nn.initializers` function):
+  input kernels: LeCun normal (variance 1/fan_in, as Flax's recurrent cells);
+  recurrent kernels: orthogonal, one independent orthogonal block per gate,
+    so each gate's recurrent matrix has all singular values equal to 1;
+  biases: zeros (the LSTM forget gate then gets `forget_bias` added).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+default_kernel_init = jax.nn.initializers.lecun_normal()
+default_recurrent_init = jax.nn.initializers.orthogonal()
+default_bias_init = jax.nn.initializers.zeros
+
+
+def gate_blocks(init, key, rows: int, hidden: int, gates: int, dtype):
+    """Initialise `gates` blocks `[rows, hidden]` independently, side by side.
+
+    Returns `[rows, gates * hidden]`. Fusing gates into one matrix must not
+    change the statistics each gate would get on its own (an orthogonal
+    `[H, 4H]` matrix is not four orthogonal `[H, H]` ones).
+    """
+    keys = jax.random.split(key, gates)
+    return jnp.concatenate([init(k, (rows, hidden), dtype) for k in keys], axis=1)

@@ -1,0 +1,142 @@
+"""Stacked and bidirectional recurrent layers, PyTorch-shaped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from lstmjax._cell import Array, Carry, Cell, Params, check_size
+from lstmjax._unroll import unroll as unroll_cell
+
+
+class LayerParams(NamedTuple):
+    forward: Params  # the cell's parameters for the forward direction
+    backward: Optional[Params] = None  # the reverse direction (bidirectional only)
+
+
+class Recurrent(NamedTuple):
+    """A stack of recurrent layers as pure functions.
+
+    Attributes:
+      init: `(key, input_size) -> params`, a tuple of `LayerParams`, one per layer.
+      apply: `(params, xs, carry=None, *, lengths=None, key=None) -> (o, carry)`.
+      initial_carry: `(batch) -> carry` of zeros in PyTorch's layout.
+      cell, num_layers, bidirectional, dropout: the configuration.
+    """
+
+    init: Callable[[jax.Array, int], tuple[LayerParams, ...]]
+    apply: Callable[..., tuple[Array, Carry]]
+    initial_carry: Callable[[int], Carry]
+    cell: Cell
+    num_layers: int
+    bidirectional: bool
+    dropout: float
+
+
+def _stack(carries: list) -> Carry:
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *carries)
+
+
+def _split(carry: Carry, index: int) -> Carry:
+    return jax.tree_util.tree_map(lambda leaf: leaf[index], carry)
+
+
+def recurrent(
+    cell: Cell,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    *,
+    unroll: int = 1,
+) -> Recurrent:
+    """Stack `num_layers` copies of `cell`, optionally in both directions.
+
+    Layout follows `torch.nn.LSTM(batch_first=True)`:
+      o: `[batch, time, directions * output_size]`, the last layer's outputs
+        (forward then backward features);
+      carry: each leaf `[num_layers * directions, batch, size]`, index
+        `layer * directions + direction`. For the LSTM it is `LSTMCarry(h, c)`,
+        so `o, (h_n, c_n) = net.apply(params, xs)` works; RNN and GRU give `h_n`.
+    Dropout (rate `dropout`) is applied to the outputs of every layer but the
+    last, as PyTorch does, and only when `apply` gets a `key`.
+
+    Args:
+      cell: the cell of every layer.
+      num_layers: depth of the stack.
+      bidirectional: run a second, reversed copy of each layer.
+      dropout: drop rate between layers, in [0, 1).
+      unroll: passed to `lstmjax.unroll`.
+    """
+    check_size("num_layers", num_layers)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1); got {dropout}.")
+    directions = 2 if bidirectional else 1
+
+    def init(key, input_size: int) -> tuple[LayerParams, ...]:
+        check_size("input_size", input_size)
+        layers = []
+        for k in jax.random.split(key, num_layers):
+            kf, kb = jax.random.split(k)
+            layers.append(
+                LayerParams(
+                    forward=cell.init(kf, input_size),
+                    backward=cell.init(kb, input_size) if bidirectional else None,
+                )
+            )
+            input_size = directions * cell.output_size
+        return tuple(layers)
+
+    def initial_carry(batch: int) -> Carry:
+        one = cell.initial_carry((batch,))
+        return _stack([one] * (num_layers * directions))
+
+    def apply(
+        params: tuple[LayerParams, ...],
+        xs: Array,
+        carry: Optional[Carry] = None,
+        *,
+        lengths: Optional[Array] = None,
+        key: Optional[jax.Array] = None,
+    ) -> tuple[Array, Carry]:
+        """xs: `[batch, time, features]` -> (o, carry) as described above."""
+        if len(params) != num_layers:
+            raise ValueError(f"params hold {len(params)} layers; this net has {num_layers}.")
+        if carry is not None:
+            leading = {jnp.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(carry)}
+            if leading != {num_layers * directions}:
+                raise ValueError(
+                    f"carry leaves must have leading size num_layers * directions = "
+                    f"{num_layers * directions}; got {sorted(leading)}."
+                )
+        finals = []
+        h = xs
+        for layer, p in enumerate(params):
+            outs = []
+            for d, (dir_params, rev) in enumerate(((p.forward, False), (p.backward, True))):
+                if d >= directions:
+                    break
+                c0 = None if carry is None else _split(carry, layer * directions + d)
+                o, c = unroll_cell(
+                    cell, dir_params, h, c0, lengths=lengths, reverse=rev, unroll=unroll
+                )
+                outs.append(o)
+                finals.append(c)
+            h = outs[0] if directions == 1 else jnp.concatenate(outs, axis=-1)
+            if dropout > 0.0 and key is not None and layer < num_layers - 1:
+                key, sub = jax.random.split(key)
+                keep = jax.random.bernoulli(sub, 1.0 - dropout, h.shape)
+                h = jnp.where(keep, h / (1.0 - dropout), jnp.zeros_like(h))
+        return h, _stack(finals)
+
+    return Recurrent(
+        init=init,
+        apply=apply,
+        initial_carry=initial_carry,
+        cell=cell,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        dropout=dropout,
+    )

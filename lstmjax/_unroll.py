@@ -1,0 +1,118 @@
+"""Unrolling a cell through time on `jax.lax.scan`."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from lstmjax._cell import Array, Carry, Cell, Params
+from lstmjax._checks import check_carry, check_features, check_float, check_lengths
+
+
+def hoist_projection() -> bool:
+    """Whether `unroll` computes the input projection of all steps at once.
+
+    Hoisting turns T small matmuls `x_t @ W_x` into one `[T*B, I] @ [I, G*H]`
+    matmul before the scan, leaving only `h @ W_h` inside the loop; the price
+    is a `[T, B, G*H]` buffer. Which wins depends on the backend: see
+    `experiments/benchmark.py` and the README's performance notes.
+    """
+    return jax.default_backend() != "cpu"
+
+
+def reverse_within_lengths(xs: Array, lengths: Array) -> Array:
+    """Reverse each sequence of a time-major batch within its own length.
+
+    xs: [T, B, ...]; lengths: [B]. Position t of sequence b takes position
+    lengths[b] - 1 - t when t < lengths[b]; padding stays where it is. The map
+    is its own inverse, so applying it twice restores `xs`.
+    """
+    T = xs.shape[0]
+    t = jnp.arange(T)[:, None]
+    idx = jnp.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # [T, B]
+    idx = jnp.reshape(idx, idx.shape + (1,) * (xs.ndim - 2))
+    return jnp.take_along_axis(xs, idx, axis=0)
+
+
+def unroll(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    carry: Optional[Carry] = None,
+    *,
+    lengths: Optional[Array] = None,
+    reverse: bool = False,
+    time_major: bool = False,
+    unroll: int = 1,
+) -> tuple[Array, Carry]:
+    """Run `cell` over a batch of sequences.
+
+    Backpropagation through time is `jax.grad` through this function.
+
+    Args:
+      cell: a `Cell` (`lstmjax.rnn`, `lstm`, `gru`, `jordan`).
+      params: the cell's parameters.
+      xs: `[batch, time, features]`, or `[time, batch, features]` with
+        `time_major=True`; a floating-point dtype.
+      carry: initial carry with leading shape `[batch]`; None means zeros.
+      lengths: optional int `[batch]`, each in [0, T]. Past a sequence's
+        length its carry stops changing and its outputs are zero, so the
+        returned carry is the one after its last valid step. Checked when
+        concrete; under `jit`, values outside [0, T] act as if clipped.
+      reverse: run from the last step to the first. With `lengths`, each
+        sequence is reversed within its own length (PyTorch's packed
+        sequences), and outputs are returned in the original time order.
+      time_major: layout of `xs` and of the returned outputs.
+      unroll: steps per scan iteration (`jax.lax.scan`'s `unroll`).
+
+    Returns:
+      `(ys, carry)`: `ys` `[batch, time, output_size]` (or time-major) and the
+      final carry. With T = 0, `ys` is empty and `carry` the initial one.
+    """
+    check_float(xs, "xs")
+    if jnp.ndim(xs) != 3:
+        layout = "[time, batch, features]" if time_major else "[batch, time, features]"
+        raise ValueError(
+            f"unroll: xs must have rank 3, {layout}; got shape {jnp.shape(xs)}. "
+            "Add a batch axis with xs[None] for a single sequence."
+        )
+    xs_t = xs if time_major else jnp.swapaxes(xs, 0, 1)  # [T, B, F]
+    T, B, _ = xs_t.shape
+    check_features(xs_t, params.w_x.shape[0], cell.name, "xs")
+    dtype = jnp.result_type(xs_t, *jax.tree_util.tree_leaves(params))
+    expected = jax.eval_shape(lambda: cell.initial_carry((B,)))
+    if carry is None:
+        carry = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, dtype), expected)
+    else:
+        carry = check_carry(carry, expected, cell.name)
+        carry = jax.tree_util.tree_map(lambda c: jnp.asarray(c, dtype), carry)
+    if lengths is not None:
+        lengths = check_lengths(lengths, B, T)
+
+    if reverse:
+        xs_t = xs_t[::-1] if lengths is None else reverse_within_lengths(xs_t, lengths)
+
+    hoisted = hoist_projection()
+
+    def body(carry, inputs):
+        x, t = inputs
+        px = x if hoisted else cell.project(params, x)
+        new_carry, y = cell.recur(params, carry, px)
+        if lengths is not None:
+            valid = (t < lengths)[:, None]  # [B, 1]
+            new_carry = jax.tree_util.tree_map(
+                lambda n, o: jnp.where(valid, n, o), new_carry, carry
+            )
+            y = jnp.where(valid, y, jnp.zeros_like(y))
+        return new_carry, y
+
+    inputs = cell.project(params, xs_t) if hoisted else xs_t
+    carry, ys = jax.lax.scan(body, carry, (inputs, jnp.arange(T)), unroll=unroll)
+
+    if reverse:
+        ys = ys[::-1] if lengths is None else reverse_within_lengths(ys, lengths)
+    if not time_major:
+        ys = jnp.swapaxes(ys, 0, 1)
+    return ys, carry

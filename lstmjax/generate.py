@@ -1,0 +1,191 @@
+"""Sampling text from a recurrent language model.
+
+The prompt is read once, then each new token is sampled and fed back while
+the recurrent carry moves forward, one step per token, inside a single
+jitted `lax.scan`: generating n tokens costs n steps, not the n^2 of
+re-running the growing prefix through the whole network every time.
+
+Any model fits that offers a one-token step
+`step_fn(params, carry, ids [B]) -> (carry, logits [B, V])`, such as
+`lstmjax.lm.language_model(...).step`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+
+from lstmjax._checks import is_concrete
+
+Array = jax.Array
+Carry = Any
+StepFn = Callable[[Any, Carry, Array], tuple[Carry, Array]]
+
+
+def filter_logits(logits: Array, temperature=1.0, top_k: Optional[int] = None) -> Array:
+    """Logits of the sampling distribution: top-k filtering, then temperature.
+
+    Args:
+      logits: `[..., V]`.
+      temperature: > 0; below 1 sharpens the distribution, above 1 flattens it.
+      top_k: keep the k largest logits (ties with the k-th are kept too) and
+        give the rest probability 0; None keeps all.
+
+    Returns:
+      `[..., V]`: `logits / temperature`, with -inf outside the top k.
+    """
+    if top_k is not None:
+        if not isinstance(top_k, int) or not 1 <= top_k <= jnp.shape(logits)[-1]:
+            raise ValueError(
+                f"top_k must be an int in [1, V] = [1, {jnp.shape(logits)[-1]}]; got {top_k!r}."
+            )
+        kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
+        logits = jnp.where(logits >= kth, logits, jnp.full_like(logits, -jnp.inf))
+    return logits / jnp.asarray(temperature, logits.dtype)
+
+
+def sample_logits(
+    key: jax.Array, logits: Array, temperature=1.0, top_k: Optional[int] = None
+) -> Array:
+    """Draw token ids from softmax(filter_logits(logits)); temperature 0 is greedy.
+
+    Args:
+      key: a `jax.random` key.
+      logits: `[..., V]`.
+      temperature: >= 0; 0 picks the argmax (deterministic).
+      top_k: as in `filter_logits`.
+
+    Returns:
+      int32 `[...]`.
+    """
+    greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    positive = jnp.asarray(temperature) > 0
+    # A placeholder temperature of 1 where it is 0 keeps the unused branch finite.
+    safe = jnp.where(positive, jnp.asarray(temperature, logits.dtype), 1)
+    drawn = jax.random.categorical(key, filter_logits(logits, safe, top_k), axis=-1)
+    return jnp.where(positive, drawn.astype(jnp.int32), greedy)
+
+
+def sample(
+    step_fn: StepFn,
+    params,
+    carry: Carry,
+    prompt_ids: Array,
+    num_tokens: int,
+    key: jax.Array,
+    *,
+    temperature=1.0,
+    top_k: Optional[int] = None,
+) -> Array:
+    """Continue a prompt by sampling `num_tokens` tokens, one step at a time.
+
+    The prompt's tokens go through `step_fn` in turn (the carry is then the
+    one after the whole prompt); new token i is drawn with key
+    `jax.random.split(key, num_tokens)[i]` from the logits after the token
+    before it, then fed back. Same key, same output.
+
+    Args:
+      step_fn: `(params, carry, ids [B]) -> (carry, logits [B, V])`; a
+        hashable function (it is a static argument of `jit`).
+      params: the model's parameters.
+      carry: the carry before the prompt, for batch size B (B = 1 for a 1-D
+        prompt), e.g. `model.initial_carry(B)`.
+      prompt_ids: int `[B, P]` or `[P]`, P >= 1.
+      num_tokens: how many tokens to generate (static).
+      key: a `jax.random` key.
+      temperature: >= 0 (0 = greedy argmax).
+      top_k: sample among the k most likely tokens only (static); None = all.
+
+    Returns:
+      int32 `[B, num_tokens]`, or `[num_tokens]` for a 1-D prompt; the
+      prompt is not repeated.
+    """
+    prompt = jnp.asarray(prompt_ids)
+    single = prompt.ndim == 1
+    if single:
+        prompt = prompt[None]
+    if prompt.ndim != 2 or prompt.shape[1] < 1:
+        raise ValueError(
+            f"sample: prompt_ids must be [B, P] or [P] with P >= 1; "
+            f"got shape {jnp.shape(prompt_ids)}."
+        )
+    if not jnp.issubdtype(prompt.dtype, jnp.integer):
+        raise TypeError(f"sample: prompt_ids must be integer token ids; got {prompt.dtype}.")
+    if not isinstance(num_tokens, int) or num_tokens < 0:
+        raise ValueError(f"sample: num_tokens must be an int >= 0; got {num_tokens!r}.")
+    if is_concrete(temperature) and float(temperature) < 0:
+        raise ValueError(f"sample: temperature must be >= 0; got {temperature}.")
+    out = _sample(step_fn, params, carry, prompt, num_tokens, key, temperature, top_k)
+    return out[0] if single else out
+
+
+@functools.partial(jax.jit, static_argnames=("step_fn", "num_tokens", "top_k"))
+def _sample(step_fn, params, carry, prompt, num_tokens, key, temperature, top_k):
+    """Jitted body of `sample`; prompt `[B, P]` -> tokens `[B, num_tokens]`."""
+    if num_tokens == 0:
+        return jnp.zeros((prompt.shape[0], 0), jnp.int32)
+
+    def read(state, ids):
+        carry, _ = state
+        return step_fn(params, carry, ids), None
+
+    # The first prompt token gives the logits' shape; the rest run in a scan.
+    first = step_fn(params, carry, prompt[:, 0])
+    (carry, logits), _ = jax.lax.scan(read, first, jnp.swapaxes(prompt[:, 1:], 0, 1))
+
+    keys = jax.random.split(key, num_tokens)
+    token = sample_logits(keys[0], logits, temperature, top_k)
+
+    def write(state, k):
+        carry, previous = state
+        carry, logits = step_fn(params, carry, previous)
+        token = sample_logits(k, logits, temperature, top_k)
+        return (carry, token), token
+
+    _, rest = jax.lax.scan(write, (carry, token), keys[1:])  # [num_tokens - 1, B]
+    return jnp.concatenate([token[:, None], jnp.swapaxes(rest, 0, 1)], axis=1)
+
+
+def generate_text(
+    model,
+    params,
+    vocab,
+    prompt: str,
+    num_chars: int,
+    key: jax.Array,
+    *,
+    temperature=1.0,
+    top_k: Optional[int] = None,
+) -> str:
+    """Continue a text prompt with a character language model.
+
+    Args:
+      model: a `lstmjax.lm.LanguageModel` (anything with `step` and
+        `initial_carry`).
+      params: its parameters.
+      vocab: a `lstmjax.tasks.Vocab` (anything with `encode` and `decode`).
+      prompt: a non-empty string of characters in the vocabulary.
+      num_chars: characters to generate.
+      key, temperature, top_k: as in `sample`.
+
+    Returns:
+      The generated characters (without the prompt).
+    """
+    if not prompt:
+        raise ValueError("generate_text: the prompt must hold at least one character.")
+    ids = jnp.asarray(vocab.encode(prompt))
+    out = sample(
+        model.step,
+        params,
+        model.initial_carry(1),
+        ids,
+        num_chars,
+        key,
+        temperature=temperature,
+        top_k=top_k,
+    )
+    return vocab.decode(jax.device_get(out))

@@ -1,0 +1,266 @@
+"""PyTorch -> lstmjax: copy the weights of `torch.nn.RNN`, `LSTM` and `GRU`.
+
+torch is an optional dependency: it is imported inside the functions here,
+never when `lstmjax` is imported.
+
+The mapping, for layer k and direction suffix s ("" forward, "_reverse"
+backward), into `params[k].forward` / `params[k].backward`:
+
+    torch (shape)                   lstmjax field (shape)
+    weight_ih_l{k}{s}  [G*H, I_k]   w_x = weight_ih.T            [I_k, G*H]
+    weight_hh_l{k}{s}  [G*H, H]     w_h = weight_hh.T            [H, G*H]
+    bias_ih_l{k}{s}    [G*H]        b   = bias_ih + bias_hh      [G*H]
+    bias_hh_l{k}{s}    [G*H]          (GRU: b = bias_ih + [bias_hh_r, bias_hh_z, 0],
+                                       b_hn = bias_hh_n          [H])
+
+G is 1 (RNN), 4 (LSTM) or 3 (GRU); I_0 is the module's input_size and
+I_k = directions * H above it. No transposition of gate blocks is needed:
+both libraries order the LSTM gates (i, f, g, o) and the GRU gates
+(r, z, n), and both use the GRU update h_t = z*h_{t-1} + (1-z)*n_t with the
+reset gate applied after the recurrent matmul (PyTorch's
+n = tanh(W_in x + b_in + r * (W_hn h + b_hn)) is `lj.gru(reset_after=True)`).
+The two biases of an RNN or LSTM gate are only ever summed, so they fold into
+one; the GRU's b_hn sits inside the reset product and must stay apart. A
+module built with `bias=False` gets zero biases.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lstmjax._cell import Carry, Cell
+from lstmjax._gru import GRUParams, gru
+from lstmjax._layers import LayerParams, Recurrent, recurrent
+from lstmjax._lstm import LSTMCarry, LSTMParams, lstm
+from lstmjax._rnn import RNNParams, rnn
+
+# torch's `module.mode` -> number of gate blocks G in each weight matrix.
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+_DIRECTION_SUFFIX = ("", "_reverse")
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError as err:  # pragma: no cover - torch is in the test extras
+        raise ImportError(
+            "lstmjax.interop's PyTorch functions need torch; install it with "
+            "`pip install torch` (or lstmjax's `test` extras)."
+        ) from err
+    return torch
+
+
+def _check_module(module: Any, torch) -> str:
+    """Return the module's mode ("RNN_TANH", "RNN_RELU", "LSTM", "GRU") or raise."""
+    if not isinstance(module, (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)):
+        raise TypeError(
+            "from_torch expects a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU; "
+            f"got {type(module).__name__}."
+        )
+    if getattr(module, "proj_size", 0) > 0:
+        raise ValueError(
+            f"from_torch: LSTM with proj_size={module.proj_size} is not supported "
+            "(lstmjax's LSTM has no output projection); expected proj_size=0."
+        )
+    if not module.batch_first:
+        raise ValueError(
+            "from_torch expects a module built with batch_first=True, because "
+            "lstmjax layers take xs as [batch, time, features]; got batch_first=False. "
+            "The weights do not depend on the layout: set `module.batch_first = True` "
+            "(on a copy if needed) and feed x.swapaxes(0, 1) to the lstmjax net."
+        )
+    return module.mode
+
+
+def _param_dtype(module, torch):
+    """float64 for a float64 module, float32 for every other float dtype."""
+    if module.weight_ih_l0.dtype != torch.float64:
+        return jnp.float32
+    if not jax.config.jax_enable_x64:
+        raise ValueError(
+            "from_torch: the module is float64 but JAX's float64 is off. Enable it "
+            'with jax.config.update("jax_enable_x64", True), or convert the module '
+            "with module.float() first."
+        )
+    return jnp.float64
+
+
+def _cell_for(mode: str, hidden_size: int, dtype) -> Cell:
+    if mode == "RNN_TANH":
+        return rnn(hidden_size, activation=jnp.tanh, dtype=dtype)
+    if mode == "RNN_RELU":
+        return rnn(hidden_size, activation=jax.nn.relu, dtype=dtype)
+    if mode == "LSTM":
+        return lstm(hidden_size, dtype=dtype)
+    return gru(hidden_size, reset_after=True, dtype=dtype)
+
+
+# Nets are immutable pure functions, so modules of one configuration share one
+# net; `jax.jit(net.apply)` then compiles once for all of them (jit caches by
+# function identity).
+@functools.lru_cache(maxsize=64)
+def _net_for(
+    mode: str, hidden_size: int, num_layers: int, bidirectional: bool, dropout: float, dtype
+) -> Recurrent:
+    cell = _cell_for(mode, hidden_size, dtype)
+    return recurrent(cell, num_layers, bidirectional, dropout)
+
+
+def _numpy(module, name: str, torch, np_dtype) -> np.ndarray:
+    """The named torch parameter as a numpy array of `np_dtype`."""
+    tensor = getattr(module, name).detach().cpu()
+    # bfloat16 has no numpy counterpart: go through float32 or float64 first.
+    tensor = tensor.to(torch.float64 if np_dtype == np.float64 else torch.float32)
+    return tensor.numpy().astype(np_dtype)
+
+
+def _direction_params(module, mode: str, layer: int, suffix: str, torch, dtype):
+    """The lstmjax params of one direction of one layer (see the module docstring)."""
+    np_dtype = np.dtype(dtype)
+    H = module.hidden_size
+    tag = f"l{layer}{suffix}"
+    w_ih = _numpy(module, f"weight_ih_{tag}", torch, np_dtype)  # [G*H, I_k]
+    w_hh = _numpy(module, f"weight_hh_{tag}", torch, np_dtype)  # [G*H, H]
+    if module.bias:
+        b_ih = _numpy(module, f"bias_ih_{tag}", torch, np_dtype)  # [G*H]
+        b_hh = _numpy(module, f"bias_hh_{tag}", torch, np_dtype)  # [G*H]
+    else:
+        b_ih = b_hh = np.zeros(_GATES[mode] * H, np_dtype)
+    w_x = jnp.asarray(w_ih.T, dtype)
+    w_h = jnp.asarray(w_hh.T, dtype)
+    if mode == "GRU":
+        # b_hr and b_hz are summed with the input biases; b_hn stays inside r * (...).
+        b = b_ih + np.concatenate([b_hh[: 2 * H], np.zeros(H, np_dtype)])
+        b_hn = b_hh[2 * H :]
+        return GRUParams(w_x=w_x, w_h=w_h, b=jnp.asarray(b, dtype), b_hn=jnp.asarray(b_hn, dtype))
+    b = jnp.asarray(b_ih + b_hh, dtype)
+    if mode == "LSTM":
+        return LSTMParams(w_x=w_x, w_h=w_h, b=b, peephole=None)
+    return RNNParams(w_x=w_x, w_h=w_h, b=b)
+
+
+def from_torch(module: Any) -> tuple[Recurrent, tuple[LayerParams, ...]]:
+    """Build an lstmjax network equal to a PyTorch recurrent module.
+
+    Supports `torch.nn.RNN` (nonlinearity "tanh" or "relu"), `torch.nn.LSTM`
+    (without `proj_size`) and `torch.nn.GRU`, built with `batch_first=True`,
+    any `num_layers`, `bidirectional`, with or without `bias`. The weights are
+    copied as in this module's docstring table: each `weight_*` is transposed,
+    `bias_ih + bias_hh` is folded into `b`, and the GRU keeps `bias_hh`'s
+    n-block apart as `b_hn`. `dropout` is carried over to the net (active only
+    when `net.apply` gets a `key`, like a torch module in `train()` mode).
+
+    Modules of the same configuration get the very same `net` object, so a
+    jitted `net.apply` compiled for one serves them all.
+
+    Parameters stay float32 unless the module is float64 (then JAX's x64
+    must be on); float16 and bfloat16 modules give float32 parameters.
+
+        net, params = lj.interop.from_torch(torch_lstm)
+        o, (h_n, c_n) = net.apply(params, x)      # == torch_lstm(x) in eval mode
+
+    Args:
+      module: the torch module; it is only read.
+
+    Returns:
+      `(net, params)`: `net = lj.recurrent(cell, num_layers, bidirectional,
+      dropout)` with `cell` `lj.rnn(H, tanh or relu)`, `lj.lstm(H)` or
+      `lj.gru(H, reset_after=True)`, and `params` a tuple of `LayerParams`,
+      one per layer, with `backward` set only when bidirectional.
+
+    Raises:
+      TypeError: not an RNN, LSTM or GRU module.
+      ValueError: `batch_first=False`, `proj_size > 0`, or a float64 module
+        while JAX's x64 is off.
+    """
+    torch = _import_torch()
+    mode = _check_module(module, torch)
+    dtype = _param_dtype(module, torch)
+    net = _net_for(
+        mode,
+        module.hidden_size,
+        module.num_layers,
+        bool(module.bidirectional),
+        float(module.dropout),
+        dtype,
+    )
+    directions = 2 if module.bidirectional else 1
+    params = []
+    for layer in range(module.num_layers):
+        per_direction = [
+            _direction_params(module, mode, layer, _DIRECTION_SUFFIX[d], torch, dtype)
+            for d in range(directions)
+        ]
+        params.append(LayerParams(*per_direction))
+    return net, tuple(params)
+
+
+def carry_from_torch(state: Any) -> Carry:
+    """Convert a torch initial or final state to an lstmjax layer carry.
+
+    Args:
+      state: `h` (RNN, GRU) or the pair `(h, c)` (LSTM), torch tensors (or
+        arrays) `[num_layers * directions, batch, hidden]`.
+
+    Returns:
+      A JAX array `h`, or `LSTMCarry(h, c)` for a pair, same shapes and dtype.
+    """
+    if isinstance(state, (tuple, list)):
+        h, c = state
+        return LSTMCarry(h=_to_jax(h), c=_to_jax(c))
+    return _to_jax(state)
+
+
+def _to_jax(tensor) -> jax.Array:
+    if hasattr(tensor, "detach"):
+        tensor = tensor.detach().cpu().numpy()
+    return jnp.asarray(tensor)
+
+
+def to_torch_state_dict(net: Recurrent, params: tuple[LayerParams, ...]) -> dict[str, Any]:
+    """The inverse of `from_torch`: a `state_dict` for the matching torch module.
+
+    Load it with `module.load_state_dict(sd)` into a module built with
+    `batch_first=True, bias=True` and this net's sizes: `torch.nn.LSTM` for
+    `lj.lstm` (no peephole), `torch.nn.GRU` for `lj.gru(reset_after=True)`,
+    `torch.nn.RNN` for `lj.rnn` (whose activation torch calls
+    `nonlinearity`: the net does not record it, so choose it to match).
+    `weight_ih = w_x.T`, `weight_hh = w_h.T`, `bias_ih = b`, and `bias_hh` is
+    zero except for the GRU's n-block, which holds `b_hn`.
+
+    Args:
+      net: the `Recurrent` the params belong to.
+      params: its parameters, a tuple of `LayerParams`.
+
+    Returns:
+      A dict from torch parameter name to a CPU tensor of the params' dtype.
+    """
+    torch = _import_torch()
+    if net.cell.name not in ("rnn", "lstm", "gru"):
+        raise ValueError(
+            f"to_torch_state_dict: a '{net.cell.name}' cell has no torch counterpart; "
+            "expected an lj.rnn, lj.lstm (peephole=False) or lj.gru (reset_after=True) net."
+        )
+    state = {}
+    for layer, p in enumerate(params):
+        directions = (p.forward,) if p.backward is None else (p.forward, p.backward)
+        for suffix, q in zip(_DIRECTION_SUFFIX[: len(directions)], directions, strict=True):
+            b = np.array(q.b)  # copies: torch wants writable arrays
+            b_hh = np.zeros_like(b)
+            if isinstance(q, GRUParams):
+                H = b.shape[0] // 3
+                b_hh[2 * H :] = np.asarray(q.b_hn)
+            tag = f"l{layer}{suffix}"
+            for name, value in (
+                (f"weight_ih_{tag}", np.asarray(q.w_x).T),
+                (f"weight_hh_{tag}", np.asarray(q.w_h).T),
+                (f"bias_ih_{tag}", b),
+                (f"bias_hh_{tag}", b_hh),
+            ):
+                state[name] = torch.from_numpy(np.array(value, order="C"))
+    return state

@@ -1,0 +1,53 @@
+"""Built-in tasks and data: pure, seeded generators that need no network.
+
+Each task documents its source and its trivial baseline, the loss a model
+reaches without learning the long-range structure:
+
+* `adding_problem` (regression; baseline MSE `ADDING_BASELINE_MSE` = 1/6);
+* `copy_task` (token ids; baseline `copy_baseline_cross_entropy(delay)`);
+* `temporal_order` (4 classes; baseline accuracy 1/4, cross-entropy ln 4);
+* `char_corpus` (the Python standard library's source, character-level;
+  baseline `unigram_entropy_bits(data.train, data.vocab.size)` bits/char),
+  with `random_windows` and `stream_chunks` (truncated BPTT) for batching;
+* `pendulum_trajectories`, `lorenz_trajectories` (integrated with `rk4`;
+  baseline `persistence_mse`, the next-state-equals-this-state forecast).
+"""
+
+from lstmjax.tasks._adding import ADDING_BASELINE_MSE as ADDING_BASELINE_MSE
+from lstmjax.tasks._adding import adding_problem as adding_problem
+from lstmjax.tasks._copy import COPY_BLANK as COPY_BLANK
+from lstmjax.tasks._copy import COPY_DELIMITER as COPY_DELIMITER
+from lstmjax.tasks._copy import COPY_LENGTH as COPY_LENGTH
+from lstmjax.tasks._copy import COPY_NUM_SYMBOLS as COPY_NUM_SYMBOLS
+from lstmjax.tasks._copy import COPY_VOCAB_SIZE as COPY_VOCAB_SIZE
+from lstmjax.tasks._copy import copy_baseline_cross_entropy as copy_baseline_cross_entropy
+from lstmjax.tasks._copy import copy_output_mask as copy_output_mask
+from lstmjax.tasks._copy import copy_task as copy_task
+from lstmjax.tasks._dynamics import LORENZ_BETA as LORENZ_BETA
+from lstmjax.tasks._dynamics import LORENZ_RHO as LORENZ_RHO
+from lstmjax.tasks._dynamics import LORENZ_SIGMA as LORENZ_SIGMA
+from lstmjax.tasks._dynamics import lorenz as lorenz
+from lstmjax.tasks._dynamics import lorenz_trajectories as lorenz_trajectories
+from lstmjax.tasks._dynamics import pendulum as pendulum
+from lstmjax.tasks._dynamics import pendulum_trajectories as pendulum_trajectories
+from lstmjax.tasks._dynamics import persistence_mse as persistence_mse
+from lstmjax.tasks._dynamics import rk4 as rk4
+from lstmjax.tasks._dynamics import rk4_step as rk4_step
+from lstmjax.tasks._temporal_order import ORDER_BASELINE_ACCURACY as ORDER_BASELINE_ACCURACY
+from lstmjax.tasks._temporal_order import ORDER_BASELINE_CE as ORDER_BASELINE_CE
+from lstmjax.tasks._temporal_order import ORDER_CLASSES as ORDER_CLASSES
+from lstmjax.tasks._temporal_order import ORDER_NUM_CLASSES as ORDER_NUM_CLASSES
+from lstmjax.tasks._temporal_order import ORDER_SYMBOLS as ORDER_SYMBOLS
+from lstmjax.tasks._temporal_order import ORDER_VOCAB_SIZE as ORDER_VOCAB_SIZE
+from lstmjax.tasks._temporal_order import order_positions as order_positions
+from lstmjax.tasks._temporal_order import temporal_order as temporal_order
+from lstmjax.tasks._text import TextData as TextData
+from lstmjax.tasks._text import Vocab as Vocab
+from lstmjax.tasks._text import build_vocab as build_vocab
+from lstmjax.tasks._text import char_corpus as char_corpus
+from lstmjax.tasks._text import random_windows as random_windows
+from lstmjax.tasks._text import stdlib_files as stdlib_files
+from lstmjax.tasks._text import stdlib_text as stdlib_text
+from lstmjax.tasks._text import stream_chunks as stream_chunks
+from lstmjax.tasks._text import stream_rows as stream_rows
+from lstmjax.tasks._text import unigram_entropy_bits as unigram_entropy_bits

@@ -1,0 +1,203 @@
+"""Trajectories of dynamical systems, integrated with classical Runge-Kutta 4.
+
+Sequence models are often asked to predict the next state of a physical
+system; these generators give such data without any download: a damped
+pendulum (smooth, decaying) and the Lorenz system (chaotic).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from lstmjax.tasks._common import check_int
+
+Array = jax.Array
+VectorField = Callable[[Array, Array], Array]  # f(t, y) -> dy/dt, same shape as y
+
+LORENZ_SIGMA = 10.0
+LORENZ_RHO = 28.0
+LORENZ_BETA = 8.0 / 3.0
+
+
+def rk4_step(f: VectorField, t: Array, y: Array, dt) -> Array:
+    """One step of the classical fourth-order Runge-Kutta method.
+
+        k1 = f(t, y)
+        k2 = f(t + dt/2, y + dt/2 k1)
+        k3 = f(t + dt/2, y + dt/2 k2)
+        k4 = f(t + dt, y + dt k3)
+        y' = y + dt/6 (k1 + 2 k2 + 2 k3 + k4)
+
+    The local error is O(dt^5), the global error after a fixed time O(dt^4).
+    """
+    half = dt / 2
+    k1 = f(t, y)
+    k2 = f(t + half, y + half * k1)
+    k3 = f(t + half, y + half * k2)
+    k4 = f(t + dt, y + dt * k3)
+    return y + (dt / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+def rk4(f: VectorField, y0: Array, dt: float, n_steps: int, *, t0: float = 0.0) -> Array:
+    """Integrate dy/dt = f(t, y) from y(t0) = y0 with `n_steps` RK4 steps of `dt`.
+
+    Runs on `jax.lax.scan`, so it is jit-able and differentiable. `f` sees the
+    whole `y0` at once: a batch of states `[B, D]` is integrated in one go if
+    `f` works on the last axis.
+
+    Args:
+      f: the vector field `(t, y) -> dy/dt`.
+      y0: initial state `[...]`, floating point; its dtype is kept.
+      dt: step size.
+      n_steps: number of steps (static).
+      t0: initial time.
+
+    Returns:
+      `[n_steps + 1, *y0.shape]`: y0 followed by the state after each step.
+    """
+    check_int("n_steps", n_steps, 0)
+    y0 = jnp.asarray(y0)
+    if not jnp.issubdtype(y0.dtype, jnp.floating):
+        raise TypeError(f"rk4: y0 must be floating point; got {y0.dtype}.")
+    dt = jnp.asarray(dt, y0.dtype)
+    times = jnp.asarray(t0, y0.dtype) + dt * jnp.arange(n_steps, dtype=y0.dtype)
+
+    def body(y, t):
+        y = rk4_step(f, t, y, dt)
+        return y, y
+
+    _, ys = jax.lax.scan(body, y0, times)
+    return jnp.concatenate([y0[None], ys], axis=0)
+
+
+def _advance(f: VectorField, y: Array, dt, n_steps: int) -> Array:
+    """The state after `n_steps` RK4 steps from t = 0, without keeping the path."""
+    dt = jnp.asarray(dt, y.dtype)
+
+    def step(i, y):
+        return rk4_step(f, dt * i.astype(y.dtype), y, dt)
+
+    return jax.lax.fori_loop(0, n_steps, step, y)
+
+
+def pendulum(damping: float = 0.1, frequency: float = 1.0) -> VectorField:
+    """Vector field of a damped pendulum, state `[..., 2]` = (angle, angular velocity).
+
+        theta' = omega
+        omega' = -frequency^2 sin(theta) - damping * omega
+
+    `frequency` is sqrt(g / L), the small-angle angular frequency.
+    """
+
+    def f(t, y):
+        theta, omega = y[..., 0], y[..., 1]
+        accel = -(frequency**2) * jnp.sin(theta) - damping * omega
+        return jnp.stack([omega, accel], axis=-1)
+
+    return f
+
+
+def lorenz(
+    sigma: float = LORENZ_SIGMA, rho: float = LORENZ_RHO, beta: float = LORENZ_BETA
+) -> VectorField:
+    """Vector field of the Lorenz (1963) system, state `[..., 3]` = (x, y, z).
+
+        x' = sigma (y - x),   y' = x (rho - z) - y,   z' = x y - beta z
+
+    With the defaults (10, 28, 8/3) the flow is chaotic (the butterfly attractor).
+    """
+
+    def f(t, s):
+        x, y, z = s[..., 0], s[..., 1], s[..., 2]
+        return jnp.stack([sigma * (y - x), x * (rho - z) - y, x * y - beta * z], axis=-1)
+
+    return f
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "length", "dtype"))
+def pendulum_trajectories(
+    key: jax.Array,
+    batch_size: int,
+    length: int,
+    *,
+    dt: float = 0.1,
+    damping: float = 0.1,
+    frequency: float = 1.0,
+    dtype=jnp.float32,
+) -> Array:
+    """Trajectories of the damped pendulum from random initial states.
+
+    Initial angle ~ U[-0.9 pi, 0.9 pi] (large swings, well outside the linear
+    regime), angular velocity ~ U[-1, 1].
+
+    Baseline: the persistence forecast (next state = current state), whose
+    MSE on the data is `persistence_mse(trajectories)`.
+
+    Returns:
+      `[B, T, 2]`, (angle, angular velocity) at t = 0, dt, ..., (T - 1) dt.
+    """
+    check_int("batch_size", batch_size)
+    check_int("length", length)
+    k_theta, k_omega = jax.random.split(key)
+    theta = jax.random.uniform(k_theta, (batch_size,), dtype, -0.9 * jnp.pi, 0.9 * jnp.pi)
+    omega = jax.random.uniform(k_omega, (batch_size,), dtype, -1.0, 1.0)
+    y0 = jnp.stack([theta, omega], axis=-1)
+    path = rk4(pendulum(damping, frequency), y0, dt, length - 1)  # [T, B, 2]
+    return jnp.swapaxes(path, 0, 1)
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "length", "burn_in", "dtype"))
+def lorenz_trajectories(
+    key: jax.Array,
+    batch_size: int,
+    length: int,
+    *,
+    dt: float = 0.01,
+    burn_in: int = 500,
+    sigma: float = LORENZ_SIGMA,
+    rho: float = LORENZ_RHO,
+    beta: float = LORENZ_BETA,
+    dtype=jnp.float32,
+) -> Array:
+    """Trajectories of the Lorenz system on its attractor.
+
+    Each initial state is (0, 0, 25) plus N(0, 5^2) noise per coordinate,
+    run for `burn_in` steps (discarded) so that it settles on the attractor.
+    The coordinates are O(10): scale them before feeding a network.
+    Baseline: the persistence forecast, `persistence_mse(trajectories)`.
+
+    Returns:
+      `[B, T, 3]`, (x, y, z) at t = 0, dt, ..., (T - 1) dt after the burn-in.
+    """
+    check_int("batch_size", batch_size)
+    check_int("length", length)
+    check_int("burn_in", burn_in, 0)
+    f = lorenz(sigma, rho, beta)
+    center = jnp.asarray([0.0, 0.0, 25.0], dtype)[None, :]
+    y0 = center + 5.0 * jax.random.normal(key, (batch_size, 3), dtype)
+    y0 = _advance(f, y0, dt, burn_in)
+    return jnp.swapaxes(rk4(f, y0, dt, length - 1), 0, 1)
+
+
+def persistence_mse(trajectories: Array) -> Array:
+    """MSE of the persistence forecast, the trivial one-step-ahead predictor.
+
+    Predicting y_{t+1} = y_t needs no model; a sequence model predicting the
+    next state must do better.
+
+    Args:
+      trajectories: `[B, T, D]`, T >= 2.
+
+    Returns:
+      Scalar: mean of (y[:, t + 1] - y[:, t])^2 over batch, steps and features.
+    """
+    if jnp.ndim(trajectories) != 3 or jnp.shape(trajectories)[1] < 2:
+        raise ValueError(
+            f"persistence_mse: trajectories must be [B, T, D] with T >= 2; "
+            f"got {jnp.shape(trajectories)}."
+        )
+    return jnp.mean(jnp.square(trajectories[:, 1:] - trajectories[:, :-1]))
