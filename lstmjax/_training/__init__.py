@@ -1,0 +1,1 @@
+"""Internals of `lstmjax.train`: the pure step, the loop, the JSON-lines log."""
