@@ -1,0 +1,137 @@
+"""What every experiment script shares: its command line, seeding, JSON, figures.
+
+An experiment module `experiments/<name>.py` provides
+
+    NAME = "<name>"
+    def main(argv: list[str] | None = None) -> dict   # runs, writes JSON + PNG
+    def report(result: dict) -> Report                # findings and anchor rows
+
+and writes `DIR/<name>.json` (every plotted number, the configuration and the
+seed) and `DIR/<name>*.png`. `run_all.py` reads the JSON back and asks
+`report` for the lines of `REPORT.md`, so no number in the report is typed in.
+
+Matplotlib is used here and in the experiments only, never in the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display is needed (or wanted) on a server
+
+import jax
+import matplotlib.pyplot as plt
+import numpy as np
+from tqdm.auto import tqdm
+
+DEFAULT_OUT = Path("results")
+
+
+class Report(NamedTuple):
+    """What an experiment contributes to REPORT.md.
+
+    Attributes:
+      findings: one line per figure, `(figure file name, finding)`; the
+        finding's numbers come from the JSON.
+      anchors: rows `{"anchor", "expected", "measured", "pass"}` (see `anchor`).
+    """
+
+    findings: list[tuple[str, str]]
+    anchors: list[dict[str, Any]]
+
+
+def parse_args(name: str, argv: Optional[Sequence[str]], doc: str = "") -> argparse.Namespace:
+    """The shared command line: `--quick`, `--out DIR` (default results/), `--seed`."""
+    parser = argparse.ArgumentParser(prog=f"{name}.py", description=doc)
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes: at most a minute on a laptop CPU"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="output folder (default: results/)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    args = parser.parse_args(list(argv) if argv is not None else sys.argv[1:])
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def seed_everything(seed: int) -> jax.Array:
+    """Seed Python's and NumPy's generators and return a JAX key for `seed`."""
+    random.seed(seed)
+    np.random.seed(seed)
+    return jax.random.PRNGKey(seed)
+
+
+def enable_x64() -> None:
+    """Turn on float64 in JAX, for experiments whose claims need double precision.
+
+    Everything that should stay float32 (training) asks for it explicitly.
+    """
+    jax.config.update("jax_enable_x64", True)
+
+
+def progress(iterable: Optional[Iterable] = None, *, desc: str, total: Optional[int] = None):
+    """A tqdm progress bar on stderr (`bar.update(n)` when used without an iterable)."""
+    return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True, leave=False)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Arrays to lists, NumPy scalars to Python, non-finite floats to strings."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, jax.Array | np.ndarray | np.generic):
+        return to_jsonable(np.asarray(value).tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf" / "nan": strict JSON has no such numbers
+    return value
+
+
+def save_json(args: argparse.Namespace, name: str, config: dict, data: dict) -> dict:
+    """Write `args.out/<name>.json` with the configuration, seed and `data`; return it."""
+    result = {"name": name, "seed": args.seed, "quick": args.quick, "config": config, **data}
+    result = to_jsonable(result)
+    # One top-level key per line: readable, without a line per number.
+    lines = [f" {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in result.items()]
+    (args.out / f"{name}.json").write_text("{\n" + ",\n".join(lines) + "\n}\n")
+    return result
+
+
+def load_json(out: Path, name: str) -> dict:
+    """Read back what `save_json` wrote."""
+    return json.loads((Path(out) / f"{name}.json").read_text())
+
+
+def save_figure(fig, args: argparse.Namespace, filename: str) -> str:
+    """Save `fig` as `args.out/filename` (PNG) and close it; return the file name."""
+    fig.savefig(args.out / filename, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return filename
+
+
+def anchor(name: str, expected: str, measured: float, passed: bool, note: str = "") -> dict:
+    """One anchor row for the JSON: what the literature says, what this run measured."""
+    row = {"anchor": name, "expected": expected, "measured": float(measured)}
+    row["pass"] = bool(passed)
+    if note:
+        row["note"] = note
+    return row
+
+
+def fmt(x: Any) -> str:
+    """A number in three significant digits, for findings and tables."""
+    if isinstance(x, str):
+        return x
+    return f"{float(x):.3g}"

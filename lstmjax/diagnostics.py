@@ -1,0 +1,281 @@
+"""Gradient diagnostics for recurrent cells: how gradients travel through time.
+
+Every function here is pure and can be wrapped in `jax.jit` (pass the cell
+and any Python callables as static arguments, or close over them).
+
+Conventions shared by the functions below:
+  * `xs` is batch-major, `[B, T, F]`, as for `lstmjax.unroll`.
+  * `carry_t` is the carry *after* step t, for t = 0..T-1: `carry_{T-1}` is
+    the final carry, and `carry_t` is what step t + 1 reads.
+  * The distance from the end is k = T - 1 - t, so index `[:, T - 1 - k]`
+    of a `[B, T]` result is the value k steps back.
+  * Every lstmjax cell's output is a function of its new carry: the carry
+    itself (RNN, GRU, Jordan) or its `h` field (LSTM). `output_of` encodes
+    this; pass `output_fn` for a cell of your own where it does not hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lstmjax._cell import Array, Carry, Cell, Params
+
+LossFn = Callable[[Array], Array]  # ys [B, T, O] -> per-example losses [B]
+
+
+class CarryGradNorms(NamedTuple):
+    """Norms of dL/d carry_t, from `carry_grad_norms`.
+
+    Attributes:
+      combined: `[B, T]`, per example, the Euclidean norm of the whole carry's
+        gradient: sqrt(sum over carry fields of ||dL_b / d field_t||^2); for
+        the LSTM, sqrt(||dL/dh_t||^2 + ||dL/dc_t||^2).
+      fields: the carry's structure (an array, or e.g. `LSTMCarry(h, c)`)
+        with each leaf `[B, T]`: the norm of each field's gradient alone.
+      mean: `[T]`, `combined` averaged over the batch.
+      fields_mean: like `fields`, each leaf `[T]`, averaged over the batch.
+    """
+
+    combined: Array
+    fields: Any
+    mean: Array
+    fields_mean: Any
+
+
+def output_of(carry: Carry) -> Array:
+    """The output y_t of an lstmjax cell, read from its new carry.
+
+    Args:
+      carry: an array `[..., H]` (RNN, GRU, Jordan: y is the carry) or a
+        NamedTuple with an `h` field (`LSTMCarry`: y is h).
+
+    Returns:
+      `[..., output_size]`.
+    """
+    if hasattr(carry, "h"):
+        return carry.h
+    if isinstance(carry, jax.Array | np.ndarray):
+        return carry
+    raise TypeError(
+        "output_of: expected an array carry or a NamedTuple with an `h` field; got "
+        f"{type(carry).__name__}. Pass output_fn=... for this cell."
+    )
+
+
+def _time_major_inputs(cell: Cell, params: Params, xs: Array, carry: Optional[Carry]):
+    """Input projections `[T, B, G*H]` and the initial carry (zeros if None)."""
+    if jnp.ndim(xs) != 3:
+        raise ValueError(f"xs must be [batch, time, features]; got shape {jnp.shape(xs)}.")
+    B = xs.shape[0]
+    dtype = jnp.result_type(xs, *jax.tree_util.tree_leaves(params))
+    if carry is None:
+        carry = jax.tree_util.tree_map(lambda c: c.astype(dtype), cell.initial_carry((B,)))
+    pxs = cell.project(params, jnp.swapaxes(xs, 0, 1).astype(dtype))
+    return pxs, carry
+
+
+def _probed_outputs(cell, params, pxs, carry, probes, output_fn):
+    """Run the cell, adding `probes[t]` to the carry right after step t.
+
+    Returns ys `[B, T, O]` computed from the probed carries, so the gradient
+    with respect to `probes[t]` (at zero) is dL/d carry_t in full: through
+    the output y_t and through every later step.
+    """
+
+    def body(c, inputs):
+        px, eps = inputs
+        c, _ = cell.recur(params, c, px)
+        c = jax.tree_util.tree_map(jnp.add, c, eps)
+        return c, output_fn(c)
+
+    _, ys = jax.lax.scan(body, carry, (pxs, probes))
+    return jnp.swapaxes(ys, 0, 1)
+
+
+def _norm_last(x: Array) -> Array:
+    """Euclidean norm over the last axis, `[T, B, D] -> [B, T]`."""
+    return jnp.swapaxes(jnp.sqrt(jnp.sum(jnp.square(x), axis=-1)), 0, 1)
+
+
+def carry_grad_norms(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    loss_fn: LossFn,
+    carry: Optional[Carry] = None,
+    *,
+    output_fn: Callable[[Carry], Array] = output_of,
+) -> CarryGradNorms:
+    """||dL_b / d carry_t|| for every step t and every example b, in one backward pass.
+
+    A zero "probe" is added to the carry after every step and the loss is
+    differentiated with respect to the probes: the gradient at a probe is the
+    gradient at the carry it was added to (all paths: the output of that step
+    and every later step).
+
+    Args:
+      cell: an lstmjax `Cell`.
+      params: its parameters.
+      xs: inputs `[B, T, F]`.
+      loss_fn: `ys [B, T, O] -> [B]`, one loss per example (e.g. a readout of
+        the last output, `ys[:, -1]`). The examples do not interact, so the
+        gradient of the summed loss at example b's carry is the gradient of
+        L_b alone; a batch-mean loss would only scale everything by 1/B.
+      carry: initial carry with leading axis B; None means zeros.
+      output_fn: carry -> output; the default suits every lstmjax cell.
+
+    Returns:
+      `CarryGradNorms` (`combined` `[B, T]`, per-field norms, batch means).
+    """
+    pxs, carry = _time_major_inputs(cell, params, xs, carry)
+    T = pxs.shape[0]
+    probes = jax.tree_util.tree_map(lambda c: jnp.zeros((T,) + c.shape, c.dtype), carry)
+
+    def total_loss(eps):
+        losses = loss_fn(_probed_outputs(cell, params, pxs, carry, eps, output_fn))
+        if jnp.shape(losses) != (xs.shape[0],):
+            raise ValueError(
+                f"loss_fn must return one loss per example, shape ({xs.shape[0]},); "
+                f"got shape {jnp.shape(losses)}."
+            )
+        return jnp.sum(losses)
+
+    grads = jax.grad(total_loss)(probes)  # carry structure, leaves [T, B, D]
+    fields = jax.tree_util.tree_map(_norm_last, grads)
+    combined = jnp.sqrt(sum(jnp.square(f) for f in jax.tree_util.tree_leaves(fields)))
+    return CarryGradNorms(
+        combined=combined,
+        fields=fields,
+        mean=jnp.mean(combined, axis=0),
+        fields_mean=jax.tree_util.tree_map(lambda f: jnp.mean(f, axis=0), fields),
+    )
+
+
+def _flat_step(cell: Cell, params: Params, template: Carry):
+    """One step as a map of flat vectors: (carry `[D]`, px) -> carry `[D]`, one example."""
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    sizes = [leaf.shape[-1] for leaf in leaves]
+    cuts = list(np.cumsum(sizes)[:-1])
+
+    def step(v: Array, px: Array) -> Array:
+        c = jax.tree_util.tree_unflatten(treedef, jnp.split(v, cuts))
+        new, _ = cell.recur(params, c, px)
+        return jnp.concatenate(jax.tree_util.tree_leaves(new))
+
+    return step
+
+
+def _flatten_carry(carry: Carry) -> Array:
+    """Carry with leaves `[B, D_i]` -> `[B, sum D_i]` (LSTM: `[h, c]`)."""
+    return jnp.concatenate(jax.tree_util.tree_leaves(carry), axis=-1)
+
+
+def jacobian_norms(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    carry: Optional[Carry] = None,
+) -> Array:
+    """Spectral norms ||d carry_{T-1} / d carry_t||_2 for t = 0..T-1, per example.
+
+    The carry is flattened to one vector (for the LSTM `[h; c]`, size 2H), so
+    this is the norm of the full state-to-state Jacobian product
+    J_{T-1} J_{T-2} ... J_{t+1}, with J_s = d carry_s / d carry_{s-1}. Each
+    J_s comes from `jax.jacfwd` of one step; the products are accumulated
+    backwards from the identity at t = T - 1, and each norm is the largest
+    singular value (`jnp.linalg.norm(ord=2)`). Cost: T SVDs of `[D, D]` per
+    example, so keep D and T moderate.
+
+    Args:
+      cell: an lstmjax `Cell`.
+      params: its parameters.
+      xs: inputs `[B, T, F]`.
+      carry: initial carry with leading axis B; None means zeros.
+
+    Returns:
+      `[B, T]`; entry `[b, T - 1 - k]` is ||d carry_{T-1} / d carry_{T-1-k}||
+      (1 at k = 0).
+    """
+    pxs, carry = _time_major_inputs(cell, params, xs, carry)
+    template = jax.tree_util.tree_map(lambda c: c[0], carry)
+    step = _flat_step(cell, params, template)
+    jac_step = jax.vmap(jax.jacfwd(step, argnums=0))  # ([B, D], [B, P]) -> [B, D, D]
+
+    def forward(v, px):
+        return jax.vmap(step)(v, px), v  # also emit the carry each step reads
+
+    _, before = jax.lax.scan(forward, _flatten_carry(carry), pxs)  # before[s] = carry_{s-1}
+    jacs = jax.vmap(jac_step)(before, pxs)  # [T, B, D, D], jacs[s] = J_s
+    B, D = jacs.shape[1], jacs.shape[-1]
+    eye = jnp.broadcast_to(jnp.eye(D, dtype=jacs.dtype), (B, D, D))
+
+    def backward(prod, jac):
+        # prod = d carry_{T-1} / d carry_s; reading J_s gives d carry_{T-1} / d carry_{s-1}.
+        norm = jnp.linalg.norm(prod, ord=2, axis=(-2, -1))
+        return prod @ jac, norm
+
+    _, norms = jax.lax.scan(backward, eye, jacs, reverse=True)  # norms[s]: t = s
+    return jnp.swapaxes(norms, 0, 1)
+
+
+def spectral_norm(w: Array) -> Array:
+    """Largest singular value of a matrix `w: [M, N]` (a scalar)."""
+    return jnp.linalg.norm(w, ord=2)
+
+
+def spectral_radius(w: Array) -> Array:
+    """Largest eigenvalue modulus of a square matrix `w: [N, N]` (a scalar).
+
+    Uses `jnp.linalg.eigvals`, which JAX implements on CPU only.
+    """
+    if jnp.ndim(w) != 2 or w.shape[0] != w.shape[1]:
+        raise ValueError(f"spectral_radius needs a square matrix; got shape {jnp.shape(w)}.")
+    return jnp.max(jnp.abs(jnp.linalg.eigvals(w)))
+
+
+def _path_name(path) -> str:
+    parts = []
+    for key in path:
+        if isinstance(key, jax.tree_util.GetAttrKey):
+            parts.append(key.name)
+        elif isinstance(key, jax.tree_util.SequenceKey):
+            parts.append(str(key.idx))
+        elif isinstance(key, jax.tree_util.DictKey):
+            parts.append(str(key.key))
+        else:
+            parts.append(str(key))
+    return "/".join(parts)
+
+
+def param_group_grad_norms(grads: Any, depth: Optional[int] = 1) -> dict[str, Array]:
+    """Euclidean norm of the gradient of each parameter group.
+
+    Groups are named by their path in the pytree, parts joined by "/": the
+    fields of a NamedTuple, the indices of a tuple, the keys of a dict. For
+    `LSTMParams` the groups are "w_x", "w_h", "b" (and "peephole"); with
+    `depth=None`, an `lj.recurrent` stack gives "0/forward/w_x", ... and an
+    MLP "layers/0/w", .... Fields holding no arrays (None) are left out.
+    With the default depth the groups are those of the `grad_norms` metric
+    of `lstmjax.train.make_train_step`; this function serves gradients
+    computed elsewhere, and finer groupings.
+
+    Args:
+      grads: a pytree of arrays (gradients shaped like the parameters).
+      depth: group by the first `depth` path parts. The default, 1, gives
+        one norm per top-level field (per layer for an `lj.recurrent` stack,
+        per sub-model for `{"rnn": ..., "readout": ...}`); None gives one
+        group per array.
+
+    Returns:
+      A dict from group name to a scalar norm, in pytree order.
+    """
+    squares: dict[str, Array] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
+        name = _path_name(path if depth is None else path[:depth]) or "all"
+        squares[name] = squares.get(name, 0.0) + jnp.sum(jnp.square(leaf))
+    return {name: jnp.sqrt(s) for name, s in squares.items()}
