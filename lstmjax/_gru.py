@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from lstmjax._cell import Array, Cell, batch_shape_tuple, check_size, make_step
 from lstmjax._checks import row
+from lstmjax._gru_vjp import gru_recur
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,
@@ -82,17 +83,9 @@ def gru(
         return x @ params.w_x + row(params.b, x)
 
     def recur(params: GRUParams, h: Array, px: Array):
-        xr, xz, xn = jnp.split(px, 3, axis=-1)
-        if reset_after:
-            hr, hz, hn = jnp.split(h @ params.w_h, 3, axis=-1)
-            r = jax.nn.sigmoid(xr + hr)
-            n = jnp.tanh(xn + r * (hn + row(params.b_hn, hn)))
-        else:
-            hr, hz = jnp.split(h @ params.w_h[:, : 2 * H], 2, axis=-1)
-            r = jax.nn.sigmoid(xr + hr)
-            n = jnp.tanh(xn + (r * h) @ params.w_h[:, 2 * H :])
-        z = jax.nn.sigmoid(xz + hz)
-        h = z * h + (1.0 - z) * n
+        # The equations above, with the hand-derived backward pass (faster
+        # BPTT on XLA:CPU; see _gru_vjp.py). b_hn is None iff reset_before.
+        h = gru_recur(params.w_h, params.b_hn, h, px)
         return h, h
 
     return Cell(

@@ -51,6 +51,7 @@ def recurrent(
     dropout: float = 0.0,
     *,
     unroll: int = 1,
+    remat: bool | int = False,
 ) -> Recurrent:
     """Stack `num_layers` copies of `cell`, optionally in both directions.
 
@@ -69,6 +70,8 @@ def recurrent(
       bidirectional: run a second, reversed copy of each layer.
       dropout: drop rate between layers, in [0, 1).
       unroll: passed to `lstmjax.unroll`.
+      remat: gradient checkpointing, passed to `lstmjax.unroll` (False, True
+        for every round(sqrt(T)) steps, or an int number of steps).
     """
     check_size("num_layers", num_layers)
     if not 0.0 <= dropout < 1.0:
@@ -120,7 +123,14 @@ def recurrent(
                     break
                 c0 = None if carry is None else _split(carry, layer * directions + d)
                 o, c = unroll_cell(
-                    cell, dir_params, h, c0, lengths=lengths, reverse=rev, unroll=unroll
+                    cell,
+                    dir_params,
+                    h,
+                    c0,
+                    lengths=lengths,
+                    reverse=rev,
+                    unroll=unroll,
+                    remat=remat,
                 )
                 outs.append(o)
                 finals.append(c)

@@ -15,6 +15,7 @@ from lstmjax._initializers import (
     default_recurrent_init,
     gate_blocks,
 )
+from lstmjax._lstm_vjp import lstm_recur
 
 GATES = ("i", "f", "g", "o")  # order of the gate blocks in w_x, w_h and b
 
@@ -96,17 +97,9 @@ def lstm(
         return x @ params.w_x + row(params.b, x)
 
     def recur(params: LSTMParams, carry: LSTMCarry, px: Array):
-        h, c = carry
-        z = px + h @ params.w_h
-        zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
-        if peephole:
-            p = params.peephole
-            zi = zi + row(p[0], c) * c
-            zf = zf + row(p[1], c) * c
-        c = jax.nn.sigmoid(zf) * c + jax.nn.sigmoid(zi) * jnp.tanh(zg)
-        if peephole:
-            zo = zo + row(p[2], c) * c
-        h = jax.nn.sigmoid(zo) * jnp.tanh(c)
+        # The equations above, with the hand-derived backward pass (faster
+        # BPTT on XLA:CPU; see _lstm_vjp.py).
+        h, c = lstm_recur(params.w_h, params.peephole, carry.h, carry.c, px)
         return LSTMCarry(h, c), h
 
     return Cell(

@@ -186,7 +186,7 @@ def jacobian_norms(
     The carry is flattened to one vector (for the LSTM `[h; c]`, size 2H), so
     this is the norm of the full state-to-state Jacobian product
     J_{T-1} J_{T-2} ... J_{t+1}, with J_s = d carry_s / d carry_{s-1}. Each
-    J_s comes from `jax.jacfwd` of one step; the products are accumulated
+    J_s comes from `jax.jacrev` of one step; the products are accumulated
     backwards from the identity at t = T - 1, and each norm is the largest
     singular value (`jnp.linalg.norm(ord=2)`). Cost: T SVDs of `[D, D]` per
     example, so keep D and T moderate.
@@ -204,7 +204,7 @@ def jacobian_norms(
     pxs, carry = _time_major_inputs(cell, params, xs, carry)
     template = jax.tree_util.tree_map(lambda c: c[0], carry)
     step = _flat_step(cell, params, template)
-    jac_step = jax.vmap(jax.jacfwd(step, argnums=0))  # ([B, D], [B, P]) -> [B, D, D]
+    jac_step = jax.vmap(jax.jacrev(step, argnums=0))  # ([B, D], [B, P]) -> [B, D, D]
 
     def forward(v, px):
         return jax.vmap(step)(v, px), v  # also emit the carry each step reads

@@ -1,0 +1,358 @@
+"""The implementations the benchmark times: lstmjax, a hand-written floor, and the peers.
+
+Every JAX implementation is reduced to the same two functions,
+
+    init(key) -> params
+    forward(params, xs [B, T, I]) -> (ys [B, T, H], h_last [B, H])
+
+from which `benchmark.py` builds the same jitted inference and training
+steps (many-to-one MSE on h_last, Adam), so that the implementations differ
+only in their recurrence. PyTorch gets the equivalent eager step. A peer
+whose package is not installed raises `Missing`, and is reported as such.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+import lstmjax as lj
+import lstmjax._unroll as lj_unroll
+from lstmjax._gru_vjp import gru_recur
+from lstmjax._lstm_vjp import lstm_recur
+from lstmjax._remat import scan_with_remat
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+class Shape(NamedTuple):
+    batch: int
+    time: int
+    inputs: int
+    hidden: int
+
+
+class JaxModel(NamedTuple):
+    init: Callable[[jax.Array], Any]
+    forward: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
+    # entered while tracing (lstmjax variants patch a trace-time default)
+    trace_context: Callable[[], Any] = contextlib.nullcontext
+
+
+class Missing(Exception):  # noqa: N818 (a status, not a failure)
+    """The implementation cannot run here (package absent, or no such cell)."""
+
+
+def require(module: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise Missing(f"package '{module}' is not installed (pip install lstmjax[bench])")
+
+
+def _swap(a: jax.Array) -> jax.Array:
+    return jnp.swapaxes(a, 0, 1)
+
+
+# ----------------------------------------------------------------- lstmjax
+
+
+def lstmjax_cell(cell: str, hidden: int) -> lj.Cell:
+    return {"rnn": lj.rnn, "gru": lj.gru, "lstm": lj.lstm}[cell](hidden)
+
+
+def last_h(carry) -> jax.Array:
+    return carry.h if isinstance(carry, lj.LSTMCarry) else carry
+
+
+@contextlib.contextmanager
+def hoisting(value: bool | None):
+    """Force `lstmjax._unroll.hoist_projection()` while a function is traced."""
+    if value is None:
+        yield
+        return
+    saved = lj_unroll.hoist_projection
+    lj_unroll.hoist_projection = lambda: value
+    try:
+        yield
+    finally:
+        lj_unroll.hoist_projection = saved
+
+
+def unroll_remat(cell: lj.Cell, params, xs: jax.Array, segment_length: int | None = None):
+    """`lj.unroll` (no lengths, forward) with gradient checkpointing.
+
+    Uses `lj.unroll(..., remat=...)` once the core has the option; until then
+    the same composition written here: the projection is hoisted per segment
+    (inside the checkpoint) when the backend prefers hoisting, else in-loop.
+    """
+    import inspect
+
+    if "remat" in inspect.signature(lj.unroll).parameters:
+        return lj.unroll(cell, params, xs, remat=segment_length or True)
+    xs_t = _swap(xs)
+    carry = cell.initial_carry((xs.shape[0],))
+    if lj_unroll.hoist_projection():
+        carry, ys = scan_with_remat(
+            lambda c, px: cell.recur(params, c, px),
+            carry,
+            xs_t,
+            segment_length,
+            prepare=lambda x: cell.project(params, x),
+        )
+    else:
+        carry, ys = scan_with_remat(
+            lambda c, x: cell.recur(params, c, cell.project(params, x)), carry, xs_t, segment_length
+        )
+    return _swap(ys), carry
+
+
+def with_custom_vjp(c: lj.Cell) -> lj.Cell:
+    """The cell with its recurrence replaced by the hand-derived backward pass."""
+
+    def lstm(params, carry, px):
+        h, cell_state = lstm_recur(params.w_h, params.peephole, carry.h, carry.c, px)
+        return lj.LSTMCarry(h, cell_state), h
+
+    def gru(params, h, px):
+        h = gru_recur(params.w_h, params.b_hn, h, px)
+        return h, h
+
+    if c.name not in ("lstm", "gru"):
+        raise Missing(f"no hand-derived backward pass for {c.name}")
+    return c._replace(recur=lstm if c.name == "lstm" else gru)
+
+
+def lstmjax_model(
+    cell: str,
+    s: Shape,
+    *,
+    hoist: bool | None = None,
+    unroll: int = 1,
+    remat: bool = False,
+    custom_vjp: bool = False,
+) -> JaxModel:
+    c = lstmjax_cell(cell, s.hidden)
+    if custom_vjp:
+        c = with_custom_vjp(c)
+
+    def forward(params, xs):
+        if remat:
+            ys, carry = unroll_remat(c, params, xs)
+        else:
+            ys, carry = lj.unroll(c, params, xs, unroll=unroll)
+        return ys, last_h(carry)
+
+    return JaxModel(lambda key: c.init(key, s.inputs), forward, lambda: hoisting(hoist))
+
+
+# ------------------------------------------------------------------- floor
+
+
+def floor_model(cell: str, s: Shape) -> JaxModel:
+    """The least code that computes the cell: one fused [x, h] matmul per step.
+
+    The GRU (reset-after, as PyTorch) needs `h @ W_hn` apart from `x @ W_xn`,
+    so its floor does one matmul for x and one for h.
+    """
+    G, H = GATES[cell], s.hidden
+
+    def init(key):
+        w = jax.random.normal(key, (s.inputs + H, G * H), jnp.float32) / jnp.sqrt(s.inputs + H)
+        return {"w": w, "b": jnp.zeros((1, G * H), jnp.float32)}
+
+    def step(p, carry, x):
+        if cell == "gru":
+            gx = x @ p["w"][: s.inputs] + p["b"]
+            gh = carry @ p["w"][s.inputs :]
+            r = jax.nn.sigmoid(gx[:, :H] + gh[:, :H])
+            u = jax.nn.sigmoid(gx[:, H : 2 * H] + gh[:, H : 2 * H])
+            n = jnp.tanh(gx[:, 2 * H :] + r * gh[:, 2 * H :])
+            h = u * carry + (1.0 - u) * n
+            return h, h
+        h = carry[0] if cell == "lstm" else carry
+        z = jnp.concatenate([x, h], axis=-1) @ p["w"] + p["b"]
+        if cell == "rnn":
+            h = jnp.tanh(z)
+            return h, h
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * carry[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (h, c), h
+
+    def forward(p, xs):
+        zeros = jnp.zeros((xs.shape[0], H), xs.dtype)
+        carry0 = (zeros, zeros) if cell == "lstm" else zeros
+        _, ys = jax.lax.scan(lambda c, x: step(p, c, x), carry0, _swap(xs))
+        return _swap(ys), ys[-1]
+
+    return JaxModel(init, forward)
+
+
+# -------------------------------------------------------------------- flax
+
+
+def flax_model(cell_class: str, s: Shape) -> JaxModel:
+    require("flax")
+    import flax.linen as nn
+
+    model = nn.RNN(getattr(nn, cell_class)(s.hidden), return_carry=True)
+
+    def forward(params, xs):
+        carry, ys = model.apply(params, xs)
+        h = carry[1] if "LSTM" in cell_class else carry  # LSTM carry is (c, h)
+        return ys, h
+
+    return JaxModel(
+        lambda key: model.init(key, jnp.zeros((s.batch, s.time, s.inputs), jnp.float32)), forward
+    )
+
+
+# ---------------------------------------------------------------- equinox
+
+
+def equinox_model(cell: str, s: Shape) -> JaxModel:
+    require("equinox")
+    import equinox as eqx
+
+    if cell == "rnn":
+        raise Missing("equinox has no simple RNN cell (the floor row stands in for it)")
+    cls = {"lstm": eqx.nn.LSTMCell, "gru": eqx.nn.GRUCell}[cell]
+    _, static = eqx.partition(cls(s.inputs, s.hidden, key=jax.random.PRNGKey(0)), eqx.is_array)
+
+    def init(key):
+        return eqx.partition(cls(s.inputs, s.hidden, key=key), eqx.is_array)[0]
+
+    def forward(params, xs):
+        step = jax.vmap(eqx.combine(params, static))  # the cells take one example
+        zeros = jnp.zeros((xs.shape[0], s.hidden), xs.dtype)
+        carry0 = (zeros, zeros) if cell == "lstm" else zeros
+
+        def body(carry, x):
+            carry = step(x, carry)
+            h = carry[0] if cell == "lstm" else carry
+            return carry, h
+
+        _, ys = jax.lax.scan(body, carry0, _swap(xs))
+        return _swap(ys), ys[-1]
+
+    return JaxModel(init, forward)
+
+
+# ------------------------------------------------------------------ haiku
+
+
+def haiku_model(cell: str, s: Shape) -> JaxModel:
+    require("haiku")
+    import haiku as hk
+
+    core_class = {"lstm": hk.LSTM, "gru": hk.GRU, "rnn": hk.VanillaRNN}[cell]
+
+    def run(xs):
+        core = core_class(s.hidden)
+        state0 = core.initial_state(xs.shape[0])
+        ys, _ = hk.dynamic_unroll(core, _swap(xs), state0)
+        return _swap(ys), ys[-1]
+
+    net = hk.without_apply_rng(hk.transform(run))
+    return JaxModel(
+        lambda key: net.init(key, jnp.zeros((s.batch, s.time, s.inputs), jnp.float32)), net.apply
+    )
+
+
+# ------------------------------------------------------------------ torch
+
+
+class TorchStep(NamedTuple):
+    infer: Callable[[], None]
+    train: Callable[[], None]
+
+
+def torch_steps(cell: str, s: Shape, threads: int, seed: int = 0) -> TorchStep:
+    """Eager PyTorch: forward under no_grad, and forward + backward + Adam.
+
+    `threads` is set before every call (it is process-wide), so that rows
+    with different thread counts can be interleaved.
+    """
+    require("torch")
+    import torch
+
+    torch.manual_seed(seed)
+    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    model = cls(s.inputs, s.hidden, batch_first=True)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(s.batch, s.time, s.inputs)
+    y = torch.randn(s.batch, s.hidden)
+
+    def infer():
+        torch.set_num_threads(threads)
+        with torch.no_grad():
+            model(x)
+
+    def train():
+        torch.set_num_threads(threads)
+        opt.zero_grad(set_to_none=True)
+        _, h_n = model(x)
+        h = h_n[0] if cell == "lstm" else h_n  # LSTM returns (h_n, c_n)
+        loss = torch.mean((h[-1] - y) ** 2)
+        loss.backward()
+        opt.step()
+
+    return TorchStep(infer, train)
+
+
+# --------------------------------------------------------------- registry
+
+JAX_PEERS: dict[str, dict[str, Callable[[Shape], JaxModel]]] = {
+    "lstm": {
+        "flax.LSTMCell": lambda s: flax_model("LSTMCell", s),
+        "flax.OptimizedLSTMCell": lambda s: flax_model("OptimizedLSTMCell", s),
+        "equinox.LSTMCell": lambda s: equinox_model("lstm", s),
+        "haiku.LSTM": lambda s: haiku_model("lstm", s),
+    },
+    "gru": {
+        "flax.GRUCell": lambda s: flax_model("GRUCell", s),
+        "equinox.GRUCell": lambda s: equinox_model("gru", s),
+        "haiku.GRU": lambda s: haiku_model("gru", s),
+    },
+    "rnn": {
+        "flax.SimpleCell": lambda s: flax_model("SimpleCell", s),
+        "equinox (no RNN cell)": lambda s: equinox_model("rnn", s),
+        "haiku.VanillaRNN": lambda s: haiku_model("rnn", s),
+    },
+}
+TORCH_NAME = {"lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU", "rnn": "torch.nn.RNN"}
+
+
+VARIANTS = ("hoisted", "in-loop", "unroll=2", "unroll=4", "unroll=8", "remat", "custom-vjp")
+
+
+def lstmjax_variant(cell: str, s: Shape, variant: str) -> JaxModel:
+    """One technique of the study, applied to lstmjax alone."""
+    if variant in ("hoisted", "in-loop"):
+        return lstmjax_model(cell, s, hoist=variant == "hoisted")
+    if variant.startswith("unroll="):
+        return lstmjax_model(cell, s, unroll=int(variant.split("=")[1]))
+    if variant == "remat":
+        return lstmjax_model(cell, s, remat=True)
+    if variant == "custom-vjp":
+        return lstmjax_model(cell, s, custom_vjp=True)
+    raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
+
+
+def jax_models(cell: str, s: Shape, variants=()) -> dict[str, Callable[[], JaxModel]]:
+    """Name -> model builder, lstmjax first, then its `variants` (technique study)."""
+    models: dict[str, Callable[[], JaxModel]] = {
+        "lstmjax": lambda: lstmjax_model(cell, s),
+    }
+    for v in variants:
+        if v == "custom-vjp" and cell == "rnn":
+            continue  # autodiff of the RNN step already stores the minimum
+        models[f"lstmjax[{v}]"] = lambda v=v: lstmjax_variant(cell, s, v)
+    models["floor (hand-written scan)"] = lambda: floor_model(cell, s)
+    for name, build in JAX_PEERS[cell].items():
+        models[name] = lambda build=build: build(s)
+    return models
