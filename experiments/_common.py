@@ -106,7 +106,22 @@ def save_json(args: argparse.Namespace, name: str, config: dict, data: dict) -> 
     # One top-level key per line: readable, without a line per number.
     lines = [f" {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in result.items()]
     (args.out / f"{name}.json").write_text("{\n" + ",\n".join(lines) + "\n}\n")
+    announce(args.out, name, result)
     return result
+
+
+def announce(out: Path, name: str, result: dict) -> None:
+    """Tell the user where the results are and how the anchors fared."""
+    print(f"\n{name}: wrote {out / (name + '.json')}", file=sys.stderr)
+    for figure in result.get("figures", []):
+        print(f"  figure: {out / figure}", file=sys.stderr)
+    for row in result.get("anchors", []):
+        verdict = "pass" if row["pass"] else "FAIL"
+        print(
+            f"  [{verdict}] {row['anchor']}: expected {row['expected']}, "
+            f"measured {row['measured']:.3g}",
+            file=sys.stderr,
+        )
 
 
 def load_json(out: Path, name: str) -> dict:
