@@ -76,7 +76,7 @@ def check_lengths(lengths, batch: int, time: int):
     the values are concrete; under `jit` they cannot be inspected, and values
     outside the range behave as if clipped to it.
     """
-    lengths = jnp.asarray(lengths) if not isinstance(lengths, jax.Array) else lengths
+    lengths = jnp.asarray(lengths)
     if jnp.shape(lengths) != (batch,):
         raise ValueError(
             f"lengths must have shape [batch] = ({batch},); got shape {jnp.shape(lengths)}."

@@ -133,6 +133,7 @@ def last_valid(ys: Array, lengths: Array | None = None) -> Array:
         raise ValueError(f"last_valid: ys must be [batch, time, features]; got {jnp.shape(ys)}.")
     if lengths is None:
         return ys[:, -1]
-    idx = jnp.clip(jnp.asarray(lengths) - 1, 0, ys.shape[1] - 1)
+    lengths = jnp.asarray(lengths)
+    idx = jnp.clip(lengths - 1, 0, ys.shape[1] - 1)
     out = jnp.take_along_axis(ys, idx[:, None, None], axis=1)[:, 0]
-    return jnp.where((jnp.asarray(lengths) > 0)[:, None], out, jnp.zeros_like(out))
+    return jnp.where((lengths > 0)[:, None], out, jnp.zeros_like(out))
