@@ -23,9 +23,8 @@ import jax.numpy as jnp
 
 import lstmjax as lj
 import lstmjax._unroll as lj_unroll
-from lstmjax._gru_vjp import gru_recur
-from lstmjax._lstm_vjp import lstm_recur
-from lstmjax._remat import scan_with_remat
+from lstmjax._gru_vjp import _forward as gru_forward
+from lstmjax._lstm_vjp import _forward as lstm_forward
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
@@ -69,60 +68,35 @@ def last_h(carry) -> jax.Array:
 
 
 @contextlib.contextmanager
-def hoisting(value: bool | None):
-    """Force `lstmjax._unroll.hoist_projection()` while a function is traced."""
-    if value is None:
-        yield
-        return
-    saved = lj_unroll.hoist_projection
-    lj_unroll.hoist_projection = lambda: value
+def backend_defaults(**forced: bool | None):
+    """Force `lstmjax._unroll`'s backend-dependent defaults while a function is traced.
+
+    Keys name the functions (`hoist_projection`, `split_accumulation`); None
+    leaves a default alone.
+    """
+    saved = {name: getattr(lj_unroll, name) for name, v in forced.items() if v is not None}
+    for name in saved:
+        setattr(lj_unroll, name, lambda v=forced[name]: v)
     try:
         yield
     finally:
-        lj_unroll.hoist_projection = saved
+        for name, fn in saved.items():
+            setattr(lj_unroll, name, fn)
 
 
-def unroll_remat(cell: lj.Cell, params, xs: jax.Array, segment_length: int | None = None):
-    """`lj.unroll` (no lengths, forward) with gradient checkpointing.
-
-    Uses `lj.unroll(..., remat=...)` once the core has the option; until then
-    the same composition written here: the projection is hoisted per segment
-    (inside the checkpoint) when the backend prefers hoisting, else in-loop.
-    """
-    import inspect
-
-    if "remat" in inspect.signature(lj.unroll).parameters:
-        return lj.unroll(cell, params, xs, remat=segment_length or True)
-    xs_t = _swap(xs)
-    carry = cell.initial_carry((xs.shape[0],))
-    if lj_unroll.hoist_projection():
-        carry, ys = scan_with_remat(
-            lambda c, px: cell.recur(params, c, px),
-            carry,
-            xs_t,
-            segment_length,
-            prepare=lambda x: cell.project(params, x),
-        )
-    else:
-        carry, ys = scan_with_remat(
-            lambda c, x: cell.recur(params, c, cell.project(params, x)), carry, xs_t, segment_length
-        )
-    return _swap(ys), carry
-
-
-def with_custom_vjp(c: lj.Cell) -> lj.Cell:
-    """The cell with its recurrence replaced by the hand-derived backward pass."""
+def with_autodiff(c: lj.Cell) -> lj.Cell:
+    """The cell with its hand-derived backward pass replaced by JAX's autodiff of the same step."""
 
     def lstm(params, carry, px):
-        h, cell_state = lstm_recur(params.w_h, params.peephole, carry.h, carry.c, px)
+        (h, cell_state), _ = lstm_forward(params.w_h, params.peephole, carry.h, carry.c, px)
         return lj.LSTMCarry(h, cell_state), h
 
     def gru(params, h, px):
-        h = gru_recur(params.w_h, params.b_hn, h, px)
+        h, _ = gru_forward(params.w_h, params.b_hn, h, px)
         return h, h
 
     if c.name not in ("lstm", "gru"):
-        raise Missing(f"no hand-derived backward pass for {c.name}")
+        raise Missing(f"{c.name} has no hand-derived backward pass to replace")
     return c._replace(recur=lstm if c.name == "lstm" else gru)
 
 
@@ -131,22 +105,24 @@ def lstmjax_model(
     s: Shape,
     *,
     hoist: bool | None = None,
+    split: bool | None = None,
     unroll: int = 1,
     remat: bool = False,
-    custom_vjp: bool = False,
+    autodiff: bool = False,
 ) -> JaxModel:
     c = lstmjax_cell(cell, s.hidden)
-    if custom_vjp:
-        c = with_custom_vjp(c)
+    if autodiff:
+        c = with_autodiff(c)
 
     def forward(params, xs):
-        if remat:
-            ys, carry = unroll_remat(c, params, xs)
-        else:
-            ys, carry = lj.unroll(c, params, xs, unroll=unroll)
+        ys, carry = lj.unroll(c, params, xs, unroll=unroll, remat=remat)
         return ys, last_h(carry)
 
-    return JaxModel(lambda key: c.init(key, s.inputs), forward, lambda: hoisting(hoist))
+    return JaxModel(
+        lambda key: c.init(key, s.inputs),
+        forward,
+        lambda: backend_defaults(hoist_projection=hoist, split_accumulation=split),
+    )
 
 
 # ------------------------------------------------------------------- floor
@@ -327,19 +303,31 @@ JAX_PEERS: dict[str, dict[str, Callable[[Shape], JaxModel]]] = {
 TORCH_NAME = {"lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU", "rnn": "torch.nn.RNN"}
 
 
-VARIANTS = ("hoisted", "in-loop", "unroll=2", "unroll=4", "unroll=8", "remat", "custom-vjp")
+VARIANTS = (
+    "hoisted",
+    "in-loop",
+    "split-accumulation",
+    "fused-accumulation",
+    "unroll=2",
+    "unroll=4",
+    "unroll=8",
+    "remat",
+    "autodiff",
+)
 
 
 def lstmjax_variant(cell: str, s: Shape, variant: str) -> JaxModel:
     """One technique of the study, applied to lstmjax alone."""
     if variant in ("hoisted", "in-loop"):
         return lstmjax_model(cell, s, hoist=variant == "hoisted")
+    if variant in ("split-accumulation", "fused-accumulation"):
+        return lstmjax_model(cell, s, split=variant == "split-accumulation")
     if variant.startswith("unroll="):
         return lstmjax_model(cell, s, unroll=int(variant.split("=")[1]))
     if variant == "remat":
         return lstmjax_model(cell, s, remat=True)
-    if variant == "custom-vjp":
-        return lstmjax_model(cell, s, custom_vjp=True)
+    if variant == "autodiff":
+        return lstmjax_model(cell, s, autodiff=True)
     raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
 
 
@@ -349,8 +337,8 @@ def jax_models(cell: str, s: Shape, variants=()) -> dict[str, Callable[[], JaxMo
         "lstmjax": lambda: lstmjax_model(cell, s),
     }
     for v in variants:
-        if v == "custom-vjp" and cell == "rnn":
-            continue  # autodiff of the RNN step already stores the minimum
+        if v == "autodiff" and cell == "rnn":
+            continue  # the RNN step is differentiated by autodiff already
         models[f"lstmjax[{v}]"] = lambda v=v: lstmjax_variant(cell, s, v)
     models["floor (hand-written scan)"] = lambda: floor_model(cell, s)
     for name, build in JAX_PEERS[cell].items():

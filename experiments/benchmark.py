@@ -2,7 +2,7 @@
 
     python experiments/benchmark.py [--quick] [--cell lstm,gru,rnn]
         [--config small,medium,long,wide] [--mode train,infer,memory]
-        [--variants custom-vjp,remat,...|all] [--out DIR]
+        [--variants autodiff,remat,...|all] [--out DIR]
 
 Modes:
   train   one training step: forward, BPTT, Adam update (many-to-one MSE on

@@ -23,6 +23,52 @@ def hoist_projection() -> bool:
     return jax.default_backend() != "cpu"
 
 
+# XLA:CPU splits an elementwise kernel of 65,536 elements or more across its
+# threads; blocks of at most half that stay on one thread (measured).
+ACCUMULATION_BLOCK = 32768
+
+
+def split_accumulation() -> bool:
+    """Whether `unroll` closes over mid-sized weight matrices in column blocks."""
+    return jax.default_backend() == "cpu"
+
+
+def _column_blocks(params: Params) -> Params:
+    """Each mid-sized 2-D weight `[K, N]` as a list of column blocks.
+
+    Backpropagation through `lax.scan` adds every step's weight gradient into
+    an accumulator. XLA:CPU splits an add of 65,536 elements or more (e.g.
+    `[128, 512]`, an LSTM's W_h at H=128) across its threads, and for one
+    such add per step the hand-off costs more than the add itself. Closing
+    over column blocks of at most ACCUMULATION_BLOCK elements, joined again
+    inside the step (XLA hoists the join out of the loop), gives one
+    single-threaded add per block. Smaller matrices are left alone (they
+    are not split across threads, and more blocks only add kernels), and
+    so are matrices over four blocks' worth: their adds are large enough
+    for the thread split to pay.
+    Measured with `experiments/benchmark.py --variants fused-accumulation`.
+    """
+
+    def split(a):
+        if jnp.ndim(a) != 2 or not 2 * ACCUMULATION_BLOCK <= a.size <= 4 * ACCUMULATION_BLOCK:
+            return a
+        n = 1
+        while a.size // n > ACCUMULATION_BLOCK and a.shape[1] % (2 * n) == 0:
+            n *= 2
+        return jnp.split(a, n, axis=1) if n > 1 else a
+
+    return jax.tree_util.tree_map(split, params)
+
+
+def _join_blocks(blocks: Params) -> Params:
+    """Inverse of `_column_blocks`."""
+    return jax.tree_util.tree_map(
+        lambda b: jnp.concatenate(b, axis=1) if isinstance(b, list) else b,
+        blocks,
+        is_leaf=lambda b: isinstance(b, list),
+    )
+
+
 def check_remat(remat) -> Optional[int]:
     """`remat` as a segment length: True -> None (sqrt(T)), a positive int -> itself."""
     if remat is True:
@@ -114,11 +160,13 @@ def unroll(
         xs_t = xs_t[::-1] if lengths is None else reverse_within_lengths(xs_t, lengths)
 
     hoisted = hoist_projection()
+    blocks = _column_blocks(params) if split_accumulation() else params
 
     def body(carry, inputs):
         x, t = inputs
-        px = x if hoisted else cell.project(params, x)
-        new_carry, y = cell.recur(params, carry, px)
+        step_params = _join_blocks(blocks)
+        px = x if hoisted else cell.project(step_params, x)
+        new_carry, y = cell.recur(step_params, carry, px)
         if lengths is not None:
             valid = (t < lengths)[:, None]  # [B, 1]
             new_carry = jax.tree_util.tree_map(

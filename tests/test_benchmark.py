@@ -99,4 +99,4 @@ def test_bad_arguments_name_what_is_allowed(capsys):
     assert "unknown ['transformer']" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         benchmark.parse(["--variants", "fast"])
-    assert "custom-vjp" in capsys.readouterr().err
+    assert "autodiff" in capsys.readouterr().err
