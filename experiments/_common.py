@@ -6,9 +6,10 @@ An experiment module `experiments/<name>.py` provides
     def main(argv: list[str] | None = None) -> dict   # runs, writes JSON + PNG
     def report(result: dict) -> Report                # findings and anchor rows
 
-and writes `DIR/<name>.json` (every plotted number, the configuration and the
-seed) and `DIR/<name>*.png`. `run_all.py` reads the JSON back and asks
-`report` for the lines of `REPORT.md`, so no number in the report is typed in.
+and ends `main` with `publish`, which writes `DIR/<name>.json` (every plotted
+number, the configuration and the seed) and `DIR/<name>*.png`. `run_all.py`
+reads the JSON back and asks `report` for the lines of `REPORT.md`, so no
+number in the report is typed in.
 
 Matplotlib is used here and in the experiments only, never in the library.
 """
@@ -20,7 +21,7 @@ import json
 import math
 import random
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
@@ -31,6 +32,7 @@ matplotlib.use("Agg")  # files only: no display is needed (or wanted) on a serve
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 DEFAULT_OUT = Path("results")
@@ -99,15 +101,45 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def save_json(args: argparse.Namespace, name: str, config: dict, data: dict) -> dict:
-    """Write `args.out/<name>.json` with the configuration, seed and `data`; return it."""
-    result = {"name": name, "seed": args.seed, "quick": args.quick, "config": config, **data}
-    result = to_jsonable(result)
-    # One top-level key per line: readable, without a line per number.
-    lines = [f" {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in result.items()]
-    (args.out / f"{name}.json").write_text("{\n" + ",\n".join(lines) + "\n}\n")
+def publish(
+    args: argparse.Namespace,
+    name: str,
+    config: dict,
+    data: dict,
+    figures: dict[str, Callable[[dict], Figure]],
+) -> dict:
+    """Write `args.out/<name>.json`, draw and save each figure, then say where they are.
+
+    The JSON holds `name`, the seed, `quick`, `config`, the entries of `data`
+    (every plotted number and the "anchors") and "figures": the file names,
+    the keys of `figures`, in order. Each value of `figures` draws its figure
+    from the result as written (the JSON-able dict returned here); one that
+    plots raw arrays may ignore it. The JSON goes first, so that a plotting
+    error does not lose a long run's numbers; the announcement goes last, once
+    every file it names exists.
+    """
+    head = {"name": name, "seed": args.seed, "quick": args.quick, "config": config}
+    result = to_jsonable({**head, **data, "figures": list(figures)})
+    write_json(args.out / f"{name}.json", result)
+    for filename, draw in figures.items():
+        save_figure(draw(result), args.out / filename)
     announce(args.out, name, result)
     return result
+
+
+def write_json(path: Path, result: dict) -> None:
+    """Write a JSON-able `result` with one top-level key per line."""
+    # Readable, without a line per number.
+    lines = [f" {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in result.items()]
+    path.write_text("{\n" + ",\n".join(lines) + "\n}\n")
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """Save `fig` as a PNG at `path` and close it (also when saving fails)."""
+    try:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def announce(out: Path, name: str, result: dict) -> None:
@@ -125,15 +157,8 @@ def announce(out: Path, name: str, result: dict) -> None:
 
 
 def load_json(out: Path, name: str) -> dict:
-    """Read back what `save_json` wrote."""
+    """Read back the JSON that `publish` wrote."""
     return json.loads((Path(out) / f"{name}.json").read_text())
-
-
-def save_figure(fig, args: argparse.Namespace, filename: str) -> str:
-    """Save `fig` as `args.out/filename` (PNG) and close it; return the file name."""
-    fig.savefig(args.out / filename, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return filename
 
 
 def anchor(name: str, expected: str, measured: float, passed: bool, note: str = "") -> dict:

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import Report, anchor, fmt, parse_args, progress, save_figure, save_json
+from _common import Report, anchor, fmt, parse_args, progress, publish
 
 NAME = "activations"
 
@@ -97,9 +97,9 @@ def main(argv=None) -> dict:
             abs(products["sigmoid: 0.25^k"][10] / 0.25**10 - 1) < 1e-5,
         ),
     ]
-    figure = save_figure(plot(x, res, ks, products), args, f"{NAME}.png")
-    data = {"x": x, "functions": res, "k": ks, "products": products}
-    return save_json(args, NAME, config, {**data, "anchors": anchors, "figures": [figure]})
+    data = {"x": x, "functions": res, "k": ks, "products": products, "anchors": anchors}
+    figures = {f"{NAME}.png": lambda _: plot(x, res, ks, products)}
+    return publish(args, NAME, config, data, figures)
 
 
 def report(result: dict) -> Report:

@@ -35,8 +35,7 @@ from _common import (
     fmt,
     parse_args,
     progress,
-    save_figure,
-    save_json,
+    publish,
     seed_everything,
 )
 
@@ -267,11 +266,8 @@ def main(argv=None) -> dict:
         "sizes": sz,
         "runs": runs,
         "anchors": anchors_of(runs, baseline),
-        "figures": [f"{NAME}.png"],
     }
-    result = save_json(args, NAME, config, data_out)
-    save_figure(plot(result), args, f"{NAME}.png")
-    return result
+    return publish(args, NAME, config, data_out, {f"{NAME}.png": plot})
 
 
 def report(result: dict) -> Report:

@@ -26,8 +26,7 @@ from _common import (
     fmt,
     parse_args,
     progress,
-    save_figure,
-    save_json,
+    publish,
     seed_everything,
 )
 
@@ -125,9 +124,8 @@ def main(argv=None) -> dict:
     config |= {"rhos": list(RHOS), "inputs_distribution": "N(0, 1)", "dtype": "float64"}
     res = measure(key, config)
     k = np.arange(config["steps"])
-    figure = save_figure(plot(res, k), args, f"{NAME}.png")
-    data = {"k": k, "results": res, "anchors": anchors_of(res), "figures": [figure]}
-    return save_json(args, NAME, config, data)
+    data = {"k": k, "results": res, "anchors": anchors_of(res)}
+    return publish(args, NAME, config, data, {f"{NAME}.png": lambda _: plot(res, k)})
 
 
 def report(result: dict) -> Report:

@@ -33,8 +33,7 @@ from _common import (
     fmt,
     parse_args,
     progress,
-    save_figure,
-    save_json,
+    publish,
     seed_everything,
 )
 
@@ -361,17 +360,17 @@ def main(argv=None) -> dict:
     bar.close()
     for r in runs.values():
         r["spikes"] = spikes(r["grad_norm"])
-    figures = [f"{NAME}_wall.png", f"{NAME}_training.png"]
-    save_figure(plot_wall(wall, surface_cfg), args, figures[0])
-    save_figure(plot_training(runs, config), args, figures[1])
     data = {
         "wall": wall,
         "training": runs,
         "baseline_cross_entropy": tasks.ORDER_BASELINE_CE,
         "anchors": anchors_of(wall, runs),
-        "figures": figures,
     }
-    return save_json(args, NAME, config, data)
+    figures = {
+        f"{NAME}_wall.png": lambda _: plot_wall(wall, surface_cfg),
+        f"{NAME}_training.png": lambda _: plot_training(runs, config),
+    }
+    return publish(args, NAME, config, data, figures)
 
 
 def report(result: dict) -> Report:

@@ -33,8 +33,7 @@ from _common import (
     fmt,
     parse_args,
     progress,
-    save_figure,
-    save_json,
+    publish,
     seed_everything,
 )
 
@@ -307,10 +306,8 @@ def main(argv=None) -> dict:
     if args.quick:
         config |= {"steps": 600, "eval_every": 100, "adding_lengths": [25], "copy_delays": [10]}
     results = run_all(key, config)
-    data = {"results": results, "anchors": anchors_of(results), "figures": [f"{NAME}.png"]}
-    result = save_json(args, NAME, config, data)
-    save_figure(plot(result), args, f"{NAME}.png")
-    return result
+    data = {"results": results, "anchors": anchors_of(results)}
+    return publish(args, NAME, config, data, {f"{NAME}.png": plot})
 
 
 def report(result: dict) -> Report:

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from _common import Report, anchor, fmt, parse_args, progress, save_figure, save_json
+from _common import Report, anchor, fmt, parse_args, progress, publish
 
 import lstmjax as lj
 
@@ -217,16 +217,14 @@ def main(argv=None) -> dict:
     res = train_all(k_model, data, config, bar)
     bar.close()
     grad = step_gradient(data)
-    figure = save_figure(plot(data, res), args, f"{NAME}.png")
     results = {name: {k: v for k, v in r.items() if k != "predictors"} for name, r in res.items()}
     payload = {
         "data": {name: {"x": x, "y": y} for name, (x, y) in data.items()},
         "results": results,
         "step_gradient_max_abs": grad,
         "anchors": anchors_of(res, grad),
-        "figures": [figure],
     }
-    return save_json(args, NAME, config, payload)
+    return publish(args, NAME, config, payload, {f"{NAME}.png": lambda _: plot(data, res)})
 
 
 def report(result: dict) -> Report:

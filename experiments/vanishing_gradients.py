@@ -38,8 +38,7 @@ from _common import (
     fmt,
     parse_args,
     progress,
-    save_figure,
-    save_json,
+    publish,
     seed_everything,
 )
 
@@ -261,11 +260,8 @@ def main(argv=None) -> dict:
         "adding_baseline_mse": tasks.ADDING_BASELINE_MSE,
         "decay_per_step": {label: decay_per_step(c) for label, c in curves.items()},
         "anchors": anchors_of(curves),
-        "figures": [f"{NAME}.png"],
     }
-    result = save_json(args, NAME, config, data)
-    save_figure(plot(result), args, f"{NAME}.png")
-    return result
+    return publish(args, NAME, config, data, {f"{NAME}.png": plot})
 
 
 def report(result: dict) -> Report:
