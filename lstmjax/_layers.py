@@ -24,7 +24,7 @@ class Recurrent(NamedTuple):
       init: `(key, input_size) -> params`, a tuple of `LayerParams`, one per layer.
       apply: `(params, xs, carry=None, *, lengths=None, key=None) -> (o, carry)`.
       initial_carry: `(batch) -> carry` of zeros in PyTorch's layout.
-      cell, num_layers, bidirectional, dropout: the configuration.
+      cell, num_layers, bidirectional, dropout, time_major: the configuration.
     """
 
     init: Callable[[jax.Array, int], tuple[LayerParams, ...]]
@@ -34,6 +34,7 @@ class Recurrent(NamedTuple):
     num_layers: int
     bidirectional: bool
     dropout: float
+    time_major: bool = False
 
 
 def _stack(carries: list) -> Carry:
@@ -52,12 +53,15 @@ def recurrent(
     *,
     unroll: int = 1,
     remat: bool | int = False,
+    time_major: bool = False,
 ) -> Recurrent:
     """Stack `num_layers` copies of `cell`, optionally in both directions.
 
-    Layout follows `torch.nn.LSTM(batch_first=True)`:
-      o: `[batch, time, directions * output_size]`, the last layer's outputs
-        (forward then backward features);
+    Layout follows `torch.nn.LSTM(batch_first=True)` (with `time_major=True`,
+    `batch_first=False`, torch's default):
+      xs: `[batch, time, features]` (time-major: `[time, batch, features]`);
+      o: `[batch, time, directions * output_size]` (time-major: `[time,
+        batch, ...]`), the last layer's outputs (forward then backward features);
       carry: each leaf `[num_layers * directions, batch, size]`, index
         `layer * directions + direction`. For the LSTM it is `LSTMCarry(h, c)`,
         so `o, (h_n, c_n) = net.apply(params, xs)` works; RNN and GRU give `h_n`.
@@ -72,6 +76,7 @@ def recurrent(
       unroll: passed to `lstmjax.unroll`.
       remat: gradient checkpointing, passed to `lstmjax.unroll` (False, True
         for every round(sqrt(T)) steps, or an int number of steps).
+      time_major: the layout of `xs` and `o`, as above.
     """
     check_size("num_layers", num_layers)
     if not 0.0 <= dropout < 1.0:
@@ -104,7 +109,7 @@ def recurrent(
         lengths: Optional[Array] = None,
         key: Optional[jax.Array] = None,
     ) -> tuple[Array, Carry]:
-        """xs: `[batch, time, features]` -> (o, carry) as described above."""
+        """xs: `[batch, time, features]` (or time-major) -> (o, carry) as described above."""
         if len(params) != num_layers:
             raise ValueError(f"params hold {len(params)} layers; this net has {num_layers}.")
         if carry is not None:
@@ -131,6 +136,7 @@ def recurrent(
                     reverse=rev,
                     unroll=unroll,
                     remat=remat,
+                    time_major=time_major,
                 )
                 outs.append(o)
                 finals.append(c)
@@ -149,4 +155,5 @@ def recurrent(
         num_layers=num_layers,
         bidirectional=bidirectional,
         dropout=dropout,
+        time_major=time_major,
     )

@@ -213,10 +213,23 @@ def test_to_torch_state_dict_round_trip(kind):
     assert_state_close(c, s_t, ATOL32)
 
 
-def test_rejects_batch_first_false():
-    module = torch.nn.LSTM(I, H)  # batch_first=False by default
-    with pytest.raises(ValueError, match="batch_first=True"):
-        interop.from_torch(module)
+@pytest.mark.parametrize("kind", ("lstm", "gru"))
+def test_batch_first_false_module_gives_time_major_net(kind):
+    """torch's default layout: xs, o are [time, batch, features]; h_n unchanged."""
+    module = make_module(kind, num_layers=2, bidirectional=True)
+    module.batch_first = False  # same weights, torch's default layout
+    net, params = interop.from_torch(module)
+    assert net.time_major
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    o_j, carry_j = net.apply(params, jnp.asarray(x))
+    with torch.no_grad():
+        o_t, state_t = module(torch.from_numpy(x))
+    assert o_j.shape == (T, B, 2 * H)
+    np.testing.assert_allclose(o_j, o_t.numpy(), atol=ATOL32)
+    h_t = state_t[0] if kind == "lstm" else state_t
+    h_j = carry_j.h if kind == "lstm" else carry_j
+    np.testing.assert_allclose(h_j, h_t.numpy(), atol=ATOL32)
 
 
 def test_rejects_proj_size():

@@ -67,13 +67,6 @@ def _check_module(module: Any, torch) -> str:
             f"from_torch: LSTM with proj_size={module.proj_size} is not supported "
             "(lstmjax's LSTM has no output projection); expected proj_size=0."
         )
-    if not module.batch_first:
-        raise ValueError(
-            "from_torch expects a module built with batch_first=True, because "
-            "lstmjax layers take xs as [batch, time, features]; got batch_first=False. "
-            "The weights do not depend on the layout: set `module.batch_first = True` "
-            "(on a copy if needed) and feed x.swapaxes(0, 1) to the lstmjax net."
-        )
     return module.mode
 
 
@@ -105,10 +98,16 @@ def _cell_for(mode: str, hidden_size: int, dtype) -> Cell:
 # function identity).
 @functools.lru_cache(maxsize=64)
 def _net_for(
-    mode: str, hidden_size: int, num_layers: int, bidirectional: bool, dropout: float, dtype
+    mode: str,
+    hidden_size: int,
+    num_layers: int,
+    bidirectional: bool,
+    dropout: float,
+    time_major: bool,
+    dtype,
 ) -> Recurrent:
     cell = _cell_for(mode, hidden_size, dtype)
-    return recurrent(cell, num_layers, bidirectional, dropout)
+    return recurrent(cell, num_layers, bidirectional, dropout, time_major=time_major)
 
 
 def _numpy(module, name: str, torch, np_dtype) -> np.ndarray:
@@ -148,12 +147,15 @@ def from_torch(module: Any) -> tuple[Recurrent, tuple[LayerParams, ...]]:
     """Build an lstmjax network equal to a PyTorch recurrent module.
 
     Supports `torch.nn.RNN` (nonlinearity "tanh" or "relu"), `torch.nn.LSTM`
-    (without `proj_size`) and `torch.nn.GRU`, built with `batch_first=True`,
-    any `num_layers`, `bidirectional`, with or without `bias`. The weights are
+    (without `proj_size`) and `torch.nn.GRU`, any `num_layers`,
+    `bidirectional`, with or without `bias`. The weights are
     copied as in this module's docstring table: each `weight_*` is transposed,
     `bias_ih + bias_hh` is folded into `b`, and the GRU keeps `bias_hh`'s
     n-block apart as `b_hn`. `dropout` is carried over to the net (active only
-    when `net.apply` gets a `key`, like a torch module in `train()` mode).
+    when `net.apply` gets a `key`, like a torch module in `train()` mode), and
+    so is the layout: a module with `batch_first=False` (torch's default)
+    gives a net with `time_major=True`, taking and returning `[time, batch,
+    features]` as the module does.
 
     Modules of the same configuration get the very same `net` object, so a
     jitted `net.apply` compiled for one serves them all.
@@ -169,14 +171,13 @@ def from_torch(module: Any) -> tuple[Recurrent, tuple[LayerParams, ...]]:
 
     Returns:
       `(net, params)`: `net = lj.recurrent(cell, num_layers, bidirectional,
-      dropout)` with `cell` `lj.rnn(H, tanh or relu)`, `lj.lstm(H)` or
-      `lj.gru(H, reset_after=True)`, and `params` a tuple of `LayerParams`,
+      dropout, time_major=not batch_first)` with `cell` `lj.rnn(H, tanh or
+      relu)`, `lj.lstm(H)` or `lj.gru(H, reset_after=True)`, and `params` a tuple of `LayerParams`,
       one per layer, with `backward` set only when bidirectional.
 
     Raises:
       TypeError: not an RNN, LSTM or GRU module.
-      ValueError: `batch_first=False`, `proj_size > 0`, or a float64 module
-        while JAX's x64 is off.
+      ValueError: `proj_size > 0`, or a float64 module while JAX's x64 is off.
     """
     torch = _import_torch()
     mode = _check_module(module, torch)
@@ -187,6 +188,7 @@ def from_torch(module: Any) -> tuple[Recurrent, tuple[LayerParams, ...]]:
         module.num_layers,
         bool(module.bidirectional),
         float(module.dropout),
+        not module.batch_first,
         dtype,
     )
     directions = 2 if module.bidirectional else 1
@@ -226,7 +228,8 @@ def to_torch_state_dict(net: Recurrent, params: tuple[LayerParams, ...]) -> dict
     """The inverse of `from_torch`: a `state_dict` for the matching torch module.
 
     Load it with `module.load_state_dict(sd)` into a module built with
-    `batch_first=True, bias=True` and this net's sizes: `torch.nn.LSTM` for
+    `bias=True` and this net's sizes (and `batch_first=not net.time_major`
+    for the same layout): `torch.nn.LSTM` for
     `lj.lstm` (no peephole), `torch.nn.GRU` for `lj.gru(reset_after=True)`,
     `torch.nn.RNN` for `lj.rnn` (whose activation torch calls
     `nonlinearity`: the net does not record it, so choose it to match).
