@@ -383,6 +383,12 @@ def speed_markdown(results: list[dict], machine: dict) -> str:
         "(forward; training adds the backward); roofline = a jitted loop of the "
         "recurrent matmul alone at the same shapes.",
         "",
+        "## Summary (ratios of minima)",
+        "",
+        *summary_markdown(results),
+        "",
+        "## Every implementation",
+        "",
         "| config | cell | mode | implementation | median ms | min ms | ratio vs lstmjax "
         "(median) | ratio (min) | GFLOP/s | % roofline | compile s |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -398,6 +404,45 @@ def speed_markdown(results: list[dict], machine: dict) -> str:
             f"{r['gflops']:.1f} | {100 * r['roofline_fraction']:.0f} | {r['compile_s']:.2f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def summary_markdown(results: list[dict]) -> list[str]:
+    """One row per (config, cell, mode): lstmjax against its fastest JAX peer and torch.
+
+    The fastest peer is the JAX implementation other than lstmjax (and its
+    technique variants) and the hand-written floor with the smallest minimum.
+    """
+    lines = [
+        "| config | cell | mode | lstmjax ms (min) | GFLOP/s (roofline) | fastest JAX peer "
+        "| its time / lstmjax | torch / lstmjax | torch 1-thread / lstmjax |",
+        "|---|---|---|---|---:|---|---:|---:|---:|",
+    ]
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["config"], r["cell"], r["mode"]), []).append(r)
+    for (config, cell, mode), rows in groups.items():
+        ok = {r["impl"]: r for r in rows if r["status"] == "ok"}
+        if "lstmjax" not in ok:
+            continue
+        ours = ok["lstmjax"]
+        jax_peers = [
+            r for name, r in ok.items() if not name.startswith(("lstmjax", "floor", "torch"))
+        ]
+        best = min(jax_peers, key=lambda r: r["min_ms"], default=None)
+        torch_rows = [r for name, r in ok.items() if name.startswith("torch")]
+        multi = next((r for r in torch_rows if "thread" not in r["impl"]), None)
+        single = next((r for r in torch_rows if "thread" in r["impl"]), None)
+
+        def ratio(r):
+            return "-" if r is None else f"{r['min_ratio_vs_lstmjax']:.2f}"
+
+        peak = ours["roofline_gflops"]
+        lines.append(
+            f"| {config} | {cell} | {mode} | {ours['min_ms']:.1f} | "
+            f"{ours['gflops']:.0f} ({peak:.0f}) | {best['impl'] if best else '-'} | "
+            f"{ratio(best)} | {ratio(multi)} | {ratio(single)} |"
+        )
+    return lines
 
 
 def memory_markdown(points: list[dict]) -> str:

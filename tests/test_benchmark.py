@@ -65,9 +65,26 @@ def test_speed_results_cover_every_implementation(quick_run):
 
 def test_markdown_table_has_a_row_per_implementation(quick_run):
     text = (quick_run / "benchmark.md").read_text()
-    assert "| config | cell | mode | implementation | median ms |" in text
+    _, every = text.split("## Every implementation")
+    assert "| config | cell | mode | implementation | median ms |" in every
     for name in LSTM_IMPLS:
-        assert text.count(f"| {name} |") == 2, name  # one train row, one infer row
+        assert every.count(f"| {name} |") == 2, name  # one train row, one infer row
+
+
+def test_summary_names_the_fastest_jax_peer(quick_run):
+    """One summary row per mode: the JAX peer (not lstmjax, not the floor) with the least min."""
+    doc = json.loads((quick_run / "benchmark.json").read_text())
+    summary = (quick_run / "benchmark.md").read_text().split("## Every implementation")[0]
+    for mode in ("train", "infer"):
+        rows = [r for r in doc["results"] if r["mode"] == mode and r["status"] == "ok"]
+        peers = [r for r in rows if not r["impl"].startswith(("lstmjax", "floor", "torch"))]
+        best = min(peers, key=lambda r: r["min_ms"])
+        line = next(
+            ln for ln in summary.splitlines() if ln.startswith(f"| small | lstm | {mode} |")
+        )
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[5] == best["impl"]
+        assert float(cells[6]) == pytest.approx(best["min_ratio_vs_lstmjax"], abs=0.006)
 
 
 def test_memory_mode_writes_points_plot_and_table(quick_run):
