@@ -13,8 +13,19 @@ import jax
 import jax.numpy as jnp
 
 default_kernel_init = jax.nn.initializers.lecun_normal()
-default_recurrent_init = jax.nn.initializers.orthogonal()
 default_bias_init = jax.nn.initializers.zeros
+_orthogonal = jax.nn.initializers.orthogonal()
+
+
+def default_recurrent_init(key, shape, dtype=jnp.float32):
+    """`jax.nn.initializers.orthogonal()`, for low-precision dtypes too.
+
+    The orthogonal draw is a QR decomposition, which LAPACK offers only in
+    single and double precision: for bfloat16 and float16 it is drawn in
+    float32 and rounded to `dtype`.
+    """
+    exact = jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
+    return _orthogonal(key, shape, dtype if exact else jnp.float32).astype(dtype)
 
 
 def gate_blocks(init, key, rows: int, hidden: int, gates: int, dtype):
