@@ -4,8 +4,9 @@ Autodiff of the LSTM step, inside `lax.scan`, stores about fourteen
 `[B, H]` arrays per time step for the backward pass and builds a backward
 graph of many small elementwise kernels. The backward pass written out by
 hand needs only the four gate activations, the tanh of the new cell state,
-the new and previous cell states and the previous output (the residuals
-below), and computes the four gate gradients in one sweep. Measured with
+the previous cell state and the previous output (seven `[B, H]` arrays; the
+new cell state too with peepholes), and computes the four gate gradients in
+one sweep. Measured with
 `experiments/benchmark.py` on XLA:CPU it makes the LSTM training step
 1.1-1.5x faster (see the README's performance notes).
 
