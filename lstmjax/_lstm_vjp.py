@@ -6,9 +6,8 @@ graph of many small elementwise kernels. The backward pass written out by
 hand needs only the four gate activations, the tanh of the new cell state,
 the previous cell state and the previous output (seven `[B, H]` arrays; the
 new cell state too with peepholes), and computes the four gate gradients in
-one sweep. Measured with
-`experiments/benchmark.py` on XLA:CPU it makes the LSTM training step
-1.1-1.5x faster (see the README's performance notes).
+one sweep. Measured with `experiments/benchmark.py` on XLA:CPU it makes the
+LSTM training step 1.1-1.5x faster (see the README's performance notes).
 
 Forward-mode differentiation (`jax.jvp`, `jax.jacfwd`, `jax.hessian`) does
 not go through a `custom_vjp`; reverse mode (`grad`, `vjp`, `jacrev`) does,

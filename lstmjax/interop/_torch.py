@@ -172,8 +172,9 @@ def from_torch(module: Any) -> tuple[Recurrent, tuple[LayerParams, ...]]:
     Returns:
       `(net, params)`: `net = lj.recurrent(cell, num_layers, bidirectional,
       dropout, time_major=not batch_first)` with `cell` `lj.rnn(H, tanh or
-      relu)`, `lj.lstm(H)` or `lj.gru(H, reset_after=True)`, and `params` a tuple of `LayerParams`,
-      one per layer, with `backward` set only when bidirectional.
+      relu)`, `lj.lstm(H)` or `lj.gru(H, reset_after=True)`, and `params` a
+      tuple of `LayerParams`, one per layer, with `backward` set only when
+      bidirectional.
 
     Raises:
       TypeError: not an RNN, LSTM or GRU module.
