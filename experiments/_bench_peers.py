@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 
 import lstmjax as lj
-import lstmjax._unroll as lj_unroll
 from lstmjax._gru_vjp import _forward as gru_forward
 from lstmjax._lstm_vjp import _forward as lstm_forward
 
@@ -67,23 +66,6 @@ def last_h(carry) -> jax.Array:
     return carry.h if isinstance(carry, lj.LSTMCarry) else carry
 
 
-@contextlib.contextmanager
-def backend_defaults(**forced: bool | None):
-    """Force `lstmjax._unroll`'s backend-dependent defaults while a function is traced.
-
-    Keys name the functions (`hoist_projection`, `split_accumulation`); None
-    leaves a default alone.
-    """
-    saved = {name: getattr(lj_unroll, name) for name, v in forced.items() if v is not None}
-    for name in saved:
-        setattr(lj_unroll, name, lambda v=forced[name]: v)
-    try:
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(lj_unroll, name, fn)
-
-
 def with_autodiff(c: lj.Cell) -> lj.Cell:
     """The cell with its hand-derived backward pass replaced by JAX's autodiff of the same step."""
 
@@ -114,15 +96,22 @@ def lstmjax_model(
     if autodiff:
         c = with_autodiff(c)
 
+    projection = "auto" if hoist is None else ("hoisted" if hoist else "per_step")
+    blocks = "auto" if split is None else split
+
     def forward(params, xs):
-        ys, carry = lj.unroll(c, params, xs, unroll=unroll, remat=remat)
+        ys, carry = lj.unroll(
+            c,
+            params,
+            xs,
+            unroll=unroll,
+            remat=remat,
+            projection=projection,
+            column_blocks=blocks,
+        )
         return ys, last_h(carry)
 
-    return JaxModel(
-        lambda key: c.init(key, s.inputs),
-        forward,
-        lambda: backend_defaults(hoist_projection=hoist, split_accumulation=split),
-    )
+    return JaxModel(lambda key: c.init(key, s.inputs), forward, contextlib.nullcontext)
 
 
 # ------------------------------------------------------------------- floor

@@ -1,19 +1,154 @@
-"""Trace-time input checks with messages that say what was expected.
+"""Every input check of lstmjax, with messages that say what was expected.
 
-Shapes and dtypes are static under `jit`, so every check here runs when a
-function is traced and costs nothing at run time.
+This is the only module that raises for bad input: each public function
+calls the checks it needs at its door, passing the argument's name as the
+user wrote it, so the message names what the user passed. Shapes and dtypes
+are static under `jit`, so these checks run when a function is traced and
+cost nothing at run time. Values (lengths, token ids) can only be checked
+when they are concrete; under `jit` the functions that take them document
+what happens instead.
 """
 
 from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+MAX_LISTED = 5  # offenders named in a value error; the rest are counted
+
+
+# --- sizes and options (checked when a factory is called) -------------------
+
+
+def check_size(name: str, value, minimum: int = 1) -> int:
+    """A Python int >= `minimum` (a size, a count); bools are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an int >= {minimum}; got {value!r} ({type(value).__name__})."
+        )
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def check_real(name: str, value) -> float:
+    """A finite real scalar (a Python number or a 0-d real array)."""
+    dtype = getattr(value, "dtype", None)
+    is_real = isinstance(value, numbers.Real) or (
+        dtype is not None
+        and np.ndim(value) == 0
+        and (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer))
+    )
+    if isinstance(value, (bool, np.bool_)) or not is_real:
+        raise TypeError(f"{name} must be a real number; got {value!r} ({type(value).__name__}).")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be finite; got {value!r}.")
+    return float(value)
+
+
+def check_rate(name: str, value) -> float:
+    """A probability in [0, 1) (dropout, zoneout)."""
+    rate = check_real(name, value)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1); got {value!r}.")
+    return rate
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
+    return bool(value)
+
+
+ACTIVATIONS: dict[str, Callable] = {
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "gelu": jax.nn.gelu,
+    "softplus": jax.nn.softplus,
+    "identity": lambda v: v,
+    "linear": lambda v: v,
+}
+
+
+def check_activation(name: str, value) -> Callable:
+    """A callable, or one of the names in `ACTIVATIONS` ("tanh", "relu", ...)."""
+    if isinstance(value, str):
+        if value not in ACTIVATIONS:
+            raise ValueError(
+                f"{name} must be a callable or one of {sorted(ACTIVATIONS)}; got {value!r}."
+            )
+        return ACTIVATIONS[value]
+    if not callable(value):
+        raise TypeError(f"{name} must be a callable (e.g. jnp.tanh); got {value!r}.")
+    return value
+
+
+def check_callable(name: str, value) -> Callable:
+    """An initialiser or other function argument."""
+    if not callable(value):
+        raise TypeError(f"{name} must be callable; got {value!r} ({type(value).__name__}).")
+    return value
+
+
+def check_factory_options(dtype, **initializers):
+    """The options every cell factory shares: initialisers (callables) and a real dtype."""
+    for name, init in initializers.items():
+        check_callable(name, init)
+    return check_param_dtype(dtype)
+
+
+def check_choice(name: str, value, choices) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}.")
+    return value
+
+
+def check_param_dtype(dtype, name: str = "dtype"):
+    """A real floating dtype for parameters; complex, integer and bool are refused."""
+    try:
+        dt = jnp.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"{name} must be a floating-point dtype; got {dtype!r}.") from err
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise TypeError(
+            f"{name} must be a real floating-point dtype (float32, float64, bfloat16, float16); "
+            f"got {dt}."
+        )
+    return dt
+
+
+# --- arrays -------------------------------------------------------------------
+
+
+def as_array(x, name: str):
+    """`x` as an array; a list or tuple of numbers is converted, anything else is refused."""
+    if isinstance(x, (jax.Array, np.ndarray, np.generic)) or is_tracer(x):
+        return x
+    if isinstance(x, (list, tuple, numbers.Number)):
+        try:
+            return jnp.asarray(np.asarray(x))
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"{name} must be an array; got a {type(x).__name__} that is not a regular "
+                f"nested list of numbers ({err})."
+            ) from None
+    raise TypeError(f"{name} must be an array; got {type(x).__name__}.")
+
 
 def check_float(x, name: str = "x") -> None:
     """Reject integer, boolean and complex arrays where real numbers are needed."""
     dtype = jnp.result_type(x)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(
+            f"{name} must be real; got complex dtype {dtype}. lstmjax's cells are real-valued; "
+            "pass the real and imaginary parts as separate features if you need both."
+        )
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(
             f"{name} must be a floating-point array (float32, float64 or bfloat16); "
@@ -22,22 +157,42 @@ def check_float(x, name: str = "x") -> None:
         )
 
 
-def check_features(x, input_size: int, cell_name: str, name: str = "x") -> None:
+def check_rank(x, rank: int, layout: str, where: str, name: str = "xs") -> None:
+    shape = jnp.shape(x)
+    if len(shape) == rank:
+        return
+    hint = ""
+    if len(shape) == rank - 1:
+        hint = f" For a single sequence, add a batch axis with {name}[None]."
+    elif len(shape) > rank:
+        hint = (
+            " Merge the extra leading axes into the batch first "
+            f"({name}.reshape(-1, *{name}.shape[-2:]))."
+        )
+    raise ValueError(f"{where}: {name} must have rank {rank}, {layout}; got shape {shape}.{hint}")
+
+
+def check_features(x, input_size: int, where: str, name: str = "x") -> None:
     """Check that the last axis of `x` is the cell's input size."""
     shape = jnp.shape(x)
     if len(shape) == 0:
         raise ValueError(
-            f"{cell_name}: {name} must have a feature axis [..., {input_size}]; got a scalar."
+            f"{where}: {name} must have a feature axis [..., {input_size}]; got a scalar."
         )
     if shape[-1] != input_size:
         raise ValueError(
-            f"{cell_name}: {name} has {shape[-1]} features (shape {shape}) but the "
+            f"{where}: {name} has {shape[-1]} features (shape {shape}) but the "
             f"parameters expect input_size={input_size}."
         )
 
 
-def check_carry(carry, expected, cell_name: str):
-    """Check that `carry` has the structure and shapes of `expected`.
+def path_name(root: str, path) -> str:
+    """One way to name a pytree leaf: `params.w_h`, `carry.c`, `params[1].forward.b`."""
+    return root + jax.tree_util.keystr(path, simple=False) if path else root
+
+
+def check_carry(carry, expected, where: str, name: str = "carry"):
+    """Check that `carry` has the structure, shapes and a real dtype of `expected`.
 
     A plain tuple is accepted where a NamedTuple carry is expected (so that
     PyTorch-style `(h, c)` works for the LSTM); it is returned converted.
@@ -52,46 +207,95 @@ def check_carry(carry, expected, cell_name: str):
     got_def = jax.tree_util.tree_structure(carry)
     want_def = jax.tree_util.tree_structure(expected)
     if got_def != want_def:
-        raise ValueError(f"{cell_name}: carry has structure {got_def}, expected {want_def}.")
-    for got, want in zip(
-        jax.tree_util.tree_leaves(carry), jax.tree_util.tree_leaves(expected), strict=True
-    ):
+        raise ValueError(f"{where}: {name} has structure {got_def}, expected {want_def}.")
+    got_leaves = jax.tree_util.tree_leaves_with_path(carry)
+    for (path, got), want in zip(got_leaves, jax.tree_util.tree_leaves(expected), strict=True):
+        leaf = path_name(name, path)
         if jnp.shape(got) != jnp.shape(want):
             raise ValueError(
-                f"{cell_name}: carry leaf has shape {jnp.shape(got)}, expected "
-                f"{jnp.shape(want)} (batch shape of x followed by the state size)."
+                f"{where}: {leaf} has shape {jnp.shape(got)}, expected {jnp.shape(want)} "
+                "(the batch shape of the inputs followed by the state size)."
             )
+        check_float(got, leaf)
     return carry
+
+
+def is_tracer(x) -> bool:
+    return isinstance(x, jax.core.Tracer)
 
 
 def is_concrete(x) -> bool:
     """True when `x` holds values now (not a tracer inside jit/grad/vmap)."""
-    return not isinstance(x, jax.core.Tracer)
+    return not is_tracer(x)
 
 
-def check_lengths(lengths, batch: int, time: int):
-    """Validate `lengths` for `unroll`; returns them as an int32 array.
+def _offenders(values: np.ndarray, bad: np.ndarray) -> str:
+    """The first few bad values with their positions, and how many there are."""
+    where = np.argwhere(bad)
+    shown = ", ".join(
+        f"{values[tuple(i)].item()} at {tuple(int(j) for j in i) if len(i) > 1 else int(i[0])}"
+        for i in where[:MAX_LISTED]
+    )
+    more = f" and {len(where) - MAX_LISTED} more" if len(where) > MAX_LISTED else ""
+    return f"{shown}{more} ({len(where)} of {values.size} out of range)"
 
-    Shape and dtype are always checked. The range [0, time] is checked when
-    the values are concrete; under `jit` they cannot be inspected, and values
-    outside the range behave as if clipped to it.
+
+def check_lengths(lengths, batch: int, time: int, where: str = "unroll", name: str = "lengths"):
+    """The one check of sequence lengths; returns them as an int32 `[batch]` array.
+
+    Shape and dtype are always checked; the range [0, time] is checked when
+    the values are concrete. Under `jit` they cannot be inspected, and values
+    outside the range act as if clipped to it (documented by every caller).
     """
-    lengths = jnp.asarray(lengths)
+    lengths = as_array(lengths, name)
     if jnp.shape(lengths) != (batch,):
         raise ValueError(
-            f"lengths must have shape [batch] = ({batch},); got shape {jnp.shape(lengths)}."
+            f"{where}: {name} must have shape [batch] = ({batch},); got shape {jnp.shape(lengths)}."
         )
-    if not jnp.issubdtype(lengths.dtype, jnp.integer):
-        raise TypeError(f"lengths must be an integer array; got dtype {lengths.dtype}.")
+    if not jnp.issubdtype(jnp.result_type(lengths), jnp.integer):
+        raise TypeError(
+            f"{where}: {name} must be an integer array; got dtype {jnp.result_type(lengths)}."
+        )
     if is_concrete(lengths):
         values = np.asarray(lengths)
         bad = (values < 0) | (values > time)
         if bad.any():
             raise ValueError(
-                f"lengths must lie in [0, T] = [0, {time}]; got {values[bad].tolist()} "
-                f"at batch positions {np.flatnonzero(bad).tolist()}."
+                f"{where}: {name} must lie in [0, T] = [0, {time}]; got {_offenders(values, bad)}."
             )
-    return jnp.clip(lengths.astype(jnp.int32), 0, time)
+    return jnp.clip(jnp.asarray(lengths).astype(jnp.int32), 0, time)
+
+
+def check_resets(resets, batch: int, time: int, where: str = "unroll", name: str = "resets"):
+    """A boolean `[batch, time]` array of episode boundaries."""
+    resets = as_array(resets, name)
+    if jnp.shape(resets) != (batch, time):
+        raise ValueError(
+            f"{where}: {name} must have shape [batch, time] = ({batch}, {time}); "
+            f"got shape {jnp.shape(resets)}."
+        )
+    if jnp.result_type(resets) != jnp.bool_:
+        raise TypeError(
+            f"{where}: {name} must be a bool array; got dtype {jnp.result_type(resets)}."
+        )
+    return resets
+
+
+def check_token_ids(ids, vocab_size: int, where: str, name: str = "ids"):
+    """Integer ids in [0, vocab_size), checked when concrete."""
+    ids = as_array(ids, name)
+    dtype = jnp.result_type(ids)
+    if not jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(f"{where}: {name} must be integer token ids; got dtype {dtype}.")
+    if is_concrete(ids) and jnp.size(ids):
+        values = np.asarray(ids)
+        bad = (values < 0) | (values >= vocab_size)
+        if bad.any():
+            raise ValueError(
+                f"{where}: {name} must lie in [0, vocab_size) = [0, {vocab_size}); "
+                f"got {_offenders(values, bad)}."
+            )
+    return ids
 
 
 def row(v, like):
@@ -101,3 +305,104 @@ def row(v, like):
     so that no accidental broadcast between ranks goes unnoticed.
     """
     return jnp.reshape(v, (1,) * (jnp.ndim(like) - 1) + jnp.shape(v))
+
+
+# --- cells and their parameters -------------------------------------------------
+
+
+def check_cell(cell, where: str):
+    """`cell` must be a `Cell` (a factory's result), not the factory itself."""
+    from lstmjax._cell import Cell
+
+    if isinstance(cell, Cell):
+        return cell
+    if callable(cell) and getattr(cell, "__module__", "").startswith("lstmjax"):
+        name = getattr(cell, "__name__", repr(cell))
+        raise TypeError(
+            f"{where}: cell must be a Cell; got the factory lstmjax.{name} itself. "
+            f"Call it with a hidden size first, e.g. lj.{name}(64)."
+        )
+    raise TypeError(f"{where}: cell must be a Cell (e.g. lj.lstm(64)); got {type(cell).__name__}.")
+
+
+def _expected_params(cell, input_size: int):
+    """The shapes `cell.init` gives for `input_size`, traced without computing them."""
+    return jax.eval_shape(lambda: cell.init(jax.random.key(0), input_size))
+
+
+def check_params(cell, params, input_size: int, where: str, name: str = "params") -> None:
+    """Check `params` against what `cell.init(key, input_size)` would give.
+
+    Type (a cell names the params type it expects), fields, every shape and
+    a real dtype. `input_size` is the feature size of the user's inputs, so a
+    mismatch is reported as such when the params carry a `w_x: [I, ...]` field.
+    """
+    hint = f"create them with cell.init(key, input_size={input_size})"
+    if params is None:
+        raise TypeError(f"{where}: {name} is None; {hint}.")
+    expected = _expected_params(cell, input_size)
+    if type(params) is not type(expected):
+        raise TypeError(
+            f"{where}: cell {cell.name!r} expects {name} of type {type(expected).__name__}; "
+            f"got {type(params).__name__}. Parameters of one cell cannot drive another; {hint}."
+        )
+    w_x = getattr(params, "w_x", None)
+    if w_x is not None and jnp.ndim(w_x) == 2 and jnp.shape(w_x)[0] != input_size:
+        raise ValueError(
+            f"{where}: the inputs have {input_size} features but {name}.w_x has shape "
+            f"{jnp.shape(w_x)}, i.e. the parameters expect input_size={jnp.shape(w_x)[0]}."
+        )
+    got = jax.tree_util.tree_flatten_with_path(params, is_leaf=lambda v: v is None)[0]
+    want = jax.tree_util.tree_flatten(expected, is_leaf=lambda v: v is None)[0]
+    for (path, g), w in zip(got, want, strict=True):
+        leaf = path_name(name, path)
+        if (g is None) != (w is None):
+            state = "is None" if g is None else f"has shape {jnp.shape(g)}"
+            wanted = "None" if w is None else f"an array of shape {w.shape}"
+            raise ValueError(
+                f"{where}: {leaf} {state}, but cell {cell.name!r} expects {wanted} "
+                "(the params were made by a cell with other options)."
+            )
+        if g is None:
+            continue
+        if jnp.shape(g) != w.shape:
+            raise ValueError(
+                f"{where}: {leaf} has shape {jnp.shape(g)}, but cell {cell.name!r} "
+                f"(hidden_size={cell.hidden_size}) with input_size={input_size} expects "
+                f"{w.shape}; {hint}."
+            )
+        check_float(g, leaf)
+
+
+def check_net_params(net, params, input_size: int, where: str, name: str = "params") -> None:
+    """Check a `recurrent` net's params: one `LayerParams` per layer, each direction present
+    exactly when the net is bidirectional, and every cell's params against its input size."""
+    from lstmjax._layers import LayerParams
+
+    if params is None:
+        raise TypeError(f"{where}: {name} is None; create them with net.init(key, input_size).")
+    if type(params) not in (tuple, list):
+        raise TypeError(
+            f"{where}: {name} must be a tuple of LayerParams, one per layer (from net.init); "
+            f"got {type(params).__name__}."
+        )
+    if len(params) != net.num_layers:
+        raise ValueError(
+            f"{where}: {name} hold {len(params)} layers; this net has {net.num_layers}."
+        )
+    directions = 2 if net.bidirectional else 1
+    for layer, p in enumerate(params):
+        leaf = f"{name}[{layer}]"
+        if not isinstance(p, LayerParams):
+            raise TypeError(f"{where}: {leaf} must be LayerParams; got {type(p).__name__}.")
+        if (p.backward is not None) != net.bidirectional:
+            has = "has" if p.backward is not None else "has no"
+            raise ValueError(
+                f"{where}: {leaf} {has} backward direction, but this net is "
+                f"{'bidirectional' if net.bidirectional else 'unidirectional'}; the params "
+                f"were made by a net with bidirectional={p.backward is not None}."
+            )
+        check_params(net.cell, p.forward, input_size, where, f"{leaf}.forward")
+        if p.backward is not None:
+            check_params(net.cell, p.backward, input_size, where, f"{leaf}.backward")
+        input_size = directions * net.cell.output_size

@@ -8,8 +8,18 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, check_size
-from lstmjax._checks import check_features, check_float, row
+from lstmjax._cell import Array
+from lstmjax._checks import (
+    as_array,
+    check_activation,
+    check_features,
+    check_float,
+    check_lengths,
+    check_param_dtype,
+    check_size,
+    check_token_ids,
+    row,
+)
 from lstmjax._initializers import default_bias_init, default_kernel_init
 
 
@@ -41,7 +51,8 @@ def dense(
     dtype=jnp.float32,
 ) -> Layer:
     """Affine map `y = x W + b`; x: `[..., input_size]` -> y: `[..., output_size]`."""
-    check_size("output_size", output_size)
+    output_size = check_size("output_size", output_size)
+    dtype = check_param_dtype(dtype)
 
     def init(key, input_size: int) -> DenseParams:
         check_size("input_size", input_size)
@@ -52,6 +63,7 @@ def dense(
         )
 
     def apply(params: DenseParams, x: Array) -> Array:
+        x = as_array(x, "x")
         check_float(x, "x")
         check_features(x, params.w.shape[0], "dense")
         return x @ params.w + row(params.b, x)
@@ -70,8 +82,10 @@ def mlp(
     The last layer is affine (no activation): add a readout or squash outside.
     x: `[..., input_size]` -> `[..., sizes[-1]]`.
     """
-    if len(sizes) == 0:
-        raise ValueError("mlp needs at least one layer size.")
+    if isinstance(sizes, int) or len(sizes) == 0:
+        raise ValueError(f"mlp: sizes must be a non-empty sequence of ints; got {sizes!r}.")
+    sizes = [check_size(f"sizes[{i}]", n) for i, n in enumerate(sizes)]
+    activation = check_activation("activation", activation)
     layers = [dense(n, dtype=dtype) for n in sizes]
 
     def init(key, input_size: int) -> MLPParams:
@@ -94,18 +108,23 @@ def mlp(
 def embedding(vocab_size: int, features: int, *, dtype=jnp.float32) -> Layer:
     """Token embedding; `init(key)` (no input size), `apply(params, ids)`.
 
-    ids: int `[...]` -> `[..., features]`. Rows are N(0, 1), as PyTorch's.
+    ids: int `[...]` in [0, vocab_size) -> `[..., features]`. Rows are N(0, 1),
+    as PyTorch's. Concrete ids outside [0, vocab_size) raise an error. Under
+    `jit` they cannot be checked; such an id (negative ones included, which
+    would otherwise wrap around to the last rows) gives a row of NaN, so the
+    mistake shows in the loss rather than as a plausible embedding.
     """
-    check_size("vocab_size", vocab_size)
-    check_size("features", features)
+    vocab_size = check_size("vocab_size", vocab_size)
+    features = check_size("features", features)
+    dtype = check_param_dtype(dtype)
 
     def init(key, input_size: int | None = None) -> EmbeddingParams:
         return EmbeddingParams(jax.random.normal(key, (vocab_size, features), dtype))
 
     def apply(params: EmbeddingParams, ids: Array) -> Array:
-        if not jnp.issubdtype(jnp.result_type(ids), jnp.integer):
-            raise TypeError(f"embedding: ids must be integers; got {jnp.result_type(ids)}.")
-        return jnp.take(params.table, ids, axis=0)
+        ids = check_token_ids(ids, vocab_size, "embedding")
+        ids = jnp.where(ids < 0, vocab_size, ids)  # out of range, not wrapped to the end
+        return jnp.take(params.table, ids, axis=0, mode="fill", fill_value=jnp.nan)
 
     return Layer(init, apply)
 
@@ -126,14 +145,17 @@ def softmax_readout(num_classes: int, *, dtype=jnp.float32) -> Layer:
 def last_valid(ys: Array, lengths: Array | None = None) -> Array:
     """Each sequence's output at its last valid step, for many-to-one models.
 
-    ys: `[batch, time, features]`; lengths: int `[batch]` or None (all T).
-    Returns `[batch, features]`. A sequence of length 0 gives zeros.
+    ys: `[batch, time, features]`; lengths: int `[batch]` in [0, T] or None
+    (all T). Returns `[batch, features]`. A sequence of length 0 gives zeros.
+    Lengths are checked as `unroll` checks them (under `jit`, out-of-range
+    values act as clipped to [0, T]).
     """
+    ys = as_array(ys, "ys")
     if jnp.ndim(ys) != 3:
         raise ValueError(f"last_valid: ys must be [batch, time, features]; got {jnp.shape(ys)}.")
     if lengths is None:
         return ys[:, -1]
-    lengths = jnp.asarray(lengths)
+    lengths = check_lengths(lengths, ys.shape[0], ys.shape[1], "last_valid")
     idx = jnp.clip(lengths - 1, 0, ys.shape[1] - 1)
     out = jnp.take_along_axis(ys, idx[:, None, None], axis=1)[:, 0]
     return jnp.where((lengths > 0)[:, None], out, jnp.zeros_like(out))

@@ -7,8 +7,8 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Cell, batch_shape_tuple, check_size, make_step
-from lstmjax._checks import row
+from lstmjax._cell import Array, Cell, batch_shape_tuple
+from lstmjax._checks import check_bool, check_factory_options, check_size, row
 from lstmjax._gru_vjp import gru_recur
 from lstmjax._initializers import (
     default_bias_init,
@@ -63,8 +63,11 @@ def gru(
     Returns:
       A `Cell`; its carry is `h: [..., H]`.
     """
-    check_size("hidden_size", hidden_size)
-    H = hidden_size
+    H = hidden_size = check_size("hidden_size", hidden_size)
+    reset_after = check_bool("reset_after", reset_after)
+    dtype = check_factory_options(
+        dtype, kernel_init=kernel_init, recurrent_init=recurrent_init, bias_init=bias_init
+    )
 
     def init(key, input_size: int) -> GRUParams:
         check_size("input_size", input_size)
@@ -91,7 +94,6 @@ def gru(
     return Cell(
         init=init,
         initial_carry=initial_carry,
-        step=make_step(project, recur, initial_carry, "gru"),
         project=project,
         recur=recur,
         hidden_size=H,

@@ -8,8 +8,8 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Cell, batch_shape_tuple, check_size, make_step
-from lstmjax._checks import row
+from lstmjax._cell import Array, Cell, batch_shape_tuple
+from lstmjax._checks import check_activation, check_factory_options, check_size, row
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,
@@ -57,9 +57,17 @@ def jordan(
     Returns:
       A `Cell`; its carry is `y: [..., O]`.
     """
-    check_size("hidden_size", hidden_size)
-    check_size("output_size", output_size)
-    out_act = output_activation if output_activation is not None else (lambda v: v)
+    hidden_size = check_size("hidden_size", hidden_size)
+    output_size = check_size("output_size", output_size)
+    activation = check_activation("activation", activation)
+    out_act = (
+        (lambda v: v)
+        if output_activation is None
+        else check_activation("output_activation", output_activation)
+    )
+    dtype = check_factory_options(
+        dtype, kernel_init=kernel_init, recurrent_init=recurrent_init, bias_init=bias_init
+    )
 
     def init(key, input_size: int) -> JordanParams:
         check_size("input_size", input_size)
@@ -86,7 +94,6 @@ def jordan(
     return Cell(
         init=init,
         initial_carry=initial_carry,
-        step=make_step(project, recur, initial_carry, "jordan"),
         project=project,
         recur=recur,
         hidden_size=hidden_size,

@@ -8,7 +8,8 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Carry, Cell, Params, check_size
+from lstmjax._cell import Array, Carry, Cell, Params
+from lstmjax._checks import check_bool, check_cell, check_net_params, check_rate, check_size
 from lstmjax._unroll import unroll as unroll_cell
 
 
@@ -22,7 +23,7 @@ class Recurrent(NamedTuple):
 
     Attributes:
       init: `(key, input_size) -> params`, a tuple of `LayerParams`, one per layer.
-      apply: `(params, xs, carry=None, *, lengths=None, key=None) -> (o, carry)`.
+      apply: `(params, xs, carry=None, *, lengths=None, resets=None, key=None) -> (o, carry)`.
       initial_carry: `(batch) -> carry` of zeros in PyTorch's layout.
       cell, num_layers, bidirectional, dropout, time_major: the configuration.
     """
@@ -54,6 +55,8 @@ def recurrent(
     unroll: int = 1,
     remat: bool | int = False,
     time_major: bool = False,
+    method: str = "auto",
+    projection: str = "auto",
 ) -> Recurrent:
     """Stack `num_layers` copies of `cell`, optionally in both directions.
 
@@ -77,10 +80,13 @@ def recurrent(
       remat: gradient checkpointing, passed to `lstmjax.unroll` (False, True
         for every round(sqrt(T)) steps, or an int number of steps).
       time_major: the layout of `xs` and `o`, as above.
+      method, projection: passed to `lstmjax.unroll` for every layer.
     """
-    check_size("num_layers", num_layers)
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must lie in [0, 1); got {dropout}.")
+    cell = check_cell(cell, "recurrent")
+    num_layers = check_size("num_layers", num_layers)
+    bidirectional = check_bool("bidirectional", bidirectional)
+    dropout = check_rate("dropout", dropout)
+    time_major = check_bool("time_major", time_major)
     directions = 2 if bidirectional else 1
 
     def init(key, input_size: int) -> tuple[LayerParams, ...]:
@@ -107,11 +113,16 @@ def recurrent(
         carry: Optional[Carry] = None,
         *,
         lengths: Optional[Array] = None,
+        resets: Optional[Array] = None,
         key: Optional[jax.Array] = None,
     ) -> tuple[Array, Carry]:
-        """xs: `[batch, time, features]` (or time-major) -> (o, carry) as described above."""
-        if len(params) != num_layers:
-            raise ValueError(f"params hold {len(params)} layers; this net has {num_layers}.")
+        """xs: `[batch, time, features]` (or time-major) -> (o, carry) as described above.
+
+        `lengths` and `resets` are those of `lstmjax.unroll`, applied to every
+        layer and both directions.
+        """
+        if jnp.ndim(xs) >= 1:
+            check_net_params(net, params, jnp.shape(xs)[-1], "recurrent.apply")
         if carry is not None:
             leading = {jnp.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(carry)}
             if leading != {num_layers * directions}:
@@ -133,7 +144,10 @@ def recurrent(
                     h,
                     c0,
                     lengths=lengths,
+                    resets=resets,
                     reverse=rev,
+                    method=method,
+                    projection=projection,
                     unroll=unroll,
                     remat=remat,
                     time_major=time_major,
@@ -147,7 +161,7 @@ def recurrent(
                 h = jnp.where(keep, h / (1.0 - dropout), jnp.zeros_like(h))
         return h, _stack(finals)
 
-    return Recurrent(
+    net = Recurrent(
         init=init,
         apply=apply,
         initial_carry=initial_carry,
@@ -157,3 +171,4 @@ def recurrent(
         dropout=dropout,
         time_major=time_major,
     )
+    return net

@@ -7,8 +7,8 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Cell, batch_shape_tuple, check_size, make_step
-from lstmjax._checks import row
+from lstmjax._cell import Array, Cell, batch_shape_tuple
+from lstmjax._checks import check_bool, check_factory_options, check_real, check_size, row
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,
@@ -74,8 +74,16 @@ def lstm(
     Returns:
       A `Cell`; its carry is `LSTMCarry(h, c)`, each `[..., H]`.
     """
-    check_size("hidden_size", hidden_size)
-    H = hidden_size
+    H = hidden_size = check_size("hidden_size", hidden_size)
+    peephole = check_bool("peephole", peephole)
+    forget_bias = check_real("forget_bias", forget_bias)
+    dtype = check_factory_options(
+        dtype,
+        kernel_init=kernel_init,
+        recurrent_init=recurrent_init,
+        bias_init=bias_init,
+        peephole_init=peephole_init,
+    )
 
     def init(key, input_size: int) -> LSTMParams:
         check_size("input_size", input_size)
@@ -105,7 +113,6 @@ def lstm(
     return Cell(
         init=init,
         initial_carry=initial_carry,
-        step=make_step(project, recur, initial_carry, "lstm"),
         project=project,
         recur=recur,
         hidden_size=H,

@@ -8,8 +8,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Cell, batch_shape_tuple, check_size, make_step
-from lstmjax._checks import row
+from lstmjax._cell import Array, Cell, batch_shape_tuple
+from lstmjax._checks import check_activation, check_factory_options, check_size, row
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,
@@ -38,7 +38,8 @@ def rnn(
 
     Args:
       hidden_size: H, the number of units.
-      activation: elementwise nonlinearity (tanh by default; `jax.nn.relu`,
+      activation: elementwise nonlinearity, a callable or one of the names
+        "tanh", "relu", "sigmoid", "gelu", "softplus", "identity" (tanh by default; `jax.nn.relu`,
         `jax.nn.sigmoid` or the identity for a linear RNN).
       kernel_init, recurrent_init, bias_init: initialisers for W_x `[I, H]`
         (LeCun normal), W_h `[H, H]` (orthogonal) and b `[H]` (zeros).
@@ -47,7 +48,11 @@ def rnn(
     Returns:
       A `Cell`; its carry is `h: [..., H]`.
     """
-    check_size("hidden_size", hidden_size)
+    hidden_size = check_size("hidden_size", hidden_size)
+    activation = check_activation("activation", activation)
+    dtype = check_factory_options(
+        dtype, kernel_init=kernel_init, recurrent_init=recurrent_init, bias_init=bias_init
+    )
 
     def init(key, input_size: int) -> RNNParams:
         check_size("input_size", input_size)
@@ -71,7 +76,6 @@ def rnn(
     return Cell(
         init=init,
         initial_carry=initial_carry,
-        step=make_step(project, recur, initial_carry, "rnn"),
         project=project,
         recur=recur,
         hidden_size=hidden_size,

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import is_concrete
+from lstmjax._checks import as_array, check_real, check_size, check_token_ids, is_concrete
 
 Array = jax.Array
 Carry = Any
@@ -38,14 +38,32 @@ def filter_logits(logits: Array, temperature=1.0, top_k: Optional[int] = None) -
     Returns:
       `[..., V]`: `logits / temperature`, with -inf outside the top k.
     """
+    check_temperature(temperature)
     if top_k is not None:
-        if not isinstance(top_k, int) or not 1 <= top_k <= jnp.shape(logits)[-1]:
-            raise ValueError(
-                f"top_k must be an int in [1, V] = [1, {jnp.shape(logits)[-1]}]; got {top_k!r}."
-            )
+        check_top_k(top_k, jnp.shape(logits)[-1])
         kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
         logits = jnp.where(logits >= kth, logits, jnp.full_like(logits, -jnp.inf))
     return logits / jnp.asarray(temperature, logits.dtype)
+
+
+# A token that could not be drawn: the logits held NaN, or a traced temperature
+# was NaN or negative. Never a valid id, so the mistake cannot pass as text.
+INVALID_TOKEN = -1
+
+
+def check_temperature(temperature) -> None:
+    """A concrete temperature must be finite and >= 0 (0 = greedy)."""
+    if is_concrete(temperature):
+        value = check_real("temperature", temperature)
+        if value < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature!r}.")
+
+
+def check_top_k(top_k, vocab_size: int) -> int:
+    top_k = check_size("top_k", top_k)
+    if top_k > vocab_size:
+        raise ValueError(f"top_k must be an int in [1, V] = [1, {vocab_size}]; got {top_k!r}.")
+    return top_k
 
 
 def sample_logits(
@@ -56,18 +74,24 @@ def sample_logits(
     Args:
       key: a `jax.random` key.
       logits: `[..., V]`.
-      temperature: >= 0; 0 picks the argmax (deterministic).
+      temperature: >= 0; 0 picks the argmax (deterministic). Checked when
+        concrete; a traced temperature that is NaN or negative gives
+        `INVALID_TOKEN` (-1), never a plausible token.
       top_k: as in `filter_logits`.
 
     Returns:
-      int32 `[...]`.
+      int32 `[...]`; `INVALID_TOKEN` (-1) where the logits hold a NaN.
     """
+    check_temperature(temperature)
     greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    positive = jnp.asarray(temperature) > 0
+    t = jnp.asarray(temperature)
+    broken = jnp.any(jnp.isnan(logits), axis=-1) | ~(jnp.isfinite(t) & (t >= 0))
+    positive = t > 0
     # A placeholder temperature of 1 where it is 0 keeps the unused branch finite.
     safe = jnp.where(positive, jnp.asarray(temperature, logits.dtype), 1)
     drawn = jax.random.categorical(key, filter_logits(logits, safe, top_k), axis=-1)
-    return jnp.where(positive, drawn.astype(jnp.int32), greedy)
+    token = jnp.where(positive, drawn.astype(jnp.int32), greedy)
+    return jnp.where(broken, jnp.full_like(token, INVALID_TOKEN), token)
 
 
 def sample(
@@ -102,9 +126,10 @@ def sample(
 
     Returns:
       int32 `[B, num_tokens]`, or `[num_tokens]` for a 1-D prompt; the
-      prompt is not repeated.
+      prompt is not repeated. Token ids are checked against the model's
+      vocabulary; a step whose logits hold NaN gives `INVALID_TOKEN` (-1).
     """
-    prompt = jnp.asarray(prompt_ids)
+    prompt = as_array(prompt_ids, "prompt_ids")
     single = prompt.ndim == 1
     if single:
         prompt = prompt[None]
@@ -115,10 +140,13 @@ def sample(
         )
     if not jnp.issubdtype(prompt.dtype, jnp.integer):
         raise TypeError(f"sample: prompt_ids must be integer token ids; got {prompt.dtype}.")
-    if not isinstance(num_tokens, int) or num_tokens < 0:
-        raise ValueError(f"sample: num_tokens must be an int >= 0; got {num_tokens!r}.")
-    if is_concrete(temperature) and float(temperature) < 0:
-        raise ValueError(f"sample: temperature must be >= 0; got {temperature}.")
+    num_tokens = check_size("num_tokens", num_tokens, minimum=0)
+    check_temperature(temperature)
+    logits = jax.eval_shape(step_fn, params, carry, prompt[:, 0])[1]
+    vocab_size = jnp.shape(logits)[-1]
+    check_token_ids(prompt, vocab_size, "sample", "prompt_ids")
+    if top_k is not None:
+        check_top_k(top_k, vocab_size)
     out = _sample(step_fn, params, carry, prompt, num_tokens, key, temperature, top_k)
     return out[0] if single else out
 

@@ -15,7 +15,8 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Carry, Cell, check_size
+from lstmjax._cell import Array, Carry, Cell
+from lstmjax._checks import check_size
 from lstmjax._feedforward import DenseParams, EmbeddingParams, dense, embedding
 from lstmjax._layers import LayerParams, Recurrent, recurrent
 

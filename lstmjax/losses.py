@@ -25,9 +25,8 @@ from typing import Literal, Optional, Union
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from lstmjax._checks import is_concrete
+from lstmjax._checks import as_array, check_lengths, check_token_ids
 from lstmjax._feedforward import last_valid
 
 Array = jax.Array
@@ -98,39 +97,22 @@ def _check_labels(logits, labels, what: str) -> None:
         )
 
 
-def _check_label_range(labels, num_classes: int, what: str) -> None:
-    """Reject out-of-range labels when their values are known.
-
-    Under `jit` the values cannot be inspected; an out-of-range label then
-    gives a NaN loss, which training loops detect. Callers replace padded
-    labels by 0 first, so padding is never reported.
-    """
-    if not is_concrete(labels):
-        return
-    values = np.asarray(labels)
-    bad = (values < 0) | (values >= num_classes)
-    if bad.any():
-        raise ValueError(
-            f"{what}: labels must lie in [0, {num_classes}); got {values[bad][:10].tolist()} "
-            f"at {int(bad.sum())} position(s)."
-        )
-
-
 def sequence_mask(lengths: Array, time: int) -> Array:
     """Boolean mask of the valid steps: `mask[b, t] = t < lengths[b]`.
 
     Args:
-      lengths: int `[batch]`.
+      lengths: int `[batch]`, each in [0, time] (checked as `unroll` checks them).
       time: T, the padded length.
 
     Returns:
       bool `[batch, time]`.
     """
-    lengths = jnp.asarray(lengths)
-    if lengths.ndim != 1 or not jnp.issubdtype(lengths.dtype, jnp.integer):
+    lengths = as_array(lengths, "lengths")
+    if jnp.ndim(lengths) != 1:
         raise ValueError(
-            f"lengths must be an int array of shape [batch]; got {lengths.dtype}{lengths.shape}."
+            f"sequence_mask: lengths must have shape [batch]; got {jnp.shape(lengths)}."
         )
+    lengths = check_lengths(lengths, jnp.shape(lengths)[0], time, "sequence_mask")
     return jnp.arange(time)[None, :] < lengths[:, None]
 
 
@@ -163,10 +145,13 @@ def token_nll(logits: Array, labels: Array) -> Array:
       labels: int `[...]`, each in [0, V).
 
     Returns:
-      `[...]`, one value per position (NaN where a label is out of range).
+      `[...]`, one value per position. Concrete labels outside [0, V) raise
+      an error; under `jit` such a label gives NaN (never a plausible loss).
     """
     _check_labels(logits, labels, "token_nll")
-    _check_label_range(labels, jnp.shape(logits)[-1], "token_nll")
+    V = jnp.shape(logits)[-1]
+    labels = check_token_ids(labels, V, "token_nll", "labels")
+    labels = jnp.where(labels < 0, V, labels)  # out of range, not wrapped to the end
     logp = jax.nn.log_softmax(logits, axis=-1)
     picked = jnp.take_along_axis(logp, labels[..., None], axis=-1, mode="fill")
     return -picked[..., 0]
@@ -193,7 +178,10 @@ def mse(pred: Array, target: Array, mask: Optional[Array] = None) -> Array:
         return jnp.mean(jnp.square(pred - target))
     mask = _check_mask(mask, jnp.shape(pred), "mse")
     full = jnp.broadcast_to(_expand(mask, jnp.ndim(pred)), jnp.shape(pred))
-    pred = jnp.where(full, pred, target)  # padded entries contribute exactly 0
+    # Zeros at padded entries before any arithmetic: they contribute exactly 0,
+    # and a NaN or inf there reaches neither the loss nor a gradient.
+    pred = jnp.where(full, pred, jnp.zeros_like(pred))
+    target = jnp.where(full, target, jnp.zeros_like(target))
     return _masked_mean(jnp.square(pred - target), mask)
 
 
@@ -371,7 +359,10 @@ def next_token(logits: Array, tokens: Array, lengths: Optional[Array] = None) ->
             f"for logits {jnp.shape(logits)}; got {jnp.shape(tokens)}."
         )
     targets = tokens[:, 1:]
-    mask = None if lengths is None else sequence_mask(jnp.asarray(lengths) - 1, targets.shape[1])
+    mask = None
+    if lengths is not None:
+        lengths = check_lengths(lengths, B, jnp.shape(tokens)[1], "next_token")
+        mask = sequence_mask(jnp.maximum(lengths - 1, 0), targets.shape[1])
     return cross_entropy(preds, targets, mask)
 
 

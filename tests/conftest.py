@@ -10,3 +10,24 @@ import jax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_enable_x64", True)
+
+import functools  # noqa: E402
+
+import pytest  # noqa: E402
+
+import lstmjax as lj  # noqa: E402
+
+# The two ways `unroll` lays out the sequential scan: what XLA:CPU gets by
+# default, and what GPU/TPU users get (the input projection hoisted out of
+# the loop, no column blocks). Suites that take the `unroll` fixture run
+# with both, so the accelerator path is tested on this CPU too.
+PLACEMENTS = {
+    "cpu_layout": {"projection": "per_step", "column_blocks": True},
+    "accelerator_layout": {"projection": "hoisted", "column_blocks": False},
+}
+
+
+@pytest.fixture(params=sorted(PLACEMENTS))
+def unroll(request):
+    """`lj.unroll` with one explicit placement (see PLACEMENTS)."""
+    return functools.partial(lj.unroll, **PLACEMENTS[request.param])

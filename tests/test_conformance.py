@@ -45,13 +45,13 @@ def test_params_are_named_tuples_of_arrays(factory):
 
 
 @parametrize_cells
-def test_shapes_of_step_and_unroll(factory):
+def test_shapes_of_step_and_unroll(factory, unroll):
     cell, params, xs = make(factory)
     carry = cell.initial_carry((2, 3))
     new_carry, y = cell.step(params, carry, jnp.ones((2, 3, INPUT_SIZE), jnp.float32))
     chex.assert_trees_all_equal_shapes(new_carry, carry)
     chex.assert_shape(y, (2, 3, cell.output_size))
-    ys, final = lj.unroll(cell, params, xs)
+    ys, final = unroll(cell, params, xs)
     chex.assert_shape(ys, (B, T, cell.output_size))
     chex.assert_trees_all_equal_shapes(final, cell.initial_carry((B,)))
 
@@ -64,50 +64,49 @@ def test_initial_carry_is_zeros(factory):
 
 
 @parametrize_cells
-def test_unroll_equals_python_loop(factory):
+def test_unroll_equals_python_loop(factory, unroll):
     cell, params, xs = make(factory)
     carry0 = jax.tree_util.tree_map(
         lambda c: jax.random.normal(jax.random.key(9), c.shape, c.dtype), cell.initial_carry((B,))
     )
     for c in (None, carry0):
-        ys, final = lj.unroll(cell, params, xs, c)
+        ys, final = unroll(cell, params, xs, c)
         ref_ys, ref_final = python_loop(cell, params, xs, c)
         chex.assert_trees_all_close(ys, ref_ys, **TOL)
         chex.assert_trees_all_close(final, ref_final, **TOL)
 
 
 @parametrize_cells
-def test_time_major_and_unroll_factor_agree(factory):
+def test_time_major_and_unroll_factor_agree(factory, unroll):
     cell, params, xs = make(factory)
-    ys, final = lj.unroll(cell, params, xs)
-    ys_tm, final_tm = lj.unroll(cell, params, jnp.swapaxes(xs, 0, 1), time_major=True, unroll=3)
+    ys, final = unroll(cell, params, xs)
+    ys_tm, final_tm = unroll(cell, params, jnp.swapaxes(xs, 0, 1), time_major=True, unroll=3)
     chex.assert_trees_all_close(jnp.swapaxes(ys_tm, 0, 1), ys, **TOL)
     chex.assert_trees_all_close(final_tm, final, **TOL)
 
 
 @parametrize_cells
-def test_reverse_equals_unroll_of_flipped_input(factory):
+def test_reverse_equals_unroll_of_flipped_input(factory, unroll):
     cell, params, xs = make(factory)
-    ys, final = lj.unroll(cell, params, xs, reverse=True)
+    ys, final = unroll(cell, params, xs, reverse=True)
     ref_ys, ref_final = python_loop(cell, params, xs[:, ::-1])
     chex.assert_trees_all_close(ys, ref_ys[:, ::-1], **TOL)
     chex.assert_trees_all_close(final, ref_final, **TOL)
 
 
 @parametrize_cells
-def test_hoisted_and_in_loop_projection_agree(factory, monkeypatch):
-    import lstmjax._unroll as unroll_module
-
+def test_hoisted_and_per_step_projection_agree(factory):
     cell, params, xs = make(factory)
-    results = []
-    for hoist in (False, True):
-        monkeypatch.setattr(unroll_module, "hoist_projection", lambda hoist=hoist: hoist)
-        results.append(lj.unroll(cell, params, xs))
+    lengths = jnp.array([T, 1, 0, 3])
+    results = [
+        lj.unroll(cell, params, xs, lengths=lengths, projection=p, reverse=True)
+        for p in ("per_step", "hoisted")
+    ]
     chex.assert_trees_all_close(results[0], results[1], **TOL)
 
 
 @parametrize_cells
-def test_jit_equals_no_jit_and_does_not_retrace(factory):
+def test_jit_equals_no_jit_and_does_not_retrace(factory, unroll):
     cell, params, xs = make(factory)
 
     traces = []
@@ -115,40 +114,40 @@ def test_jit_equals_no_jit_and_does_not_retrace(factory):
     @jax.jit
     def run(params, xs):
         traces.append(1)  # Python side effect: runs once per trace only
-        return lj.unroll(cell, params, xs)
+        return unroll(cell, params, xs)
 
     first = run(params, xs)
     second = run(params, xs + 1.0)  # same shapes: must not trace again
     assert len(traces) == 1
-    chex.assert_trees_all_close(first, lj.unroll(cell, params, xs), **TOL)
-    chex.assert_trees_all_close(second, lj.unroll(cell, params, xs + 1.0), **TOL)
+    chex.assert_trees_all_close(first, unroll(cell, params, xs), **TOL)
+    chex.assert_trees_all_close(second, unroll(cell, params, xs + 1.0), **TOL)
 
 
 @parametrize_cells
-def test_vmap_over_sequences_equals_batched_unroll(factory):
+def test_vmap_over_sequences_equals_batched_unroll(factory, unroll):
     cell, params, xs = make(factory)
-    one = jax.vmap(lambda x: lj.unroll(cell, params, x[None]))(xs)
-    ys, final = lj.unroll(cell, params, xs)
+    one = jax.vmap(lambda x: unroll(cell, params, x[None]))(xs)
+    ys, final = unroll(cell, params, xs)
     chex.assert_trees_all_close(one[0][:, 0], ys, **TOL)
     chex.assert_trees_all_close(jax.tree_util.tree_map(lambda c: c[:, 0], one[1]), final, **TOL)
 
 
 @parametrize_cells
-def test_vmap_over_parameters(factory):
+def test_vmap_over_parameters(factory, unroll):
     cell, _, xs = make(factory)
     keys = jax.random.split(jax.random.key(3), 2)
     stacked = jax.vmap(lambda k: cell.init(k, INPUT_SIZE))(keys)
-    ys = jax.vmap(lambda p: lj.unroll(cell, p, xs)[0])(stacked)
+    ys = jax.vmap(lambda p: unroll(cell, p, xs)[0])(stacked)
     for i, k in enumerate(keys):
-        chex.assert_trees_all_close(ys[i], lj.unroll(cell, cell.init(k, INPUT_SIZE), xs)[0], **TOL)
+        chex.assert_trees_all_close(ys[i], unroll(cell, cell.init(k, INPUT_SIZE), xs)[0], **TOL)
 
 
 @parametrize_cells
-def test_grad_is_finite_and_matches_jitted_grad(factory):
+def test_grad_is_finite_and_matches_jitted_grad(factory, unroll):
     cell, params, xs = make(factory)
 
     def loss(p):
-        ys, _ = lj.unroll(cell, p, xs)
+        ys, _ = unroll(cell, p, xs)
         return jnp.sum(ys[:, -1] ** 2)
 
     g = jax.grad(loss)(params)
@@ -158,18 +157,18 @@ def test_grad_is_finite_and_matches_jitted_grad(factory):
 
 
 @parametrize_cells
-def test_float64_parameters_and_inputs(factory):
+def test_float64_parameters_and_inputs(factory, unroll):
     cell, params, xs = make(factory, dtype=jnp.float64)
-    ys, final = lj.unroll(cell, params, xs)
+    ys, final = unroll(cell, params, xs)
     assert ys.dtype == jnp.float64
     for leaf in jax.tree_util.tree_leaves(final):
         assert leaf.dtype == jnp.float64
 
 
 @parametrize_cells
-def test_empty_sequence_returns_initial_carry(factory):
+def test_empty_sequence_returns_initial_carry(factory, unroll):
     cell, params, xs = make(factory)
-    ys, final = lj.unroll(cell, params, xs[:, :0])
+    ys, final = unroll(cell, params, xs[:, :0])
     chex.assert_shape(ys, (B, 0, cell.output_size))
     chex.assert_trees_all_equal(final, cell.initial_carry((B,)))
 

@@ -175,14 +175,14 @@ def test_remat_stores_less_than_plain_bptt():
     reason="lj.unroll has no remat option yet",
 )
 @pytest.mark.parametrize("name", ["lstm", "gru"])
-def test_unroll_remat_option_equals_plain(name):
+def test_unroll_remat_option_equals_plain(name, unroll):
     cell = CELLS[name]()
     params, xs_t, _ = data(cell, 13)
     xs = jnp.swapaxes(xs_t, 0, 1)
     lengths = jnp.array([13, 6, 0])
 
     def loss(params, xs, remat):
-        ys, carry = lj.unroll(cell, params, xs, lengths=lengths, reverse=True, remat=remat)
+        ys, carry = unroll(cell, params, xs, lengths=lengths, reverse=True, remat=remat)
         return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c) for c in jax.tree_util.tree_leaves(carry))
 
     got = jax.grad(loss, argnums=(0, 1))(params, xs, 4)

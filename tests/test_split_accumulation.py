@@ -2,10 +2,10 @@
 
 On CPU, `unroll` closes over mid-sized weight matrices (65,536 to 131,072
 elements) in column blocks, so that the per-step gradient adds stay on one
-thread (see `lstmjax._unroll._column_blocks`). The conformance suite uses
+thread (see `lstmjax._scan.column_blocks`). The conformance suite uses
 small cells, whose matrices are never cut; here the hidden sizes are chosen
 so that they are, and the results and gradients are compared, in float64 at
-1e-12 relative, against the same `unroll` with the blocks turned off.
+1e-12 relative, against the same `unroll` with the blocks turned off (`column_blocks=False`).
 """
 
 import jax
@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 import lstmjax as lj
-import lstmjax._unroll as unroll_module
-from lstmjax._unroll import ACCUMULATION_BLOCK, _column_blocks, _join_blocks
+from lstmjax._scan import ACCUMULATION_BLOCK, column_blocks, join_blocks
 
 B, T, I = 3, 6, 8
 CELLS = {
@@ -29,7 +28,7 @@ CELLS = {
 
 
 def blocks_of(a):
-    b = _column_blocks({"w": a})["w"]
+    b = column_blocks({"w": a})["w"]
     return [x.shape for x in b] if isinstance(b, list) else None
 
 
@@ -45,9 +44,9 @@ def test_which_matrices_are_cut():
 
 def test_join_inverts_split():
     params = lj.lstm(128, peephole=True).init(jax.random.PRNGKey(0), I)
-    blocks = _column_blocks(params)
+    blocks = column_blocks(params)
     assert isinstance(blocks.w_h, list)
-    joined = _join_blocks(blocks)
+    joined = join_blocks(blocks)
     for a, b in zip(
         jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(joined), strict=True
     ):
@@ -55,22 +54,21 @@ def test_join_inverts_split():
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_same_outputs_and_gradients(name, monkeypatch):
+def test_same_outputs_and_gradients(name):
     cell = CELLS[name]()
     params = cell.init(jax.random.PRNGKey(1), I)
     assert any(blocks_of(leaf) for leaf in jax.tree_util.tree_leaves(params)), "nothing is cut"
     xs = jax.random.normal(jax.random.PRNGKey(2), (B, T, I), jnp.float64)
     lengths = jnp.array([T, 2, 0])
 
-    def loss(params, xs):
-        ys, carry = lj.unroll(cell, params, xs, lengths=lengths)
+    def loss(params, xs, split):
+        ys, carry = lj.unroll(cell, params, xs, lengths=lengths, column_blocks=split)
         leaves = jax.tree_util.tree_leaves(carry)
         return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(leaf**2) for leaf in leaves)
 
     def run(split: bool):
-        monkeypatch.setattr(unroll_module, "split_accumulation", lambda: split)
-        # a fresh jit per setting: the choice is made at trace time
-        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(params, xs)
+        grad = jax.value_and_grad(lambda p, x: loss(p, x, split), argnums=(0, 1))
+        return jax.jit(grad)(params, xs)
 
     (v_on, g_on), (v_off, g_off) = run(True), run(False)
     np.testing.assert_allclose(v_on, v_off, rtol=1e-12)

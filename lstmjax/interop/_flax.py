@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._cell import Array, Carry, Cell, Params
+from lstmjax._checks import check_cell
 from lstmjax._gru import GRUParams, gru
 from lstmjax._lstm import LSTMCarry, LSTMParams, lstm
 from lstmjax._rnn import RNNParams, rnn
@@ -80,9 +81,7 @@ def flax_cell(cell: Cell) -> FlaxCell:
     Returns:
       A `FlaxCell` module; see its docstring for where the params live.
     """
-    if not isinstance(cell, Cell):
-        raise TypeError(f"flax_cell expects an lstmjax Cell; got {type(cell).__name__}.")
-    return FlaxCell(cell=cell)
+    return FlaxCell(cell=check_cell(cell, "flax_cell"))
 
 
 def _dense(params: Mapping, name: str, expected: tuple[str, ...], bias: bool):

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstmjax._cell import Carry, Cell
+from lstmjax._checks import check_float
 from lstmjax._gru import GRUParams, gru
 from lstmjax._layers import LayerParams, Recurrent, recurrent
 from lstmjax._lstm import LSTMCarry, LSTMParams, lstm
@@ -71,7 +72,12 @@ def _check_module(module: Any, torch) -> str:
 
 
 def _param_dtype(module, torch):
-    """float64 for a float64 module, float32 for every other float dtype."""
+    """float64 for a float64 module, float32 for every other real float dtype."""
+    if module.weight_ih_l0.dtype.is_complex:
+        raise TypeError(
+            f"from_torch: the module's parameters are complex ({module.weight_ih_l0.dtype}); "
+            "lstmjax's cells are real-valued. Expected a float16/bfloat16/float32/float64 module."
+        )
     if module.weight_ih_l0.dtype != torch.float64:
         return jnp.float32
     if not jax.config.jax_enable_x64:
@@ -222,7 +228,9 @@ def carry_from_torch(state: Any) -> Carry:
 def _to_jax(tensor) -> jax.Array:
     if hasattr(tensor, "detach"):
         tensor = tensor.detach().cpu().numpy()
-    return jnp.asarray(tensor)
+    array = jnp.asarray(tensor)
+    check_float(array, "carry_from_torch: state")
+    return array
 
 
 def to_torch_state_dict(net: Recurrent, params: tuple[LayerParams, ...]) -> dict[str, Any]:
