@@ -115,6 +115,7 @@ def test_resets_equal_segments_alone(cell_index, reverse, layout, remat, resets,
 
 
 NET = lj.recurrent(lj.gru(3, dtype=jnp.float64), num_layers=2, bidirectional=True)
+NET_APPLY = jax.jit(NET.apply)  # one compile per segment length
 
 
 @settings(max_examples=8, deadline=None)
@@ -128,7 +129,7 @@ def test_bidirectional_net_with_resets_equals_segments_alone(resets, lengths):
     for b in range(B):
         parts = segments(resets[b], lengths[b])
         for start, stop in parts:
-            o_s, h_s = NET.apply(params, xs[b : b + 1, start:stop])
+            o_s, h_s = NET_APPLY(params, xs[b : b + 1, start:stop])
             chex.assert_trees_all_close(o[b : b + 1, start:stop], o_s, **TOL)
             for layer in range(
                 2
