@@ -162,7 +162,7 @@ def check_fits(stored: dict[str, Any], wanted: dict[str, Any], step: int) -> Non
 
 def _short(error: BaseException) -> str:
     """One line of a dependency's error, for inclusion in ours."""
-    text = " ".join(str(error).split())
+    text = " ".join(str(error).split()).split(" See full TensorStore details")[0]
     return f"{type(error).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
 
 

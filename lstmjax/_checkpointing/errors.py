@@ -23,3 +23,16 @@ class CheckpointLockedError(RuntimeError):
 
 class CheckpointWarning(UserWarning):
     """A damaged step or a stray directory was skipped, a lock was taken over, ..."""
+
+
+# Shown as `lstmjax.checkpoint.X` in tracebacks: where users import them from.
+for _cls in (
+    NonFiniteStateError,
+    CheckpointMismatchError,
+    OptimizerMismatchError,
+    CheckpointCorruptError,
+    CheckpointLockedError,
+    CheckpointWarning,
+):
+    _cls.__module__ = "lstmjax.checkpoint"
+del _cls
