@@ -331,3 +331,19 @@ def test_a_second_writer_process_is_refused_and_a_dead_ones_lock_taken_over(tmp_
     assert history.resumed_from == latest and int(state.step) == latest + 2
     # (Bit identity across processes is test_resume_kill.py's: the worker runs
     # without this suite's jax_enable_x64, which changes the batches.)
+
+
+def test_a_diverged_run_keeps_its_checkpoints_and_the_next_run_resumes(runs, ck):
+    def poisoned(step):  # a NaN in the batch of update 5 (not a save step)
+        xs, ys = BATCHES(step)
+        return (xs.at[0, 0, 0].set(np.nan), ys) if step == 5 else (xs, ys)
+
+    with pytest.raises(train.TrainingDiverged, match="diverged at step 5") as info:
+        train.fit(STEP, fresh(seed=5), poisoned, 6, checkpoint_dir=ck, checkpoint_every=2,
+                  optimizer=OPT, quiet=True)  # fmt: skip
+    assert str(ck / "4") in str(info.value) and int(info.value.state.step) == 5
+    with Checkpointer(ck, writer=False) as ckpt:
+        assert ckpt.steps() == [2, 4]  # nothing lost, nothing non-finite written
+    state, history = continue_to(ck)  # the lock was released; the good data resumes
+    assert history.resumed_from == 4
+    assert_bit_identical(state, runs[1])

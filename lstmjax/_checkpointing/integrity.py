@@ -17,7 +17,10 @@ import hashlib
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+from lstmjax._checkpointing.errors import CheckpointMismatchError
 
 
 def leaf_name(path: tuple) -> str:
@@ -100,3 +103,44 @@ def describe_structure(tree: Any) -> str:
     # Another registered node (a flax struct, an equinox module): its children, one level down.
     children = jax.tree_util.tree_flatten(tree, is_leaf=lambda x: x is not tree)[0]
     return f"{type(tree).__name__}({', '.join(describe_structure(c) for c in children)})"
+
+
+def non_finite_leaves(tree: Any) -> list[str]:
+    """Names of the floating-point leaves that hold a NaN or an infinity."""
+    bad = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            if not bool(jnp.all(jnp.isfinite(leaf))):
+                bad.append(leaf_name(path))
+    return bad
+
+
+def check_fits(stored: dict[str, Any], wanted: dict[str, Any], step: int) -> None:
+    """Compare `{leaf name: (shape, dtype)}` maps; raise naming the first difference.
+
+    `wanted` is in the restoring state's flatten order, so a shape error names
+    a parameter before the optimizer moments that mirror it.
+    """
+    missing = sorted(set(wanted) - set(stored))
+    extra = sorted(set(stored) - set(wanted))
+    if missing or extra:
+        raise CheckpointMismatchError(
+            f"checkpoint {step} has a different structure from the state to restore into: "
+            f"missing from the checkpoint {missing[:5]}, only in the checkpoint {extra[:5]}. "
+            "Was it written by another model or optimizer?"
+        )
+    differ = [name for name in wanted if tuple(stored[name][0]) != tuple(wanted[name][0])]
+    if differ:
+        name = differ[0]  # in the state's own order: parameters come first
+        more = f" ({len(differ) - 1} more leaves differ in shape)" if len(differ) > 1 else ""
+        raise CheckpointMismatchError(
+            f"checkpoint {step}: leaf '{name}' has shape {tuple(stored[name][0])} in the "
+            f"checkpoint but shape {tuple(wanted[name][0])} in the state to restore into{more}."
+        )
+    for name in wanted:
+        s_dtype, w_dtype = np.dtype(stored[name][1]), np.dtype(wanted[name][1])
+        if s_dtype != w_dtype:
+            raise CheckpointMismatchError(
+                f"checkpoint {step}: leaf '{name}' has dtype {s_dtype} in the checkpoint "
+                f"but dtype {w_dtype} in the state to restore into."
+            )
