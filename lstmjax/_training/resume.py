@@ -14,6 +14,7 @@ import sys
 import warnings
 from typing import NamedTuple, Optional
 
+import jax
 from tqdm import tqdm
 
 from lstmjax._checkpointing.errors import CheckpointWarning
@@ -31,7 +32,12 @@ class Resumed(NamedTuple):
 
 
 def announce(message: str) -> None:
-    """Say something about the run, on stderr (above a progress bar) and in the log."""
+    """Say something about the run, on stderr (above a progress bar) and in the log.
+
+    With several processes, only process 0 speaks (they all resume alike).
+    """
+    if jax.process_index() != 0:
+        return
     logger.info(message)
     tqdm.write(message, file=sys.stderr)
 
