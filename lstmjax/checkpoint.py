@@ -1,48 +1,88 @@
-"""Checkpoints of the whole training state, kept with orbax-checkpoint.
+"""Checkpoints of the whole training state that know whether they are intact.
 
 A checkpoint holds a `TrainState` (params, optimizer state, step, PRNG key)
-and a small JSON record with the data position, in `<directory>/<step>/`.
+and a JSON record, in `<directory>/<step>/`. orbax-checkpoint writes the
+arrays (it stores every array's raw bytes, so a restore is bit-exact, and it
+saves sharded arrays); lstmjax adds what makes a step trustworthy:
 
-Why orbax-checkpoint rather than `flax.serialization` msgpack: orbax is the
-JAX ecosystem's maintained checkpoint library, it stores every array's raw
-bytes (so a restore is bit-exact), it saves and restores sharded arrays
-(`lstmjax.parallel`), and it already commits atomically: a step is written
-into a temporary directory and renamed to `<step>` only when complete, and
-the manager lists committed steps only. A process killed mid-save therefore
-leaves the previous checkpoints readable (`tests/test_checkpoint.py` kills
-one at the commit point). A save costs about 50 ms on CPU for a small
-model. Asynchronous saving is turned off: `save` returns once the step is
-committed, which keeps the kill-and-resume reasoning simple.
+- **Atomic commit.** A step is written into `.<step>.saving/` and renamed to
+  `<step>/` only when complete; a process killed mid-save leaves the
+  previous steps untouched, and the next writer removes the leftover.
+- **Content checksums.** The record holds each array leaf's shape, dtype
+  and SHA-256; a restore recomputes them, so one flipped bit in the data
+  (which orbax's compressed chunks decode into wrong values without a
+  word) is found. Any file that is missing, empty or torn is reported as
+  such, never as a raw orbax, TensorStore or `json` error.
+- **Newest intact step.** `restore()` without a step skips damaged steps
+  with a `CheckpointWarning` naming each and what is wrong, and restores the
+  newest intact one (`CheckpointCorruptError` if none is). Directories named
+  like a step that hold no checkpoint are ignored with a warning.
+- **Optimizer identity.** The optimizer state's structure, and optionally
+  a user fingerprint and a probe of the optimizer's updates
+  (`lstmjax._checkpointing.fingerprint`), are stored; a restore into
+  another optimizer is refused with a message naming both.
+- **One writer.** A writing `Checkpointer` holds the directory's lock
+  (`lstmjax._checkpointing.lock`); a second one is refused at once.
 
-What this module adds on top: it refuses to save non-finite parameters or
-optimizer state, and it checks the structure, shapes and dtypes stored
-against the state being restored into, naming the first leaf that differs
-(orbax alone names only the shapes), so a model of another size never loads
-silently.
+Saving is synchronous: `save` returns once the step is committed. It
+refuses non-finite parameters or optimizer state.
 """
 
 from __future__ import annotations
 
+import gc
+import json
 import os
+import re
+import shutil
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 
+from lstmjax._checkpointing.errors import (
+    CheckpointCorruptError,
+    CheckpointLockedError,
+    CheckpointMismatchError,
+    CheckpointWarning,
+    NonFiniteStateError,
+    OptimizerMismatchError,
+)
+from lstmjax._checkpointing.fingerprint import OptimizerIdentity, check_optimizer
+from lstmjax._checkpointing.integrity import (
+    check_fits,
+    content_record,
+    describe_structure,
+    first_mismatched_digest,
+    leaf_name,
+    non_finite_leaves,
+)
+from lstmjax._checkpointing.lock import DirectoryLock
 from lstmjax._training.step import TrainState
 
-_FORMAT = "lstmjax.TrainState/1"
+__all__ = [
+    "CheckpointCorruptError",
+    "CheckpointLockedError",
+    "CheckpointMismatchError",
+    "CheckpointWarning",
+    "Checkpointer",
+    "NonFiniteStateError",
+    "OptimizerIdentity",
+    "OptimizerMismatchError",
+    "Restored",
+    "check_fits",
+    "latest_step",
+    "leaf_name",
+]
 
-
-class NonFiniteStateError(ValueError):
-    """Raised instead of saving a state that holds NaN or infinite values."""
-
-
-class CheckpointMismatchError(ValueError):
-    """Raised when a checkpoint does not fit the state it is restored into."""
+_FORMAT = "lstmjax.TrainState/2"
+_STEP_NAME = re.compile(r"^\d+$")
+_LEFTOVER = re.compile(r"^\.\d+\.(saving|old)")  # a save or replace that never finished
+_OURS = ("_CHECKPOINT_METADATA", "state", "meta")  # what every step holds
 
 
 class Restored(NamedTuple):
@@ -53,24 +93,25 @@ class Restored(NamedTuple):
       step: the checkpoint's step.
       data_position: where the data source stands (the next batch index for
         `fit`, which equals `int(state.step)`), or whatever the caller saved.
+      skipped: `(step, what is wrong)` of each newer step that was skipped
+        because it is damaged or not a checkpoint, newest first.
+      compared: what of the optimizer's identity was compared (e.g.
+        `["state structure", "probe of its updates"]`).
     """
 
     state: TrainState
     step: int
     data_position: Any
+    skipped: tuple = ()
+    compared: tuple = ()
 
 
-def leaf_name(path: tuple) -> str:
-    """A dotted name for a pytree key path: `params.0.forward.w_x`."""
-    parts = []
-    for key in path:
-        for attr in ("name", "key", "idx"):
-            if hasattr(key, attr):
-                parts.append(str(getattr(key, attr)))
-                break
-        else:
-            parts.append(str(key))
-    return ".".join(parts)
+class _DamagedError(Exception):
+    """Internal: one step cannot be restored; the message says why."""
+
+    def __init__(self, reason: str, stray: bool = False):
+        super().__init__(reason)
+        self.reason, self.stray = reason, stray
 
 
 def _is_key(x: Any) -> bool:
@@ -83,56 +124,49 @@ def _storable(state: TrainState) -> TrainState:
     return state._replace(rng=rng)
 
 
-def _non_finite_leaves(tree: Any) -> list[str]:
-    bad = []
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
-            if not bool(jnp.all(jnp.isfinite(leaf))):
-                bad.append(leaf_name(path))
-    return bad
+def _short(error: BaseException) -> str:
+    """One line of a dependency's error, for inclusion in ours."""
+    text = " ".join(str(error).split()).split(" See full TensorStore details")[0]
+    return f"{type(error).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
 
 
-def check_fits(stored: dict[str, Any], wanted: dict[str, Any], step: int) -> None:
-    """Compare `{leaf name: (shape, dtype)}` maps; raise naming the first difference.
+def _read(checkpointer: ocp.Checkpointer, path: Path, args) -> tuple[Any, Optional[str]]:
+    """`(restored, None)`, or `(None, what went wrong)` when orbax cannot read `path`.
 
-    `wanted` is in the restoring state's flatten order, so a shape error names
-    a parameter before the optimizer moments that mirror it.
+    A failed read can leave orbax's other pending reads as coroutines that
+    are freed only later, each then printing "Exception ignored in:
+    <coroutine ...>" (or failing an unrelated test under pytest). They are
+    freed here, at once, and those orbax leftovers dropped; anything else
+    still reaches the usual `sys.unraisablehook`.
     """
-    missing = sorted(set(wanted) - set(stored))
-    extra = sorted(set(stored) - set(wanted))
-    if missing or extra:
-        raise CheckpointMismatchError(
-            f"checkpoint {step} has a different structure from the state to restore into: "
-            f"missing from the checkpoint {missing[:5]}, only in the checkpoint {extra[:5]}. "
-            "Was it written by another model or optimizer?"
-        )
-    differ = [name for name in wanted if tuple(stored[name][0]) != tuple(wanted[name][0])]
-    if differ:
-        name = differ[0]  # in the state's own order: parameters come first
-        more = f" ({len(differ) - 1} more leaves differ in shape)" if len(differ) > 1 else ""
-        raise CheckpointMismatchError(
-            f"checkpoint {step}: leaf '{name}' has shape {tuple(stored[name][0])} in the "
-            f"checkpoint but shape {tuple(wanted[name][0])} in the state to restore into{more}."
-        )
-    for name in wanted:
-        s_dtype, w_dtype = np.dtype(stored[name][1]), np.dtype(wanted[name][1])
-        if s_dtype != w_dtype:
-            raise CheckpointMismatchError(
-                f"checkpoint {step}: leaf '{name}' has dtype {s_dtype} in the checkpoint "
-                f"but dtype {w_dtype} in the state to restore into."
-            )
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        code = getattr(unraisable.object, "cr_code", None)
+        if code is None or "orbax" not in code.co_filename:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        try:
+            return checkpointer.restore(path, args=args), None
+        except Exception as error:  # orbax, TensorStore and json raise many types
+            failure = _short(error)
+        gc.collect()
+        return None, failure
+    finally:
+        sys.unraisablehook = previous
 
 
-def _registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
-    # Registered up front so that a fresh process can read metadata before any save.
-    registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
-    for item, handler, args in (
-        ("state", ocp.StandardCheckpointHandler, (ocp.args.StandardSave, ocp.args.StandardRestore)),
-        ("meta", ocp.JsonCheckpointHandler, (ocp.args.JsonSave, ocp.args.JsonRestore)),
-    ):
-        for arg in args:
-            registry.add(item, arg, handler)
-    return registry
+def _orbax() -> ocp.Checkpointer:
+    handler = ocp.CompositeCheckpointHandler(
+        state=ocp.StandardCheckpointHandler(), meta=ocp.JsonCheckpointHandler()
+    )
+    return ocp.Checkpointer(handler)
+
+
+def _is_primary() -> bool:
+    return jax.process_index() == 0
 
 
 class Checkpointer:
@@ -143,34 +177,53 @@ class Checkpointer:
     Args:
       directory: where the checkpoints live (created if missing).
       keep: how many of the most recent checkpoints to keep (>= 1).
+      writer: take the directory's writer lock (the default); a second
+        writer, in this process or another, gets `CheckpointLockedError`.
+        `writer=False` opens it for reading only: `save` is refused.
     """
 
-    def __init__(self, directory: str | os.PathLike, keep: int = 3):
+    def __init__(self, directory: str | os.PathLike, keep: int = 3, *, writer: bool = True):
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise ValueError(f"keep must be a positive int; got {keep!r}.")
         self.directory = Path(directory).absolute()
-        self.keep = keep
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            handler_registry=_registry(),
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, enable_async_checkpointing=False, create=True
-            ),
-        )
+        self.keep, self.writer = keep, writer
+        self._lock: Optional[DirectoryLock] = None
+        if writer:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            if _is_primary():
+                self._lock = DirectoryLock(self.directory)
+                self._lock.acquire()
+                self._remove_leftovers()
+        self._orbax = _orbax()
+
+    # -- listing -------------------------------------------------------------
 
     def steps(self) -> list[int]:
-        """The committed checkpoint steps, oldest first."""
-        return sorted(self._manager.all_steps())
+        """The committed step directories, oldest first (not yet verified intact)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(
+            int(p.name) for p in self.directory.iterdir() if _STEP_NAME.match(p.name) and p.is_dir()
+        )
 
     def latest_step(self) -> Optional[int]:
         """The newest committed step, or None when there is none."""
-        return self._manager.latest_step()
+        steps = self.steps()
+        return steps[-1] if steps else None
 
     def path(self, step: int) -> Path:
         """The directory of checkpoint `step`."""
         return self.directory / str(step)
 
-    def save(self, state: TrainState, *, data_position: Any = None) -> Path:
+    # -- saving --------------------------------------------------------------
+
+    def save(
+        self,
+        state: TrainState,
+        *,
+        data_position: Any = None,
+        optimizer: Optional[OptimizerIdentity] = None,
+    ) -> Path:
         """Write `state` as checkpoint `int(state.step)`; returns its directory.
 
         Args:
@@ -178,75 +231,193 @@ class Checkpointer:
             finite (a `NonFiniteStateError` names the leaves that are not).
           data_position: a JSON-serializable record of where the data source
             stands; defaults to `int(state.step)`, the next batch index.
+          optimizer: the optimizer's identity
+            (`lstmjax._checkpointing.fingerprint.optimizer_identity`); by
+            default only its state's structure is recorded.
         """
-        bad = _non_finite_leaves({"params": state.params, "opt_state": state.opt_state})
+        if not self.writer:
+            raise PermissionError(f"this Checkpointer of {self.directory} is read-only.")
+        bad = non_finite_leaves({"params": state.params, "opt_state": state.opt_state})
         if bad:
             raise NonFiniteStateError(
                 f"refusing to save step {int(state.step)}: non-finite values in {bad[:5]}"
                 f"{' ...' if len(bad) > 5 else ''}."
             )
         step = int(state.step)
-        position = step if data_position is None else data_position
-        meta = {"format": _FORMAT, "step": step, "data_position": position}
-        self._manager.save(
-            step,
+        stored = _storable(state)
+        identity = optimizer or OptimizerIdentity(describe_structure(state.opt_state))
+        meta = {
+            "format": _FORMAT,
+            "step": step,
+            "data_position": step if data_position is None else data_position,
+            "content": content_record(stored),
+            "optimizer": identity._asdict(),
+        }
+        json.dumps(meta)  # a data_position that is not JSON fails here, before any write
+        staging = self.directory / f".{step}.saving"
+        if _is_primary() and staging.exists():
+            shutil.rmtree(staging)
+        self._orbax.save(
+            staging,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_storable(state)), meta=ocp.args.JsonSave(meta)
+                state=ocp.args.StandardSave(stored), meta=ocp.args.JsonSave(meta)
             ),
-            force=True,
         )
-        self._manager.wait_until_finished()
+        if _is_primary():
+            _commit(staging, self.path(step))
+            self._drop_old()
+        _sync(f"lstmjax_checkpoint_{step}")
         return self.path(step)
 
-    def restore(self, like: TrainState, step: Optional[int] = None) -> Restored:
-        """Load checkpoint `step` (default: the latest) into the shape of `like`.
+    def _drop_old(self) -> None:
+        """Keep the newest `keep` checkpoints; never delete a directory that is not one."""
+        ours = [s for s in self.steps() if _looks_like_ours(self.path(s))]
+        for step in ours[: -self.keep]:
+            shutil.rmtree(self.path(step))
+
+    def _remove_leftovers(self) -> None:
+        for p in self.directory.iterdir():
+            if _LEFTOVER.match(p.name):
+                shutil.rmtree(p, ignore_errors=True)
+
+    def stray_steps(self) -> list[int]:
+        """Step-named directories that hold none of a checkpoint's files (e.g. empty)."""
+        return [s for s in self.steps() if not _looks_like_ours(self.path(s))]
+
+    def set_aside(self, step: int) -> Path:
+        """Rename step `step` to `<step>.damaged` (or `.not-a-checkpoint`); returns the new path.
+
+        `fit` does this to the damaged steps newer than the one it resumed
+        from, so that its own saves cannot collide with them. Nothing is deleted.
+        """
+        if not self.writer:
+            raise PermissionError(f"this Checkpointer of {self.directory} is read-only.")
+        source = self.path(step)
+        suffix = "not-a-checkpoint" if not _looks_like_ours(source) else "damaged"
+        target, n = self.directory / f"{step}.{suffix}", 1
+        while target.exists():
+            target, n = self.directory / f"{step}.{suffix}.{n}", n + 1
+        if _is_primary():
+            source.rename(target)
+        return target
+
+    # -- restoring -----------------------------------------------------------
+
+    def restore(
+        self,
+        like: TrainState,
+        step: Optional[int] = None,
+        *,
+        optimizer: Optional[OptimizerIdentity] = None,
+    ) -> Restored:
+        """Load checkpoint `step` (default: the newest intact one) into the shape of `like`.
 
         Args:
           like: a `TrainState` of the model and optimizer to restore into (for
             example `init_state(...)` of a fresh run); only its structure,
             shapes, dtypes and shardings are used.
-          step: which checkpoint; None for the latest.
+          step: which checkpoint; None for the newest intact one (each newer
+            damaged step is skipped with a `CheckpointWarning`).
+          optimizer: the identity of the optimizer that will continue the run;
+            by default only its state's structure (from `like`) is compared.
 
         Raises:
-          FileNotFoundError: no such checkpoint.
+          FileNotFoundError: no such checkpoint, or none at all.
+          CheckpointCorruptError: the step asked for is damaged, or (step=None)
+            no step is intact; the message names each step and what is wrong.
           CheckpointMismatchError: the structure, a shape or a dtype differs;
             the message names the leaf and both shapes.
+          OptimizerMismatchError: another optimizer or other hyperparameters.
         """
-        if step is None:
-            step = self.latest_step()
-            if step is None:
-                raise FileNotFoundError(f"no checkpoint in {self.directory}.")
-        elif step not in self.steps():
-            raise FileNotFoundError(
-                f"no checkpoint {step} in {self.directory}; have {self.steps()}."
+        steps = self.steps()
+        if step is not None and step not in steps:
+            raise FileNotFoundError(f"no checkpoint {step} in {self.directory}; have {steps}.")
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}.")
+        identity = optimizer or OptimizerIdentity(describe_structure(like.opt_state))
+        candidates = [step] if step is not None else steps[::-1]
+        skipped = []
+        for candidate in candidates:
+            try:
+                return self._restore_step(like, candidate, identity)._replace(
+                    skipped=tuple(skipped)
+                )
+            except _DamagedError as damage:
+                if step is not None:
+                    raise CheckpointCorruptError(
+                        f"checkpoint {self.path(candidate)} is damaged: {damage.reason}."
+                    ) from None
+                skipped.append((candidate, damage.reason))
+                what = "is not an lstmjax checkpoint" if damage.stray else "is damaged"
+                warnings.warn(
+                    f"skipping {self.path(candidate)} (step {candidate}): it {what}: "
+                    f"{damage.reason}.",
+                    CheckpointWarning,
+                    stacklevel=2,
+                )
+        listing = "; ".join(f"step {s}: {why}" for s, why in skipped)
+        raise CheckpointCorruptError(
+            f"no intact checkpoint in {self.directory}: {listing}. Delete the directory "
+            "to start afresh, or restore a copy."
+        )
+
+    def _restore_step(self, like: TrainState, step: int, identity: OptimizerIdentity) -> Restored:
+        path = self.path(step)
+        where = f"checkpoint {path}"
+        if not _looks_like_ours(path):
+            contents = sorted(p.name for p in path.iterdir())[:5]
+            raise _DamagedError(
+                f"it holds {contents or 'nothing'}, none of a checkpoint's files", True
             )
+        meta = self._read_meta(path)
         target = _storable(like)
-        stored_tree = self._manager.item_metadata(step)["state"]
-        stored = {
-            leaf_name(p): (m.shape, m.dtype)
-            for p, m in jax.tree_util.tree_flatten_with_path(stored_tree)[0]
-        }
+        content = meta["content"]
+        stored = {name: (leaf["shape"], leaf["dtype"]) for name, leaf in content.items()}
         wanted = {
             leaf_name(p): (jnp.shape(x), jnp.result_type(x))
             for p, x in jax.tree_util.tree_flatten_with_path(target)[0]
         }
         check_fits(stored, wanted, step)
+        compared = check_optimizer(meta["optimizer"], identity, where)
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
-        out = self._manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-            ),
+        out, failure = _read(
+            self._orbax, path, ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
         )
+        if failure is not None:
+            raise _DamagedError(f"its array data cannot be read ({failure})")
         state = TrainState(*out["state"])
+        mismatch = first_mismatched_digest(state, content)
+        if mismatch is not None:
+            name, count = mismatch
+            more = f" (and {count - 1} more leaves)" if count > 1 else ""
+            raise _DamagedError(
+                f"leaf '{name}'{more} does not match the checksum written with it: the data "
+                "changed after it was saved"
+            )
         if _is_key(like.rng):
             state = state._replace(
                 rng=jax.random.wrap_key_data(state.rng, impl=jax.random.key_impl(like.rng))
             )
-        return Restored(state=state, step=step, data_position=out["meta"]["data_position"])
+        return Restored(state, step, meta["data_position"], (), tuple(compared))
+
+    def _read_meta(self, path: Path) -> dict:
+        out, failure = _read(self._orbax, path, ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        if failure is not None:  # a torn or missing JSON record
+            raise _DamagedError(f"its record meta/ cannot be read ({failure})")
+        meta = out["meta"]
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise _DamagedError(f"its record has format {found!r}, not {_FORMAT!r}")
+        missing = [k for k in ("step", "data_position", "content", "optimizer") if k not in meta]
+        if missing:
+            raise _DamagedError(f"its record lacks {missing}")
+        return meta
 
     def close(self) -> None:
-        self._manager.close()
+        """Release the writer lock (idempotent)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> Checkpointer:
         return self
@@ -255,9 +426,30 @@ class Checkpointer:
         self.close()
 
 
+def _looks_like_ours(path: Path) -> bool:
+    return any((path / name).exists() for name in _OURS)
+
+
+def _commit(staging: Path, final: Path) -> None:
+    """Publish a fully written step: one rename (the commit point of a save)."""
+    if final.exists():  # re-saving a step: move the old one out first, then drop it
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        staging.rename(final)
+        shutil.rmtree(old)
+    else:
+        staging.rename(final)
+
+
+def _sync(name: str) -> None:
+    """Wait for every process (multi-process runs) so no one reads a step before its rename."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def latest_step(directory: str | os.PathLike) -> Optional[int]:
-    """The newest committed checkpoint step in `directory`, or None."""
-    if not Path(directory).exists():
-        return None
-    with Checkpointer(directory) as ckpt:
-        return ckpt.latest_step()
+    """The newest committed checkpoint step in `directory`, or None (not verified intact)."""
+    return Checkpointer(directory, writer=False).latest_step()

@@ -8,8 +8,10 @@ process or need a fresh XLA with several host devices:
            latest one), print "SAVED <step>" after each save, write the final
            params to --out (.npz); with --reference-ckpt, then run the same
            training uninterrupted in a fresh directory (--reference-out);
-  hang     save checkpoint 1, then start checkpoint 2 and hang at orbax's
-           commit point (after "COMMITTING" is printed) until killed;
+  hang     save checkpoint 1, then start checkpoint 2 and hang at its commit
+           point, lstmjax's rename (after "COMMITTING" is printed), until killed;
+  hold     run `fit` slowly on --ckpt, printing "TRAINING <pid>" at the first
+           batch, so that a test can try a second writer (and kill this one);
   shard    compare a sharded and a single-device run; print JSON.
 """
 
@@ -115,23 +117,40 @@ def run_fit(args) -> None:
 
 
 def run_hang(args) -> None:
-    from orbax.checkpoint._src.path import atomicity
-
-    from lstmjax.checkpoint import Checkpointer
+    from lstmjax import checkpoint
 
     init, _ = tiny_lstm_regressor()
     state = train.init_state(init(jax.random.key(0)), optax.adam(1e-2), jax.random.key(2))
-    with Checkpointer(args.ckpt) as ckpt:
+    with checkpoint.Checkpointer(args.ckpt) as ckpt:
         ckpt.save(state._replace(step=jnp.asarray(1, jnp.int32)))
         print("SAVED 1", flush=True)
 
-        async def hang(self):  # orbax's commit point: all files written, not yet renamed
+        def hang(staging, final):  # every file of the step is written; not yet renamed
             print("COMMITTING", flush=True)
             time.sleep(120)
 
-        atomicity.AtomicRenameTemporaryPath.finalize = hang
+        checkpoint._commit = hang  # lstmjax's own commit point, not a dependency's
         changed = jax.tree_util.tree_map(lambda x: x + 1, state.params)
         ckpt.save(state._replace(params=changed, step=jnp.asarray(2, jnp.int32)))
+
+
+def run_hold(args) -> None:
+    """A slow `fit` that a test runs beside a second writer; it announces itself first."""
+    import os
+
+    init, step, batches = fit_setup()
+    state = train.init_state(init(jax.random.key(0)), optax.adam(1e-2), jax.random.key(2))
+
+    def slow_batches(i):
+        if i == args.every:  # after its first checkpoint is saved
+            print(f"TRAINING {os.getpid()}", flush=True)
+        time.sleep(args.delay)
+        return batches(i)
+
+    train.fit(
+        step, state, slow_batches, args.steps, checkpoint_dir=args.ckpt,
+        checkpoint_every=args.every, quiet=True, optimizer=optax.adam(1e-2),
+    )  # fmt: skip
 
 
 def indivisible_error(mesh, batch) -> str:
@@ -219,7 +238,7 @@ def run_shard(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["fit", "hang", "shard"])
+    parser.add_argument("mode", choices=["fit", "hang", "hold", "shard"])
     parser.add_argument("--ckpt", default=None)
     parser.add_argument("--out", default=None)
     parser.add_argument("--reference-ckpt", default=None)
@@ -229,7 +248,8 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--batch", type=int, default=BATCH)
     args = parser.parse_args()
-    {"fit": run_fit, "hang": run_hang, "shard": run_shard}[args.mode](args)
+    modes = {"fit": run_fit, "hang": run_hang, "hold": run_hold, "shard": run_shard}
+    modes[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Checkpoints: exact round trip, keep-last-k, atomic writes, refusals with clear messages."""
+"""Checkpoints: exact round trip, keep-last-k, atomic writes, refusals with clear messages.
+
+Damaged checkpoints, optimizer identity and the writer lock: test_checkpoint_integrity.py.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +17,12 @@ import numpy as np
 import optax
 import pytest
 from _train_worker import adding_batches, mse, tiny_lstm_regressor
-from orbax.checkpoint._src.path import atomicity  # orbax 0.12's commit step, patched below
 
-from lstmjax import train
+from lstmjax import checkpoint, train
 from lstmjax.checkpoint import (
     Checkpointer,
     CheckpointMismatchError,
+    CheckpointWarning,
     NonFiniteStateError,
     latest_step,
 )
@@ -93,7 +96,7 @@ def test_keeps_the_last_k(tmp_path):
         assert ckpt.steps() == [4, 5]
         with pytest.raises(FileNotFoundError, match=r"no checkpoint 2 .* have \[4, 5\]"):
             ckpt.restore(like(), step=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["4", "5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lstmjax.lock", "4", "5"]
 
 
 def test_refuses_to_save_non_finite_state(tmp_path):
@@ -143,21 +146,24 @@ def test_restore_from_an_empty_directory(tmp_path):
 
 
 def test_save_interrupted_before_commit_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    # Fail at orbax's commit point: every file of step 2 is written into a
-    # temporary directory, but the rename that publishes it never happens.
+    # Fail at the commit point: every file of step 2 is written into
+    # `.2.saving/`, but the rename that publishes it never happens.
     first = like()._replace(step=jnp.asarray(1, jnp.int32))
     with Checkpointer(tmp_path) as ckpt:
         ckpt.save(first)
 
-    async def crash(self):
+    def crash(staging, final):
+        assert staging.name == ".2.saving" and (staging / "state").is_dir()
         raise OSError("simulated crash during commit")
 
-    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", crash)
+    monkeypatch.setattr(checkpoint, "_commit", crash)  # lstmjax's own function
     second = trained_state(2)
     with Checkpointer(tmp_path) as ckpt, pytest.raises(OSError, match="simulated crash"):
         ckpt.save(second)
     monkeypatch.undo()
+    assert (tmp_path / ".2.saving").is_dir()
     with Checkpointer(tmp_path) as ckpt:
+        assert not (tmp_path / ".2.saving").exists()  # a new writer removes the leftover
         assert ckpt.steps() == [1]
         restored = ckpt.restore(like())
         assert_same(restored.state.params, first.params)
@@ -185,13 +191,16 @@ def test_process_killed_while_saving_keeps_the_previous_checkpoint(tmp_path):
         finally:
             proc.kill()
     assert lines == ["SAVED 1", "COMMITTING"] and proc.returncode == -signal.SIGKILL
-    leftovers = [p.name for p in ckpt_dir.iterdir() if p.name not in {"1"}]
-    assert leftovers and all("tmp" in name for name in leftovers)  # the half-written step 2
-    with Checkpointer(ckpt_dir) as ckpt:
+    names = {p.name for p in ckpt_dir.iterdir()}
+    assert names == {"1", ".2.saving", ".lstmjax.lock"}  # the half-published step 2
+    # The killed writer never released its lock: the next one takes it over, saying so.
+    with pytest.warns(CheckpointWarning, match=rf"taking over the lock .* pid {proc.pid} on host"):
+        ckpt = Checkpointer(ckpt_dir)
+    with ckpt:
         assert ckpt.steps() == [1]
         restored = ckpt.restore(like())
         assert_same(restored.state.params, INIT(jax.random.key(0)))
-        # Saving the interrupted step again replaces the half-written directory.
+        # Saving the interrupted step again works; the leftover is gone.
         ckpt.save(restored.state._replace(step=jnp.asarray(2, jnp.int32)))
         assert ckpt.steps() == [1, 2]
-    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["1", "2"]
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == [".lstmjax.lock", "1", "2"]

@@ -8,7 +8,6 @@ the batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -20,6 +19,8 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from lstmjax._training.metrics_log import JsonLinesLog
+from lstmjax._training.resume import resume_run
 from lstmjax._training.step import Batch, TrainState
 
 StepFn = Callable[[TrainState, Batch], tuple[TrainState, dict]]
@@ -51,10 +52,12 @@ class History(NamedTuple):
     Attributes:
       train: a record every `log_every` steps: loss, grad_norm, grad_norms, ...
       eval: a record every `eval_every` steps from `eval_fn`.
+      resumed_from: the checkpoint step this call resumed from, or None.
     """
 
     train: list
     eval: list
+    resumed_from: Optional[int] = None
 
 
 def to_python(tree: Any) -> Any:
@@ -69,58 +72,9 @@ def to_python(tree: Any) -> Any:
     return jax.tree_util.tree_map(one, jax.device_get(tree))
 
 
-class JsonLinesLog:
-    """Append-only JSON-lines file; one object per line, flushed every write."""
-
-    def __init__(self, path: Optional[str | os.PathLike], resume_from: Optional[int]):
-        self.path = None if path is None else Path(path)
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume_from is None:
-            self.path.write_text("")
-        else:
-            self._truncate_after(resume_from)
-
-    def _truncate_after(self, step: int) -> None:
-        """Drop records past the resumed step: they are about to be redone."""
-        if not self.path.exists():
-            return
-        kept = [
-            line
-            for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step
-        ]
-        self.path.write_text("".join(line + "\n" for line in kept))
-
-    def write(self, record: dict) -> None:
-        if self.path is None:
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps(record, allow_nan=True) + "\n")
-
-
 def _is_finite(metrics: dict) -> bool:
     finite = metrics.get("finite", True)
     return bool(finite) and math.isfinite(metrics["loss"]) and math.isfinite(metrics["grad_norm"])
-
-
-def _resume(checkpointer, state: TrainState, resume: bool) -> tuple[TrainState, Optional[int]]:
-    if checkpointer is None or checkpointer.latest_step() is None:
-        return state, None
-    if not resume:
-        # Mixing two runs in one directory would let "keep the last k" delete the new one.
-        raise ValueError(
-            f"{checkpointer.directory} already holds checkpoints {checkpointer.steps()}; "
-            "pass resume=True to continue that run, or use an empty directory."
-        )
-    restored = checkpointer.restore(state)
-    if restored.data_position != int(restored.state.step):
-        raise ValueError(
-            f"checkpoint {restored.step} records data position {restored.data_position!r}, "
-            f"but fit expects it to equal the step {int(restored.state.step)}."
-        )
-    return restored.state, restored.step
 
 
 def fit(
@@ -139,6 +93,8 @@ def fit(
     resume: bool = True,
     quiet: bool = False,
     on_checkpoint: Optional[Callable[[int, Path], None]] = None,
+    optimizer: Optional[Any] = None,
+    optimizer_fingerprint: Optional[str] = None,
 ) -> tuple[TrainState, History]:
     """Train until `state.step == num_steps`, resuming from a checkpoint if one exists.
 
@@ -160,10 +116,35 @@ def fit(
       checkpoint_dir: where checkpoints go; None for no checkpoints.
       checkpoint_every: save every this many steps, and at the end.
       keep: number of checkpoints kept.
-      resume: restore the latest checkpoint in `checkpoint_dir` if any; with
-        False, a `checkpoint_dir` that already holds checkpoints is an error.
-      quiet: no progress bar (tests, batch jobs).
+      resume: restore the newest intact checkpoint in `checkpoint_dir` if
+        any (see "Resuming" below); with False, a `checkpoint_dir` that
+        already holds checkpoints is an error.
+      quiet: no progress bar (tests, batch jobs). The one-line notice of a
+        resume is printed to stderr (and logged to the `lstmjax.train`
+        logger) either way.
       on_checkpoint: called as `on_checkpoint(step, path)` after each save.
+      optimizer: the `optax.GradientTransformation` the step uses. Given, its
+        behaviour is fingerprinted (three updates on a fixed probe, see
+        `lstmjax._checkpointing.fingerprint`) and stored with each checkpoint,
+        so resuming with another optimizer or another learning rate is
+        refused. None: only the optimizer state's structure is checked.
+      optimizer_fingerprint: your own string for the optimizer and anything
+        else a resume must match (e.g. `"adam 3e-3, cosine to 10k"`); stored
+        and compared verbatim. None: no string is compared.
+
+    Resuming: the newest checkpoint that is intact (checksums verified) is
+    restored; newer damaged steps are named in a `CheckpointWarning` and
+    renamed `<step>.damaged`, step-named directories that are no checkpoint
+    are renamed `<step>.not-a-checkpoint`; `CheckpointCorruptError` if no
+    step is intact. The resume is announced (directory, step). A checkpoint
+    at `num_steps` is a no-op that says so; one past `num_steps` is an error.
+    A torn last line of `log_path` is dropped with a warning. Only one
+    `fit` may write a `checkpoint_dir` at a time (`CheckpointLockedError`).
+
+    The loop reads each step's metrics back one step late, while the next
+    step runs, so the host never waits on the device except where a save
+    or an evaluation needs the state; a divergence still stops the run
+    before any non-finite state is saved or returned.
 
     Returns:
       `(state, history)`: the final state and this call's metrics.
@@ -172,7 +153,10 @@ def fit(
       TrainingDiverged: a step gave a non-finite loss, gradient or parameters.
         The message names the step and the last good checkpoint; no
         non-finite state is ever saved.
+      CheckpointLockedError, CheckpointCorruptError, CheckpointMismatchError,
+        OptimizerMismatchError: from `lstmjax.checkpoint`, before any step.
     """
+    from lstmjax._checkpointing.fingerprint import optimizer_identity
     from lstmjax.checkpoint import Checkpointer  # orbax is imported only when needed
 
     for name, value in (("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
@@ -184,7 +168,14 @@ def fit(
         raise ValueError("checkpoint_every needs a checkpoint_dir.")
     checkpointer = None if checkpoint_dir is None else Checkpointer(checkpoint_dir, keep=keep)
     try:
-        state, resumed = _resume(checkpointer, state, resume)
+        identity = None
+        if checkpointer is not None:
+            identity = optimizer_identity(
+                state.opt_state, optimizer, optimizer_fingerprint, state.params
+            )
+        state, resumed = resume_run(
+            checkpointer, state, resume=resume, num_steps=num_steps, identity=identity
+        )
         loop = _Loop(
             step_fn=step_fn,
             batch_fn=batch_fn,
@@ -196,6 +187,8 @@ def fit(
             checkpointer=checkpointer,
             checkpoint_every=checkpoint_every,
             on_checkpoint=on_checkpoint,
+            identity=identity,
+            resumed=resumed,
         )
         state = loop.run(state, quiet)
     finally:
@@ -218,41 +211,70 @@ class _Loop:
     """The body of `fit`: one method per concern."""
 
     def __init__(self, *, step_fn, batch_fn, num_steps, eval_fn, eval_every, log, log_every,
-                 checkpointer, checkpoint_every, on_checkpoint):  # fmt: skip
+                 checkpointer, checkpoint_every, on_checkpoint, identity=None,
+                 resumed=None):  # fmt: skip
         self.step_fn, self.batch_fn, self.num_steps = step_fn, batch_fn, num_steps
         self.eval_fn, self.eval_every = eval_fn, eval_every
         self.log, self.log_every = log, log_every
         self.checkpointer, self.checkpoint_every = checkpointer, checkpoint_every
-        self.on_checkpoint = on_checkpoint
-        self.history = History(train=[], eval=[])
+        self.on_checkpoint, self.identity = on_checkpoint, identity
+        self.history = History(train=[], eval=[], resumed_from=resumed)
         self.last_good: Optional[Path] = None
-        if checkpointer is not None and checkpointer.latest_step() is not None:
-            self.last_good = checkpointer.path(checkpointer.latest_step())
+        if checkpointer is not None and resumed is not None:
+            self.last_good = checkpointer.path(resumed)
 
     def run(self, state: TrainState, quiet: bool) -> TrainState:
+        """Step to `num_steps`, reading each step's metrics while the next one runs.
+
+        Reading metrics makes the host wait for the device; reading step i's
+        only after step i+1 is dispatched lets the device work meanwhile (on
+        CPU this was most of fit's overhead over a bare loop). A step whose
+        state a save or an evaluation needs is read at once, so nothing is
+        saved or evaluated before its step is known to be finite.
+        """
         start = int(state.step)
         bar = _Progress(start, self.num_steps, quiet)
+        pending = None  # (index, device metrics, state before it) of a step not yet read
         try:
             for step in range(start, self.num_steps):
                 new_state, metrics = self.step_fn(state, self.batch_fn(step))
-                metrics = to_python(metrics)  # waits for the step: needed to check it
-                if not _is_finite(metrics):
-                    raise TrainingDiverged(step, metrics, self.last_good, state)
-                state = new_state
-                self._after_step(state, step + 1, metrics)
-                bar.update(step + 1, metrics["loss"])
+                if pending is not None:
+                    self._settle(pending, bar)
+                pending, state = (step, metrics, state), new_state
+                if self._needs_state(step + 1):
+                    self._settle(pending, bar)
+                    pending = None
+                    self._use_state(state, step + 1)
+            if pending is not None:
+                self._settle(pending, bar)
         finally:
             bar.close()
         return state
 
-    def _after_step(self, state: TrainState, done: int, metrics: dict) -> None:
+    def _settle(self, pending: tuple, bar: _Progress) -> None:
+        """Read a step's metrics: stop on divergence, else record them."""
+        step, metrics, before = pending
+        metrics = to_python(metrics)
+        if not _is_finite(metrics):
+            raise TrainingDiverged(step, metrics, self.last_good, before)
+        done = step + 1
         if done % self.log_every == 0 or done == self.num_steps:
             self._record("train", done, metrics, self.history.train)
+        bar.update(done, metrics["loss"])
+
+    def _needs_state(self, done: int) -> bool:
+        return (self.eval_fn is not None and _due(done, self.eval_every, self.num_steps)) or (
+            self.checkpointer is not None and _due(done, self.checkpoint_every, self.num_steps)
+        )
+
+    def _use_state(self, state: TrainState, done: int) -> None:
         if self.eval_fn is not None and _due(done, self.eval_every, self.num_steps):
             evaluation = to_python(self.eval_fn(state.params))
             self._record("eval", done, evaluation, self.history.eval)
         if self.checkpointer is not None and _due(done, self.checkpoint_every, self.num_steps):
-            self.last_good = self.checkpointer.save(state, data_position=done)
+            self.last_good = self.checkpointer.save(
+                state, data_position=done, optimizer=self.identity
+            )
             if self.on_checkpoint is not None:
                 self.on_checkpoint(done, self.last_good)
 

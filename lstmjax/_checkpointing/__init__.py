@@ -1,0 +1,1 @@
+"""Internals of `lstmjax.checkpoint`: the writer lock, content checksums, optimizer identity."""

@@ -1,0 +1,107 @@
+"""How `fit` picks up a run from its checkpoint directory, and says so.
+
+The newest intact step is restored (damaged newer ones are skipped with a
+warning and renamed `<step>.damaged`, so this run's saves cannot collide
+with them); step-named directories that hold no checkpoint are renamed
+`<step>.not-a-checkpoint` with a warning. The optimizer's identity is
+checked; the resume is announced on stderr and in the `lstmjax.train` log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from typing import NamedTuple, Optional
+
+import jax
+from tqdm import tqdm
+
+from lstmjax._checkpointing.errors import CheckpointWarning
+from lstmjax._checkpointing.fingerprint import OptimizerIdentity
+from lstmjax._training.step import TrainState
+
+logger = logging.getLogger("lstmjax.train")
+
+
+class Resumed(NamedTuple):
+    """The state to train from and the step it was restored from (None: a fresh start)."""
+
+    state: TrainState
+    step: Optional[int]
+
+
+def announce(message: str) -> None:
+    """Say something about the run, on stderr (above a progress bar) and in the log.
+
+    With several processes, only process 0 speaks (they all resume alike).
+    """
+    if jax.process_index() != 0:
+        return
+    logger.info(message)
+    tqdm.write(message, file=sys.stderr)
+
+
+def _set_aside_strays(checkpointer) -> None:
+    for step in checkpointer.stray_steps():
+        moved = checkpointer.set_aside(step)
+        warnings.warn(
+            f"ignoring {checkpointer.path(step)}: named like a step but not an lstmjax "
+            f"checkpoint (it holds none of a checkpoint's files); renamed it to {moved.name}.",
+            CheckpointWarning,
+            stacklevel=4,
+        )
+
+
+def resume_run(
+    checkpointer,
+    state: TrainState,
+    *,
+    resume: bool,
+    num_steps: int,
+    identity: OptimizerIdentity,
+) -> Resumed:
+    """Restore the newest intact checkpoint of `checkpointer` into `state`'s shape, if any."""
+    if checkpointer is None:
+        return Resumed(state, None)
+    if checkpointer.steps() and not resume:
+        # Mixing two runs in one directory would let "keep the last k" delete the new one.
+        raise ValueError(
+            f"{checkpointer.directory} already holds checkpoints {checkpointer.steps()}; "
+            "pass resume=True to continue that run, or use an empty directory."
+        )
+    _set_aside_strays(checkpointer)
+    if not checkpointer.steps():
+        return Resumed(state, None)
+    restored = checkpointer.restore(state, optimizer=identity)
+    for step, _ in restored.skipped:
+        if step > restored.step:
+            moved = checkpointer.set_aside(step)
+            warnings.warn(
+                f"renamed the damaged {checkpointer.path(step)} to {moved.name}, so that this "
+                f"run, resumed from step {restored.step}, can save its own step {step}.",
+                CheckpointWarning,
+                stacklevel=4,
+            )
+    where = checkpointer.path(restored.step)
+    if restored.data_position != int(restored.state.step):
+        raise ValueError(
+            f"checkpoint {where} records data position {restored.data_position!r}, "
+            f"but fit expects it to equal the step {int(restored.state.step)}."
+        )
+    if restored.step > num_steps:
+        raise ValueError(
+            f"checkpoint {where} is at step {restored.step}, past num_steps={num_steps} "
+            "(num_steps counts the run's updates, not this call's): pass "
+            f"num_steps > {restored.step} to train on, or use another checkpoint_dir."
+        )
+    checked = ", ".join(restored.compared)
+    if identity.probe is None and identity.fingerprint is None:
+        checked += "; pass optimizer= to fit to check its hyperparameters too"
+    announce(f"fit: resumed from {where} (step {restored.step}; optimizer checked: {checked}).")
+    if restored.step == num_steps:
+        announce(
+            f"fit: the checkpoint is already at num_steps={num_steps}; nothing to train, "
+            "returning its state. Raise num_steps to train further."
+        )
+    return Resumed(restored.state, restored.step)
