@@ -58,7 +58,7 @@ def exponents_for(key, size: int, gains, config: dict, bar) -> dict:
     """Batch-mean and per-start lambda_1 at each gain, for one W of this size."""
     dtype = jnp.float32  # N = 2048: float64 would double the time for nothing measurable here
     kw, kh = jax.random.split(key)
-    W = jax.random.normal(kw, (size, size), dtype) / np.sqrt(size)
+    W = jax.random.normal(kw, (size, size), dtype) / float(np.sqrt(size))  # a weak scalar
     B, warm, n = config["batch"], config["warmup"], config["measured"]
     xs = jnp.zeros((B, 2 * warm + n, 1), dtype)
     h0 = jax.random.normal(kh, (B, size), dtype)

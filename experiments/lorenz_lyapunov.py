@@ -222,8 +222,8 @@ def main(argv=None) -> dict:
         "tolerances": [0.03, 0.01, 0.1, 0.005],
     }
     if args.quick:
-        config |= {"steps": 300, "hidden": 32, "train_length": 64, "true_steps": 5000}
-        config |= {"model_steps": 1500, "model_batch": 2, "warmup": 200, "path_steps": 500}
+        config |= {"steps": 150, "hidden": 16, "train_length": 64, "true_steps": 5000}
+        config |= {"model_steps": 1000, "model_batch": 2, "warmup": 200, "path_steps": 500}
         config |= {"tolerances": [0.1, 0.05, 0.3, 0.005]}
     k_data, k_train, k_test, _ = jax.random.split(key, 4)  # as in dynamical_system.main
     true = true_spectrum(k_test, config)

@@ -74,7 +74,8 @@ def _time_major_inputs(cell: Cell, params: Params, xs: Array, carry: Optional[Ca
     B = xs.shape[0]
     dtype = jnp.result_type(xs, *jax.tree_util.tree_leaves(params))
     if carry is None:
-        carry = jax.tree_util.tree_map(lambda c: c.astype(dtype), cell.initial_carry((B,)))
+        carry = cell.initial_carry((B,))
+    carry = jax.tree_util.tree_map(lambda c: jnp.asarray(c).astype(dtype), carry)
     pxs = cell.project(params, jnp.swapaxes(xs, 0, 1).astype(dtype))
     return pxs, carry
 
