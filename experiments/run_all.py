@@ -32,6 +32,10 @@ EXPERIMENTS = [
     "dynamical_system",
     "perceptron_mlp",
     "activations",
+    "edge_of_chaos",
+    "lyapunov_gradients",
+    "lorenz_lyapunov",
+    "flipflop_fixed_points",
 ]
 
 

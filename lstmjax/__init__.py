@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 # Public submodules (lj.interop, lj.losses, ...) next to the re-exported names.
 from lstmjax import diagnostics as diagnostics
+from lstmjax import dynamics as dynamics
 from lstmjax import generate as generate
 from lstmjax import interop as interop
 from lstmjax import lm as lm

@@ -74,7 +74,8 @@ def _time_major_inputs(cell: Cell, params: Params, xs: Array, carry: Optional[Ca
     B = xs.shape[0]
     dtype = jnp.result_type(xs, *jax.tree_util.tree_leaves(params))
     if carry is None:
-        carry = jax.tree_util.tree_map(lambda c: c.astype(dtype), cell.initial_carry((B,)))
+        carry = cell.initial_carry((B,))
+    carry = jax.tree_util.tree_map(lambda c: jnp.asarray(c).astype(dtype), carry)
     pxs = cell.project(params, jnp.swapaxes(xs, 0, 1).astype(dtype))
     return pxs, carry
 
@@ -175,6 +176,105 @@ def _flatten_carry(carry: Carry) -> Array:
     return jnp.concatenate(jax.tree_util.tree_leaves(carry), axis=-1)
 
 
+class JacobianProducts(NamedTuple):
+    """Carry-Jacobian products applied backwards in time, from `jacobian_products`.
+
+    Attributes:
+      log_stretch: `[B, T, k]`; entry `[b, t, i]` is the log of the factor by
+        which the transposed Jacobian of step t stretched column i (with
+        `qr=True`, log |R_ii| of the QR step instead). Summed from the end,
+        log ||u_t|| = log ||u_{T-1}|| + sum_{s > t} log_stretch[:, s].
+      vectors: `[B, D, k]`, the columns after the last step back, u_{-1}
+        (the cotangent at the initial carry), each of unit norm.
+    """
+
+    log_stretch: Array
+    vectors: Array
+
+
+def _visited(step, carry: Array, pxs: Array) -> Array:
+    """The flat carry each step reads: `[T, B, D]`, entry s = carry_{s-1}."""
+
+    def forward(v, px):
+        return jax.vmap(step)(v, px), v
+
+    return jax.lax.scan(forward, carry, pxs)[1]
+
+
+def jacobian_products(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    vectors: Array,
+    carry: Optional[Carry] = None,
+    *,
+    qr: bool = False,
+) -> JacobianProducts:
+    """Apply the transposed carry Jacobians to `vectors`, from the last step back.
+
+    With J_t = d carry_t / d carry_{t-1} (the carry flattened to one vector,
+    for the LSTM `[h; c]`), and u_{T-1} = `vectors`, the recursion is
+
+        u_{t-1} = J_t^T u_t,   t = T-1, ..., 0,
+
+    which is backpropagation through time: if u_{T-1} = dL/d carry_{T-1} for
+    a loss on the last step, u_t = dL/d carry_t. Each J_t^T u is one
+    vector-Jacobian product (reverse mode, so it works for every cell,
+    custom VJPs included), costing about one step; no Jacobian is formed.
+
+    To keep the numbers finite, the columns are renormalised after every
+    step and the log of each stretch factor is recorded. With `qr=True` the
+    columns are instead re-orthonormalised (a QR decomposition, signs chosen
+    so that diag(R) > 0): the Benettin recursion of `dynamics.lyapunov_spectrum`.
+
+    Args:
+      cell: an lstmjax `Cell`.
+      params: its parameters.
+      xs: inputs `[B, T, F]`.
+      vectors: `[B, D, k]` (or `[D, k]`, shared by the batch), the columns
+        u_{T-1}; D is the flat carry size.
+      carry: initial carry with leading axis B; None means zeros.
+      qr: re-orthonormalise (True) or only renormalise each column (False).
+
+    Returns:
+      `JacobianProducts` (`log_stretch` `[B, T, k]`, `vectors` `[B, D, k]`).
+    """
+    pxs, carry = _time_major_inputs(cell, params, xs, carry)
+    template = jax.tree_util.tree_map(lambda c: c[0], carry)
+    step = _flat_step(cell, params, template)
+    flat = _flatten_carry(carry)
+    B, D = flat.shape
+    vectors = jnp.asarray(vectors, flat.dtype)
+    if vectors.ndim == 2:
+        vectors = jnp.broadcast_to(vectors, (B,) + vectors.shape)
+    if vectors.ndim != 3 or vectors.shape[:2] != (B, D):
+        raise ValueError(
+            f"vectors must be [batch, carry size, k] = [{B}, {D}, k] or [{D}, k]; "
+            f"got shape {jnp.shape(vectors)}."
+        )
+
+    def back_one(v, px, u):  # one example: u [D, k] -> J^T u [D, k]
+        _, vjp_fn = jax.vjp(lambda w: step(w, px), v)
+        return jax.vmap(lambda col: vjp_fn(col)[0], in_axes=1, out_axes=1)(u)
+
+    def back(u, inputs):
+        v, px = inputs
+        u = jax.vmap(back_one)(v, px, u)
+        if qr:
+            q, r = jnp.linalg.qr(u)
+            d = jnp.diagonal(r, axis1=-2, axis2=-1)
+            sign = jnp.where(d < 0, -1.0, 1.0).astype(d.dtype)
+            return q * sign[:, None, :], jnp.log(jnp.abs(d))
+        norms = jnp.sqrt(jnp.sum(jnp.square(u), axis=1))  # [B, k]
+        return u / norms[:, None, :], jnp.log(norms)
+
+    u0 = vectors / jnp.sqrt(jnp.sum(jnp.square(vectors), axis=1, keepdims=True))
+    if qr:
+        u0 = jnp.linalg.qr(vectors)[0]
+    u, logs = jax.lax.scan(back, u0, (_visited(step, flat, pxs), pxs), reverse=True)
+    return JacobianProducts(log_stretch=jnp.swapaxes(logs, 0, 1), vectors=u)
+
+
 def jacobian_norms(
     cell: Cell,
     params: Params,
@@ -206,10 +306,7 @@ def jacobian_norms(
     step = _flat_step(cell, params, template)
     jac_step = jax.vmap(jax.jacrev(step, argnums=0))  # ([B, D], [B, P]) -> [B, D, D]
 
-    def forward(v, px):
-        return jax.vmap(step)(v, px), v  # also emit the carry each step reads
-
-    _, before = jax.lax.scan(forward, _flatten_carry(carry), pxs)  # before[s] = carry_{s-1}
+    before = _visited(step, _flatten_carry(carry), pxs)  # before[s] = carry_{s-1}
     jacs = jax.vmap(jac_step)(before, pxs)  # [T, B, D, D], jacs[s] = J_s
     B, D = jacs.shape[1], jacs.shape[-1]
     eye = jnp.broadcast_to(jnp.eye(D, dtype=jacs.dtype), (B, D, D))

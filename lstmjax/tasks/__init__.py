@@ -10,7 +10,9 @@ reaches without learning the long-range structure:
   baseline `unigram_entropy_bits(data.train, data.vocab.size)` bits/char),
   with `random_windows` and `stream_chunks` (truncated BPTT) for batching;
 * `pendulum_trajectories`, `lorenz_trajectories` (integrated with `rk4`;
-  baseline `persistence_mse`, the next-state-equals-this-state forecast).
+  baseline `persistence_mse`, the next-state-equals-this-state forecast);
+* `flip_flop` (the 3-bit flip-flop of Sussillo & Barak 2013; baseline MSE
+  1, predicting 0).
 """
 
 from lstmjax.tasks._adding import ADDING_BASELINE_MSE as ADDING_BASELINE_MSE
@@ -33,6 +35,8 @@ from lstmjax.tasks._dynamics import pendulum_trajectories as pendulum_trajectori
 from lstmjax.tasks._dynamics import persistence_mse as persistence_mse
 from lstmjax.tasks._dynamics import rk4 as rk4
 from lstmjax.tasks._dynamics import rk4_step as rk4_step
+from lstmjax.tasks._flipflop import FLIPFLOP_BITS as FLIPFLOP_BITS
+from lstmjax.tasks._flipflop import flip_flop as flip_flop
 from lstmjax.tasks._temporal_order import ORDER_BASELINE_ACCURACY as ORDER_BASELINE_ACCURACY
 from lstmjax.tasks._temporal_order import ORDER_BASELINE_CE as ORDER_BASELINE_CE
 from lstmjax.tasks._temporal_order import ORDER_CLASSES as ORDER_CLASSES

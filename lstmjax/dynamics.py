@@ -1,0 +1,336 @@
+"""Dynamics of recurrent cells: Lyapunov spectra and fixed points.
+
+A cell with its input fixed is a map of the carry, F(carry_{t-1}, x_t) =
+carry_t. Two classical instruments describe such maps, and both are here
+for any `Cell` (carries that are NamedTuples, the LSTM's (h, c), are
+flattened to one vector, `[h; c]`, by the helper that
+`lstmjax.diagnostics` uses):
+
+* `lyapunov_spectrum`: the average exponential rates at which the product
+  of carry Jacobians J_T ... J_1 stretches or shrinks volumes (Benettin's
+  QR method). The largest exponent is the rate at which backpropagated
+  gradients grow (> 0) or vanish (< 0).
+* `fixed_points`: states with F(h, x) = h, found as Sussillo & Barak (2013)
+  do, by minimising the speed q(h) = 1/2 ||F(h, x) - h||^2 from many starts,
+  with the eigenvalues of the Jacobian at each point (stable, unstable or
+  saddle).
+
+Conventions are those of `lstmjax.diagnostics`: `xs` is `[B, T, F]`, and
+every exponent is per step, in nats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lstmjax._cell import Array, Carry, Cell, Params, batch_shape_tuple, check_size
+from lstmjax.diagnostics import _flat_step, _flatten_carry, _time_major_inputs, jacobian_products
+
+
+class LyapunovSpectrum(NamedTuple):
+    """The result of `lyapunov_spectrum`.
+
+    Attributes:
+      exponents: `[B, k]`, the k largest Lyapunov exponents along each
+        example's trajectory, in nats per step, in decreasing order.
+      running: `[B, n, k]`, the running estimate after 1, 2, ..., n of the
+        n measured steps (counted back from the end of the window), for
+        convergence plots; `running[:, -1] == exponents`.
+      mean: `[k]`, `exponents` averaged over the batch.
+    """
+
+    exponents: Array
+    running: Array
+    mean: Array
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}.")
+    return value
+
+
+def carry_size(cell: Cell, params: Params) -> int:
+    """D, the size of the cell's flattened carry (LSTM: 2H)."""
+    del params  # the carry's shape is the cell's; kept for a uniform signature
+    shapes = jax.eval_shape(lambda: cell.initial_carry(()))
+    return int(sum(leaf.shape[-1] for leaf in jax.tree_util.tree_leaves(shapes)))
+
+
+def _advance(cell: Cell, params: Params, xs: Array, carry: Optional[Carry]) -> Carry:
+    """The carry after running the cell over `xs` `[B, T, F]` (no outputs kept)."""
+    pxs, carry = _time_major_inputs(cell, params, xs, carry)
+    return jax.lax.scan(lambda c, px: (cell.recur(params, c, px)[0], None), carry, pxs)[0]
+
+
+def lyapunov_spectrum(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    carry: Optional[Carry] = None,
+    *,
+    k: Optional[int] = None,
+    warmup: int = 0,
+    key: Optional[jax.Array] = None,
+) -> LyapunovSpectrum:
+    """The k largest Lyapunov exponents of the input-driven map carry_{t-1} -> carry_t.
+
+    With J_t = d carry_t / d carry_{t-1} along the trajectory driven by `xs`,
+    the exponents are lambda_i = lim (1/n) log sigma_i(J_n ... J_1), sigma_i
+    the singular values. A product and its transpose have the same singular
+    values, so the QR (Benettin) recursion is run on the transposed product,
+    backwards in time, with vector-Jacobian products (reverse mode works for
+    every cell, custom VJPs included):
+
+        Q_{t-1} R_t = J_t^T Q_t,   lambda_i ~ mean over t of log R_t[i, i],
+
+    Q_t `[D, k]` orthonormal, R_t upper triangular with a positive diagonal.
+    This is `diagnostics.jacobian_products(..., qr=True)`; with k = 1 it is
+    backpropagation of one vector, so lambda_1 is the rate at which gradients
+    of a loss on the last step grow or decay per step.
+
+    Steps counted: the first `warmup` steps only drive the carry (so that it
+    forgets its initial value); the last `warmup` steps only align Q, which
+    runs backwards from the end, with the most expanding directions. The
+    exponents average the T - 2 warmup steps in between. Cost: k
+    vector-Jacobian products and one `[D, k]` QR per step and example.
+
+    Args:
+      cell: any `Cell`.
+      params: its parameters.
+      xs: inputs `[B, T, F]` (for an autonomous map, zeros of any F).
+      carry: initial carry with leading axis B; None means zeros.
+      k: how many exponents (1 <= k <= D, the flat carry size); None means D.
+      warmup: steps left out at each end (default 0), T > 2 warmup.
+      key: PRNG key for the random orthonormal start Q; None means
+        `jax.random.PRNGKey(0)`. The start is the same for every example.
+
+    Returns:
+      `LyapunovSpectrum` (exponents `[B, k]`, running estimates `[B, n, k]`
+      with n = T - 2 warmup, batch mean `[k]`).
+    """
+    if jnp.ndim(xs) != 3:
+        raise ValueError(f"xs must be [batch, time, features]; got shape {jnp.shape(xs)}.")
+    T = xs.shape[1]
+    _check_int("warmup", warmup, 0)
+    if T <= 2 * warmup:
+        raise ValueError(f"xs has T = {T} steps; need T > 2 * warmup = {2 * warmup}.")
+    D = carry_size(cell, params)
+    k = D if k is None else _check_int("k", k, 1)
+    if k > D:
+        raise ValueError(f"k = {k} exponents asked for, but the flat carry has only D = {D}.")
+    if warmup:
+        carry = _advance(cell, params, xs[:, :warmup], carry)
+    dtype = jnp.result_type(xs, *jax.tree_util.tree_leaves(params))
+    key = jax.random.PRNGKey(0) if key is None else key
+    start = jnp.linalg.qr(jax.random.normal(key, (D, k), dtype))[0]
+    prods = jacobian_products(cell, params, xs[:, warmup:], start, carry, qr=True)
+    n = T - 2 * warmup
+    logs = prods.log_stretch[:, :n][:, ::-1]  # measured steps, counted back from the end
+    counts = jnp.arange(1, n + 1, dtype=logs.dtype)[None, :, None]
+    running = jnp.cumsum(logs, axis=1) / counts
+    exponents = running[:, -1]
+    return LyapunovSpectrum(exponents=exponents, running=running, mean=jnp.mean(exponents, 0))
+
+
+def map_cell(f: Callable[[Array], Array], size: int, *, name: str = "map") -> Cell:
+    """A `Cell` for an autonomous map carry -> f(carry), ignoring its input.
+
+    So that `lyapunov_spectrum` and `fixed_points` apply to any map, e.g. the
+    RK4 step of an ODE: `map_cell(lambda y: tasks.rk4_step(f, 0.0, y, dt), 3)`.
+    Its parameters are an empty tuple; feed it inputs `[B, T, 1]` (zeros).
+
+    Args:
+      f: `[..., size] -> [..., size]`, acting on the last axis.
+      size: D, the state size.
+      name: for messages.
+    """
+    check_size("size", size)
+
+    def initial_carry(batch_shape=()) -> Array:
+        return jnp.zeros(batch_shape_tuple(batch_shape) + (size,))
+
+    def recur(params, carry, px):
+        new = f(carry)
+        return new, new
+
+    return Cell(
+        init=lambda key, input_size: (),
+        initial_carry=initial_carry,
+        step=lambda params, carry, x: recur(params, carry, x),
+        project=lambda params, x: x,
+        recur=recur,
+        hidden_size=size,
+        output_size=size,
+        name=name,
+    )
+
+
+class FixedPoints(NamedTuple):
+    """The result of `fixed_points`: M distinct points, slowest first.
+
+    Attributes:
+      points: `[M, D]`, flat carries (LSTM: `[h; c]`).
+      carries: the same points as the cell's carry, each leaf `[M, D_i]`.
+      speed: `[M]`, q = 1/2 ||F(h, x) - h||^2 at each point.
+      eigenvalues: `[M, D]` complex, of the Jacobian dF/dh at each point,
+        by decreasing modulus.
+      kind: M strings: "stable" (every |eigenvalue| < 1), "unstable" (every
+        one > 1) or "saddle" (some of each; a marginal one counts neither way).
+      candidate_speed: `[S]`, q reached from every start, kept or not.
+    """
+
+    points: np.ndarray
+    carries: Carry
+    speed: np.ndarray
+    eigenvalues: np.ndarray
+    kind: tuple[str, ...]
+    candidate_speed: np.ndarray
+
+
+def _flat_starts(cell: Cell, starts: Carry) -> Array:
+    """Starts as a carry with leaves `[S, D_i]` (or a flat `[S, D]` array) -> `[S, D]`."""
+    leaves = jax.tree_util.tree_leaves(starts)
+    expected = jax.tree_util.tree_structure(jax.eval_shape(lambda: cell.initial_carry(())))
+    got = jax.tree_util.tree_structure(starts)
+    if got != expected and not (len(leaves) == 1 and jnp.ndim(leaves[0]) == 2):
+        raise ValueError(
+            f"{cell.name}: starts must be a carry with leaves [S, D_i] ({expected}) or one "
+            f"array [S, D]; got {got}."
+        )
+    if any(jnp.ndim(leaf) != 2 for leaf in leaves):
+        raise ValueError(
+            f"starts' leaves must be [S, D_i]; got shapes {[jnp.shape(v) for v in leaves]}."
+        )
+    return _flatten_carry(starts)
+
+
+def speed_minima(
+    cell: Cell,
+    params: Params,
+    x: Array,
+    starts: Carry,
+    *,
+    steps: int = 200,
+    optimizer: Optional[optax.GradientTransformation] = None,
+) -> tuple[Array, Array]:
+    """Minimise q(h) = 1/2 ||F(h, x) - h||^2 from every start (jit-able).
+
+    Args:
+      cell: any `Cell`; F(h, x) is its step with the input held at `x`.
+      params: its parameters.
+      x: the constant input `[F]`.
+      starts: carry with leaves `[S, D_i]`, or a flat `[S, D]` array.
+      steps: optimiser steps (default 200).
+      optimizer: an optax transformation; None means `optax.lbfgs()`.
+
+    Returns:
+      `(points [S, D], speed [S])` after the last step.
+    """
+    _check_int("steps", steps, 1)
+    flat = _flat_starts(cell, starts)
+    template = jax.tree_util.tree_map(lambda c: c[0], starts)
+    if jax.tree_util.tree_structure(template) != jax.tree_util.tree_structure(
+        cell.initial_carry(())
+    ):
+        template = cell.initial_carry(())
+    step = _flat_step(cell, params, template)
+    px = cell.project(params, jnp.asarray(x, flat.dtype))
+    # L-BFGS (with its zoom line search) reaches q ~ 1e-30 in tens of steps
+    # where Adam stalls near 1e-5; any optax transformation may be passed.
+    optimizer = optax.with_extra_args_support(optax.lbfgs() if optimizer is None else optimizer)
+
+    def speed(h):  # one start: h [D]
+        return 0.5 * jnp.sum(jnp.square(step(h, px) - h))
+
+    def descend(h):
+        def body(state, _):
+            h, opt = state
+            value, grad = jax.value_and_grad(speed)(h)
+            updates, opt = optimizer.update(grad, opt, h, value=value, grad=grad, value_fn=speed)
+            return (optax.apply_updates(h, updates), opt), None
+
+        (h, _), _ = jax.lax.scan(body, (h, optimizer.init(h)), None, length=steps)
+        return h, speed(h)
+
+    return jax.vmap(descend)(flat)
+
+
+def _merge(points: np.ndarray, speed: np.ndarray, tol: float) -> np.ndarray:
+    """Indices of distinct points, slowest first (greedy: one within `tol` of a kept one goes)."""
+    kept: list[int] = []
+    for i in np.argsort(speed):
+        if all(np.linalg.norm(points[i] - points[j]) > tol for j in kept):
+            kept.append(int(i))
+    return np.asarray(kept, dtype=int)
+
+
+def _kind(moduli: np.ndarray) -> str:
+    if np.all(moduli < 1):
+        return "stable"
+    if np.all(moduli > 1):
+        return "unstable"
+    return "saddle"
+
+
+def fixed_points(
+    cell: Cell,
+    params: Params,
+    x: Array,
+    *,
+    starts: Carry,
+    tol: float = 1e-10,
+    merge_tol: float = 1e-3,
+    steps: int = 200,
+    optimizer: Optional[optax.GradientTransformation] = None,
+) -> FixedPoints:
+    """Fixed points of carry -> F(carry, x) with their linear stability (Sussillo & Barak 2013).
+
+    q(h) = 1/2 ||F(h, x) - h||^2 is minimised from every start with optax
+    (`speed_minima`, jit-able); minima with q < `tol` are kept, points closer
+    than `merge_tol` (Euclidean, flat carry) are merged into the slowest of
+    them, and the Jacobian dF/dh at each (reverse mode) is diagonalised
+    (`np.linalg.eigvals`). The filtering leaves a data-dependent number of
+    points, so this function runs eagerly; `speed_minima` is the part to jit.
+
+    Args:
+      cell: any `Cell`.
+      params: its parameters (cast them to float64 for tight tolerances).
+      x: the constant input `[F]` (e.g. zeros: the cell between inputs).
+      starts: carry with leaves `[S, D_i]` (e.g. states visited on real
+        inputs, plus noise), or a flat `[S, D]` array.
+      tol: largest q of a kept point (default 1e-10).
+      merge_tol: distance under which two points are one (default 1e-3).
+      steps, optimizer: as for `speed_minima`.
+
+    Returns:
+      `FixedPoints` (points `[M, D]`, carries, speed, eigenvalues, kind).
+    """
+    points, speed = speed_minima(cell, params, x, starts, steps=steps, optimizer=optimizer)
+    points, speed = np.asarray(points), np.asarray(speed)
+    good = np.flatnonzero(np.isfinite(speed) & (speed < tol))
+    keep = good[_merge(points[good], speed[good], merge_tol)]
+    template = cell.initial_carry(())
+    step = _flat_step(cell, params, template)
+    px = cell.project(params, jnp.asarray(x, points.dtype))
+    jacs = jax.vmap(jax.jacrev(step), in_axes=(0, None))(jnp.asarray(points[keep]), px)
+    eig = np.linalg.eigvals(np.asarray(jacs)) if len(keep) else np.zeros((0, points.shape[1]))
+    order = np.argsort(-np.abs(eig), axis=-1)
+    eig = np.take_along_axis(eig, order, axis=-1)
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    cuts = np.cumsum([leaf.shape[-1] for leaf in leaves])[:-1]
+    carries = jax.tree_util.tree_unflatten(treedef, np.split(points[keep], cuts, axis=-1))
+    return FixedPoints(
+        points=points[keep],
+        carries=carries,
+        speed=speed[keep],
+        eigenvalues=eig,
+        kind=tuple(_kind(np.abs(e)) for e in eig),
+        candidate_speed=speed,
+    )
