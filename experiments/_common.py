@@ -53,7 +53,10 @@ class Report(NamedTuple):
 
 def parse_args(name: str, argv: Optional[Sequence[str]], doc: str = "") -> argparse.Namespace:
     """The shared command line: `--quick`, `--out DIR` (default results/), `--seed`."""
-    parser = argparse.ArgumentParser(prog=f"{name}.py", description=doc)
+    # Raw description: the module docstring's paragraphs and lists stay as written.
+    parser = argparse.ArgumentParser(
+        prog=f"{name}.py", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes: at most a minute on a laptop CPU"
     )

@@ -33,3 +33,37 @@ from lstmjax._lstm import lstm as lstm
 from lstmjax._rnn import RNNParams as RNNParams
 from lstmjax._rnn import rnn as rnn
 from lstmjax._unroll import unroll as unroll
+
+# The public surface: every name here has a page in the API reference
+# (tests/test_docs_api.py checks both directions).
+__all__ = [
+    "Cell",
+    "DenseParams",
+    "EmbeddingParams",
+    "GRUParams",
+    "JordanParams",
+    "LSTMCarry",
+    "LSTMParams",
+    "Layer",
+    "LayerParams",
+    "MLPParams",
+    "RNNParams",
+    "Recurrent",
+    "dense",
+    "diagnostics",
+    "embedding",
+    "generate",
+    "gru",
+    "interop",
+    "jordan",
+    "last_valid",
+    "lm",
+    "losses",
+    "lstm",
+    "mlp",
+    "recurrent",
+    "rnn",
+    "softmax_readout",
+    "tasks",
+    "unroll",
+]
