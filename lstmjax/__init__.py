@@ -51,6 +51,7 @@ __all__ = [
     "Recurrent",
     "dense",
     "diagnostics",
+    "dynamics",
     "embedding",
     "generate",
     "gru",

@@ -298,6 +298,26 @@ def check_token_ids(ids, vocab_size: int, where: str, name: str = "ids"):
     return ids
 
 
+def check_temperature(temperature) -> None:
+    """A concrete sampling temperature must be finite and >= 0 (0 = greedy).
+
+    A traced one cannot be inspected; `generate.sample_logits` then returns
+    `INVALID_TOKEN` for a NaN or negative one.
+    """
+    if is_concrete(temperature):
+        value = check_real("temperature", temperature)
+        if value < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature!r}.")
+
+
+def check_top_k(top_k, vocab_size: int) -> int:
+    """`top_k` an int in [1, vocab_size]."""
+    top_k = check_size("top_k", top_k)
+    if top_k > vocab_size:
+        raise ValueError(f"top_k must be an int in [1, V] = [1, {vocab_size}]; got {top_k!r}.")
+    return top_k
+
+
 def row(v, like):
     """Reshape a vector `[n]` to `[1, ..., 1, n]` to broadcast against `like`.
 

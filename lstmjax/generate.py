@@ -19,7 +19,13 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import as_array, check_real, check_size, check_token_ids, is_concrete
+from lstmjax._checks import (
+    as_array,
+    check_size,
+    check_temperature,
+    check_token_ids,
+    check_top_k,
+)
 
 Array = jax.Array
 Carry = Any
@@ -49,21 +55,6 @@ def filter_logits(logits: Array, temperature=1.0, top_k: Optional[int] = None) -
 # A token that could not be drawn: the logits held NaN, or a traced temperature
 # was NaN or negative. Never a valid id, so the mistake cannot pass as text.
 INVALID_TOKEN = -1
-
-
-def check_temperature(temperature) -> None:
-    """A concrete temperature must be finite and >= 0 (0 = greedy)."""
-    if is_concrete(temperature):
-        value = check_real("temperature", temperature)
-        if value < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature!r}.")
-
-
-def check_top_k(top_k, vocab_size: int) -> int:
-    top_k = check_size("top_k", top_k)
-    if top_k > vocab_size:
-        raise ValueError(f"top_k must be an int in [1, V] = [1, {vocab_size}]; got {top_k!r}.")
-    return top_k
 
 
 def sample_logits(
