@@ -119,7 +119,11 @@ def run_loops(s: Shape, settings: LoopSettings) -> dict:
     """Per-step times of each loop and fit's overhead over the bare loop."""
     batches = make_batches(s, settings.batches)
     loops = lstmjax_loops(s, batches, settings.steps)
-    loops["torch loop"] = torch_loop(s, batches, settings.steps)
+    missing = {}
+    try:
+        loops["torch loop"] = torch_loop(s, batches, settings.steps)
+    except ImportError as e:
+        missing["torch loop"] = f"missing: {e} (pip install lstmjax[bench])"
     warmup = {}
     for name, run in loops.items():  # compiles the step, fills caches
         start = time.perf_counter()
@@ -154,4 +158,5 @@ def run_loops(s: Shape, settings: LoopSettings) -> dict:
         "loops": rows,
         "fit_overhead_min": rows["fit"]["min_ratio_vs_bare"] - 1,
         "fit_overhead_median": rows["fit"]["median_ratio_vs_bare"] - 1,
+        "missing": missing,
     }

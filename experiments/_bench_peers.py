@@ -5,10 +5,12 @@ Every JAX implementation is reduced to the same two functions,
     init(key) -> params
     forward(params, xs [B, T, I]) -> (ys [B, T, H], h_last [B, H])
 
-from which `benchmark.py` builds the same jitted inference and training
+from which `_bench_step.py` builds the same jitted inference and training
 steps (many-to-one MSE on h_last, Adam), so that the implementations differ
-only in their recurrence. PyTorch gets the equivalent eager step. A peer
-whose package is not installed raises `Missing`, and is reported as such.
+only in their recurrence. PyTorch gets the equivalent eager step, and the
+same step with its forward and loss under `torch.compile`. A peer whose
+package is not installed (or that cannot run here) raises `Missing`, and is
+reported as such, with the reason.
 """
 
 from __future__ import annotations

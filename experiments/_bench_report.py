@@ -214,7 +214,11 @@ def fit_overhead_lines(doc: dict) -> list[str]:
             f"{100 * run['fit_overhead_median']:+.1f}% "
             f"(medians); the bare loop copying metrics to the host every step: "
             f"{100 * (loops['bare loop + metrics to host']['min_ratio_vs_bare'] - 1):+.1f}%; "
-            f"torch loop / bare loop {loops['torch loop']['min_ratio_vs_bare']:.2f}."
+            + (
+                f"torch loop / bare loop {loops['torch loop']['min_ratio_vs_bare']:.2f}."
+                if "torch loop" in loops
+                else "torch loop missing."
+            )
         )
     return out
 

@@ -83,10 +83,13 @@ def run_worker(kind: str, profile: str, argv: list[str]) -> dict:
 def worker_main(args: argparse.Namespace) -> None:
     """Measure in this process (its environment is the profile's) and write the JSON part."""
     meter = env.start_meter()
-    import torch
-
     part: dict = {"profile": args.profile, "env_set": env.PROFILES[args.profile]}
-    part["torch_threads"] = torch.get_num_threads()
+    try:
+        import torch
+
+        part["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        part["torch_threads"] = None  # the torch rows say "missing"
     part["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")  # as this process saw it
     if args.worker == "step":
         import _bench_step as step
