@@ -297,7 +297,10 @@ def tuning_findings(results: list[dict]) -> list[str]:
 def step_markdown(doc: dict) -> list[str]:
     res = doc["results"]
     lines = ["## Step mode", "", *run_lines(doc, "Run"), "", "Profiles:", *profile_lines(doc)]
-    lines += ["", "### Summary at defaults (ratios of minima; above 1: lstmjax is faster)", ""]
+    title = "Summary at defaults (ratios of minima; above 1: lstmjax is faster)"
+    if doc["verdict"]["busy"]:
+        title += ": busy machine, not a headline"
+    lines += ["", f"### {title}", ""]
     lines += summary_table(res)
     lines += ["", "### Findings", ""]
     if doc["verdict"]["busy"]:

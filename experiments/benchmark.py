@@ -123,6 +123,16 @@ def header(args: argparse.Namespace, mode: str) -> dict:
     }
 
 
+def warn_if_busy(meter: env.Meter) -> None:
+    limit = env.MAX_LOAD_PER_CORE * env.cores()
+    if meter.load[0] > limit:
+        print(
+            f"machine busy now (load {meter.load[0]:.2f} > {limit:.2f}): measuring anyway, "
+            "but this run will give no headline.",
+            flush=True,
+        )
+
+
 def finish_doc(doc: dict, meter: env.Meter) -> dict:
     doc["state"] = env.finish(meter)
     doc["verdict"] = env.verdict(doc["state"], doc["machine"]["cpus_available"])
@@ -137,6 +147,7 @@ def finish_doc(doc: dict, meter: env.Meter) -> dict:
 
 def step_mode(args: argparse.Namespace, out: Path) -> None:
     meter = env.start_meter()
+    warn_if_busy(meter)
     doc = header(args, "step")
     speed = [p for p in args.parts if p != "memory"]
     if speed:
@@ -167,6 +178,7 @@ def step_mode(args: argparse.Namespace, out: Path) -> None:
 
 def loop_mode(args: argparse.Namespace, out: Path) -> None:
     meter = env.start_meter()
+    warn_if_busy(meter)
     doc = header(args, "loop")
     doc["runs"] = [run_worker("loop", p, ["--quick"] * args.quick) for p in args.profiles]
     (out / "benchmark_loop.json").write_text(json.dumps(finish_doc(doc, meter), indent=1))
