@@ -5,10 +5,12 @@ Every JAX implementation is reduced to the same two functions,
     init(key) -> params
     forward(params, xs [B, T, I]) -> (ys [B, T, H], h_last [B, H])
 
-from which `benchmark.py` builds the same jitted inference and training
+from which `_bench_step.py` builds the same jitted inference and training
 steps (many-to-one MSE on h_last, Adam), so that the implementations differ
-only in their recurrence. PyTorch gets the equivalent eager step. A peer
-whose package is not installed raises `Missing`, and is reported as such.
+only in their recurrence. PyTorch gets the equivalent eager step, and the
+same step with its forward and loss under `torch.compile`. A peer whose
+package is not installed (or that cannot run here) raises `Missing`, and is
+reported as such, with the reason.
 """
 
 from __future__ import annotations
@@ -236,37 +238,79 @@ class TorchStep(NamedTuple):
     train: Callable[[], None]
 
 
-def torch_steps(cell: str, s: Shape, threads: int, seed: int = 0) -> TorchStep:
-    """Eager PyTorch: forward under no_grad, and forward + backward + Adam.
-
-    `threads` is set before every call (it is process-wide), so that rows
-    with different thread counts can be interleaved.
-    """
+def torch_model(cell: str, s: Shape, seed: int = 0):
+    """`torch.nn.LSTM/GRU/RNN`, batch first, at PyTorch's own initialisation."""
     require("torch")
     import torch
 
     torch.manual_seed(seed)
     cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
-    model = cls(s.inputs, s.hidden, batch_first=True)
+    return cls(s.inputs, s.hidden, batch_first=True)
+
+
+def torch_steps(cell: str, s: Shape, *, compiled: bool = False, seed: int = 0) -> TorchStep:
+    """PyTorch at its defaults: forward under no_grad, and forward + backward + Adam.
+
+    With `compiled`, the forward (and, in training, the loss) goes through
+    `torch.compile` at its defaults; the backward and Adam stay eager, as in
+    a user's loop. Threads are whatever PyTorch picks for the process (the
+    environment profile decides, for every implementation alike).
+    """
+    import torch
+
+    model = torch_model(cell, s, seed)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.randn(s.batch, s.time, s.inputs)
     y = torch.randn(s.batch, s.hidden)
 
-    def infer():
-        torch.set_num_threads(threads)
-        with torch.no_grad():
-            model(x)
+    def forward(x):
+        return model(x)[0]
 
-    def train():
-        torch.set_num_threads(threads)
-        opt.zero_grad(set_to_none=True)
+    def loss(x, y):
         _, h_n = model(x)
         h = h_n[0] if cell == "lstm" else h_n  # LSTM returns (h_n, c_n)
-        loss = torch.mean((h[-1] - y) ** 2)
-        loss.backward()
+        return torch.mean((h[-1] - y) ** 2)
+
+    if compiled:
+        forward, loss = compile_or_missing(forward, (x,)), compile_or_missing(loss, (x, y))
+
+    def infer():
+        with torch.no_grad():
+            forward(x)
+
+    def train():
+        opt.zero_grad(set_to_none=True)
+        loss(x, y).backward()
         opt.step()
 
     return TorchStep(infer, train)
+
+
+def compile_or_missing(fn: Callable, args: tuple) -> Callable:
+    """`torch.compile(fn)`, or `Missing` naming why when Dynamo captures no graph of it.
+
+    Dynamo does not raise when it cannot trace a function: it runs it eagerly.
+    A "compiled" peer that is eager PyTorch would be a second copy of the
+    eager row under a misleading name, so it is reported as missing instead.
+    """
+    import torch
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(fn)
+    try:
+        compiled(*args)  # compiles (on CPU: inductor's C++ code)
+    except Exception as e:  # a compiler failure on this machine: report it
+        raise Missing(f"torch.compile failed: {type(e).__name__}: {str(e)[:200]}") from e
+    if counters["stats"]["unique_graphs"] == 0:
+        reasons = "; ".join(r.splitlines()[0] for r in counters["graph_break"]) or "unknown"
+        raise Missing(
+            f"torch.compile {torch.__version__} runs it eagerly (no graph captured: {reasons}; "
+            f"torch._dynamo.config.allow_rnn is {torch._dynamo.config.allow_rnn})"
+        )
+    return compiled
 
 
 # --------------------------------------------------------------- registry
