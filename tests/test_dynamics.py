@@ -218,3 +218,5 @@ def test_fixed_points_lstm_carry_structure():
         np.testing.assert_allclose(np.concatenate(new), fp.points[i], atol=1e-4)
     with pytest.raises(ValueError, match="starts"):
         dynamics.fixed_points(cell, params, jnp.zeros(2), starts=(starts.h, starts.c, starts.c))
+    with pytest.raises(ValueError, match="D = 6"):
+        dynamics.fixed_points(cell, params, jnp.zeros(2), starts=starts.h)
