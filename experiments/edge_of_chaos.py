@@ -157,15 +157,24 @@ def main(argv=None) -> dict:
 def report(result: dict) -> Report:
     sizes = result["sizes"]
     gains = result["config"]["gains"]
-    cross = "; ".join(f"N = {s}: {fmt(r['crossing'])}" for s, r in sizes.items())
-    big = sizes[str(max(int(s) for s in sizes))]
+    cross = ", ".join(f"{fmt(r['crossing'])} (N = {s})" for s, r in sizes.items())
+    n_big = str(max(int(s) for s in sizes))
+    big = sizes[n_big]
     at = {g: big["lambda_1"][i] for i, g in enumerate(gains)}
+    near = ", ".join(f"{fmt(at[g])} at {g}" for g in gains if 0.98 <= g <= 1.1)
+    n_small = str(min(int(s) for s in sizes))
+    flat = max(g for g, v in zip(gains, sizes[n_small]["lambda_1"], strict=True) if v < 1e-3)
     finding = (
-        f"lambda_1(g) crosses zero at g = {cross}. At the largest N, lambda_1 = "
-        f"{fmt(at.get(0.5, float('nan')))} at g = 0.5 (log 0.5 = -0.693, times rho(W) = "
-        f"{fmt(big['spectral_radius_W'])}), {fmt(at.get(2.0, float('nan')))} at g = 2 (mean "
-        f"field {fmt(mean_field_exponent(2.0))}), {fmt(at.get(3.0, float('nan')))} at g = 3 "
-        f"(mean field {fmt(mean_field_exponent(3.0))})."
+        f"lambda_1(g) first turns from negative to non-negative at g = {cross}. At N = {n_big} "
+        f"it follows log(g rho(W)) below the edge ({fmt(at.get(0.5, float('nan')))} at g = 0.5; "
+        f"log(0.5 rho(W)) = {fmt(np.log(0.5 * big['spectral_radius_W']))}, rho(W) = "
+        f"{fmt(big['spectral_radius_W'])}), stays near 0 just above it ({near}; mean field "
+        f"{fmt(mean_field_exponent(1.02))} to {fmt(mean_field_exponent(1.1))} there), and "
+        f"grows beyond: {fmt(at.get(2.0, float('nan')))} at g = 2 "
+        f"(mean field {fmt(mean_field_exponent(2.0))}), {fmt(at.get(3.0, float('nan')))} at "
+        f"g = 3 (mean field {fmt(mean_field_exponent(3.0))}). At N = {n_small}, lambda_1 stays "
+        f"below 1e-3 up to g = {flat} (the larger networks are chaotic there): a small "
+        "network settles on cycles and fixed points that the large-N theory does not have."
     )
     return Report([(result["figures"][0], finding)], result["anchors"])
 

@@ -162,7 +162,7 @@ def main(argv=None) -> dict:
         "plot_trajectories": 6,
     }
     if args.quick:
-        config |= {"hidden": 24, "steps": 300, "batch": 32, "length": 60, "starts": 64}
+        config |= {"hidden": 16, "steps": 200, "batch": 32, "length": 60, "starts": 48}
     bar = progress(desc=NAME, total=len(CELLS) * config["steps"])
     models = {}
     for i, label in enumerate(CELLS):

@@ -251,7 +251,9 @@ def report(result: dict) -> Report:
     finding = (
         f"Lorenz with RK4 (dt = {result['config']['lorenz_dt']}): spectrum {spec(t['exponents'])}, "
         f"sum {t['sum']:.4f} (reference (0.906, 0, -14.57), sum {SUM:.4f}). Closed-loop "
-        f"predictors, leading {result['config']['k']} exponents per unit time: {models}."
+        f"predictors, leading {result['config']['k']} exponents per unit time: {models}. "
+        "A start with lambda_1 < 0 is one whose closed loop left its chaotic transient for a "
+        "stable cycle: that predictor's long-run attractor is not the Lorenz attractor."
     )
     return Report([(result["figures"][0], finding)], result["anchors"])
 

@@ -56,9 +56,8 @@ def _check_int(name: str, value, minimum: int) -> int:
     return value
 
 
-def carry_size(cell: Cell, params: Params) -> int:
+def carry_size(cell: Cell) -> int:
     """D, the size of the cell's flattened carry (LSTM: 2H)."""
-    del params  # the carry's shape is the cell's; kept for a uniform signature
     shapes = jax.eval_shape(lambda: cell.initial_carry(()))
     return int(sum(leaf.shape[-1] for leaf in jax.tree_util.tree_leaves(shapes)))
 
@@ -98,7 +97,8 @@ def lyapunov_spectrum(
     Steps counted: the first `warmup` steps only drive the carry (so that it
     forgets its initial value); the last `warmup` steps only align Q, which
     runs backwards from the end, with the most expanding directions. The
-    exponents average the T - 2 warmup steps in between. Cost: k
+    exponents average the T - 2 warmup steps in between. Q is
+    re-orthonormalised at every step. Cost: k
     vector-Jacobian products and one `[D, k]` QR per step and example.
 
     Args:
@@ -121,7 +121,7 @@ def lyapunov_spectrum(
     _check_int("warmup", warmup, 0)
     if T <= 2 * warmup:
         raise ValueError(f"xs has T = {T} steps; need T > 2 * warmup = {2 * warmup}.")
-    D = carry_size(cell, params)
+    D = carry_size(cell)
     k = D if k is None else _check_int("k", k, 1)
     if k > D:
         raise ValueError(f"k = {k} exponents asked for, but the flat carry has only D = {D}.")
@@ -208,7 +208,13 @@ def _flat_starts(cell: Cell, starts: Carry) -> Array:
         raise ValueError(
             f"starts' leaves must be [S, D_i]; got shapes {[jnp.shape(v) for v in leaves]}."
         )
-    return _flatten_carry(starts)
+    flat = _flatten_carry(starts)
+    if flat.shape[-1] != carry_size(cell):
+        raise ValueError(
+            f"{cell.name}: starts hold states of size {flat.shape[-1]}; the flat carry has "
+            f"D = {carry_size(cell)}."
+        )
+    return flat
 
 
 def speed_minima(
@@ -235,12 +241,7 @@ def speed_minima(
     """
     _check_int("steps", steps, 1)
     flat = _flat_starts(cell, starts)
-    template = jax.tree_util.tree_map(lambda c: c[0], starts)
-    if jax.tree_util.tree_structure(template) != jax.tree_util.tree_structure(
-        cell.initial_carry(())
-    ):
-        template = cell.initial_carry(())
-    step = _flat_step(cell, params, template)
+    step = _flat_step(cell, params, cell.initial_carry(()))
     px = cell.project(params, jnp.asarray(x, flat.dtype))
     # L-BFGS (with its zoom line search) reaches q ~ 1e-30 in tens of steps
     # where Adam stalls near 1e-5; any optax transformation may be passed.
@@ -319,8 +320,10 @@ def fixed_points(
     template = cell.initial_carry(())
     step = _flat_step(cell, params, template)
     px = cell.project(params, jnp.asarray(x, points.dtype))
-    jacs = jax.vmap(jax.jacrev(step), in_axes=(0, None))(jnp.asarray(points[keep]), px)
-    eig = np.linalg.eigvals(np.asarray(jacs)) if len(keep) else np.zeros((0, points.shape[1]))
+    eig = np.zeros((0, points.shape[1]), complex)
+    if len(keep):
+        jacs = jax.vmap(jax.jacrev(step), in_axes=(0, None))(jnp.asarray(points[keep]), px)
+        eig = np.linalg.eigvals(np.asarray(jacs))
     order = np.argsort(-np.abs(eig), axis=-1)
     eig = np.take_along_axis(eig, order, axis=-1)
     leaves, treedef = jax.tree_util.tree_flatten(template)

@@ -218,3 +218,22 @@ def test_fixed_points_lstm_carry_structure():
         np.testing.assert_allclose(np.concatenate(new), fp.points[i], atol=1e-4)
     with pytest.raises(ValueError, match="starts"):
         dynamics.fixed_points(cell, params, jnp.zeros(2), starts=(starts.h, starts.c, starts.c))
+    with pytest.raises(ValueError, match="D = 6"):
+        dynamics.fixed_points(cell, params, jnp.zeros(2), starts=starts.h)
+
+
+def test_flip_flop_targets_hold_the_last_pulse():
+    xs, ys = tasks.flip_flop(jax.random.PRNGKey(0), 4, 50, pulse_probability=0.1)
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    assert set(np.unique(xs)) <= {-1.0, 0.0, 1.0} and np.all(xs[:, 0] != 0)
+    expected = np.zeros_like(ys)
+    for b in range(4):  # a plain loop over time, channel by channel
+        for i in range(3):
+            last = 0.0
+            for t in range(50):
+                last = xs[b, t, i] if xs[b, t, i] != 0 else last
+                expected[b, t, i] = last
+    np.testing.assert_array_equal(ys, expected)
+    assert 0.05 < np.mean(xs[:, 1:] != 0) < 0.15  # pulse rate near 0.1
+    with pytest.raises(ValueError, match="length"):
+        tasks.flip_flop(jax.random.PRNGKey(0), 4, 0)
