@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import optax
 import pytest
-from _train_worker import adding_batches, mse, tiny_lstm_regressor
+from _train_worker import fit_setup
 
 from lstmjax import checkpoint, train
 from lstmjax._checkpointing.fingerprint import optimizer_identity
@@ -35,10 +35,8 @@ from lstmjax.checkpoint import (
 )
 
 WORKER = Path(__file__).with_name("_train_worker.py")
-INIT, APPLY = tiny_lstm_regressor()
-OPT = optax.adam(1e-2)
-STEP = train.make_train_step(APPLY, mse, OPT, clip_norm=1.0)
-BATCHES = adding_batches()
+INIT, STEP, BATCHES = fit_setup()  # shared by the test modules: one compilation
+OPT = optax.adam(1e-2)  # the optimizer inside STEP
 
 
 def fresh(seed: int = 0, optimizer=OPT) -> train.TrainState:
