@@ -8,11 +8,15 @@ saves sharded arrays); lstmjax adds what makes a step trustworthy:
 - **Atomic commit.** A step is written into `.<step>.saving/` and renamed to
   `<step>/` only when complete; a process killed mid-save leaves the
   previous steps untouched, and the next writer removes the leftover.
-- **Content checksums.** The record holds each array leaf's shape, dtype
-  and SHA-256; a restore recomputes them, so one flipped bit in the data
-  (which orbax's compressed chunks decode into wrong values without a
-  word) is found. Any file that is missing, empty or torn is reported as
-  such, never as a raw orbax, TensorStore or `json` error.
+- **Content checksums, twice.** Last before the commit, a file list
+  (`lstmjax_manifest.json`) records every file's size and SHA-256; a
+  restore checks it before orbax reads anything, so a truncated, emptied,
+  deleted or altered file is named as such. The JSON record also holds each
+  array leaf's shape, dtype and SHA-256, recomputed from the arrays read
+  back: one flipped bit (which orbax's compressed chunks decode into wrong
+  values without a word) is found even behind a matching file list. No raw
+  orbax, TensorStore or `json` error reaches the caller. Cost: the state's
+  bytes are hashed twice per save and twice per restore.
 - **Newest intact step.** `restore()` without a step skips damaged steps
   with a `CheckpointWarning` naming each and what is wrong, and restores the
   newest intact one (`CheckpointCorruptError` if none is). Directories named
