@@ -8,11 +8,15 @@ saves sharded arrays); lstmjax adds what makes a step trustworthy:
 - **Atomic commit.** A step is written into `.<step>.saving/` and renamed to
   `<step>/` only when complete; a process killed mid-save leaves the
   previous steps untouched, and the next writer removes the leftover.
-- **Content checksums.** The record holds each array leaf's shape, dtype
-  and SHA-256; a restore recomputes them, so one flipped bit in the data
-  (which orbax's compressed chunks decode into wrong values without a
-  word) is found. Any file that is missing, empty or torn is reported as
-  such, never as a raw orbax, TensorStore or `json` error.
+- **Content checksums, twice.** Last before the commit, a file list
+  (`lstmjax_manifest.json`) records every file's size and SHA-256; a
+  restore checks it before orbax reads anything, so a truncated, emptied,
+  deleted or altered file is named as such. The JSON record also holds each
+  array leaf's shape, dtype and SHA-256, recomputed from the arrays read
+  back: one flipped bit (which orbax's compressed chunks decode into wrong
+  values without a word) is found even behind a matching file list. No raw
+  orbax, TensorStore or `json` error reaches the caller. Cost: the state's
+  bytes are hashed twice per save and twice per restore.
 - **Newest intact step.** `restore()` without a step skips damaged steps
   with a `CheckpointWarning` naming each and what is wrong, and restores the
   newest intact one (`CheckpointCorruptError` if none is). Directories named
@@ -52,13 +56,20 @@ from lstmjax._checkpointing.errors import (
     NonFiniteStateError,
     OptimizerMismatchError,
 )
-from lstmjax._checkpointing.fingerprint import OptimizerIdentity, check_optimizer
+from lstmjax._checkpointing.fingerprint import (
+    OptimizerIdentity,
+    check_optimizer,
+    optimizer_identity,
+)
 from lstmjax._checkpointing.integrity import (
+    MANIFEST,
     check_fits,
     content_record,
     describe_structure,
+    file_manifest,
     first_mismatched_digest,
     leaf_name,
+    manifest_problem,
     non_finite_leaves,
 )
 from lstmjax._checkpointing.lock import DirectoryLock
@@ -77,12 +88,13 @@ __all__ = [
     "check_fits",
     "latest_step",
     "leaf_name",
+    "optimizer_identity",
 ]
 
 _FORMAT = "lstmjax.TrainState/2"
 _STEP_NAME = re.compile(r"^\d+$")
 _LEFTOVER = re.compile(r"^\.\d+\.(saving|old)")  # a save or replace that never finished
-_OURS = ("_CHECKPOINT_METADATA", "state", "meta")  # what every step holds
+_OURS = ("_CHECKPOINT_METADATA", "state", "meta", MANIFEST)  # what every step holds
 
 
 class Restored(NamedTuple):
@@ -231,9 +243,9 @@ class Checkpointer:
             finite (a `NonFiniteStateError` names the leaves that are not).
           data_position: a JSON-serializable record of where the data source
             stands; defaults to `int(state.step)`, the next batch index.
-          optimizer: the optimizer's identity
-            (`lstmjax._checkpointing.fingerprint.optimizer_identity`); by
-            default only its state's structure is recorded.
+          optimizer: the optimizer's identity, from
+            `optimizer_identity(state.opt_state, optimizer, fingerprint, params)`;
+            by default only its state's structure is recorded.
         """
         if not self.writer:
             raise PermissionError(f"this Checkpointer of {self.directory} is read-only.")
@@ -264,6 +276,9 @@ class Checkpointer:
             ),
         )
         if _is_primary():
+            # Every file's size and SHA-256, written last: a step is only committed whole.
+            manifest = json.dumps(file_manifest(staging))
+            (staging / MANIFEST).write_text(manifest)
             _commit(staging, self.path(step))
             self._drop_old()
         _sync(f"lstmjax_checkpoint_{step}")
@@ -369,6 +384,7 @@ class Checkpointer:
             raise _DamagedError(
                 f"it holds {contents or 'nothing'}, none of a checkpoint's files", True
             )
+        self._check_files(path)
         meta = self._read_meta(path)
         target = _storable(like)
         content = meta["content"]
@@ -400,6 +416,24 @@ class Checkpointer:
             )
         return Restored(state, step, meta["data_position"], (), tuple(compared))
 
+    def _check_files(self, path: Path) -> None:
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise _DamagedError(f"its file list {MANIFEST} is missing") from None
+        except (OSError, ValueError) as error:
+            raise _DamagedError(
+                f"its file list {MANIFEST} cannot be read ({_short(error)})"
+            ) from None
+        if not isinstance(manifest, dict):
+            raise _DamagedError(f"its file list {MANIFEST} is not a JSON object")
+        try:
+            problem = manifest_problem(path, manifest)
+        except (TypeError, ValueError):
+            problem = f"its file list {MANIFEST} is malformed"
+        if problem is not None:
+            raise _DamagedError(problem)
+
     def _read_meta(self, path: Path) -> dict:
         out, failure = _read(self._orbax, path, ocp.args.Composite(meta=ocp.args.JsonRestore()))
         if failure is not None:  # a torn or missing JSON record
@@ -414,10 +448,11 @@ class Checkpointer:
         return meta
 
     def close(self) -> None:
-        """Release the writer lock (idempotent)."""
+        """Release the writer lock and orbax's resources (idempotent)."""
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+        self._orbax.close()
 
     def __enter__(self) -> Checkpointer:
         return self
@@ -452,4 +487,5 @@ def _sync(name: str) -> None:
 
 def latest_step(directory: str | os.PathLike) -> Optional[int]:
     """The newest committed checkpoint step in `directory`, or None (not verified intact)."""
-    return Checkpointer(directory, writer=False).latest_step()
+    with Checkpointer(directory, writer=False) as ckpt:
+        return ckpt.latest_step()

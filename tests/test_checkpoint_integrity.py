@@ -21,11 +21,11 @@ import jax
 import numpy as np
 import optax
 import pytest
-from _train_worker import adding_batches, mse, tiny_lstm_regressor
+from _train_worker import fit_setup
 
 from lstmjax import checkpoint, train
 from lstmjax._checkpointing.fingerprint import optimizer_identity
-from lstmjax._checkpointing.integrity import content_record, leaf_name
+from lstmjax._checkpointing.integrity import MANIFEST, content_record, file_manifest, leaf_name
 from lstmjax.checkpoint import (
     CheckpointCorruptError,
     Checkpointer,
@@ -35,10 +35,8 @@ from lstmjax.checkpoint import (
 )
 
 WORKER = Path(__file__).with_name("_train_worker.py")
-INIT, APPLY = tiny_lstm_regressor()
-OPT = optax.adam(1e-2)
-STEP = train.make_train_step(APPLY, mse, OPT, clip_norm=1.0)
-BATCHES = adding_batches()
+INIT, STEP, BATCHES = fit_setup()  # shared by the test modules: one compilation
+OPT = optax.adam(1e-2)  # the optimizer inside STEP
 
 
 def fresh(seed: int = 0, optimizer=OPT) -> train.TrainState:
@@ -111,17 +109,37 @@ def delete_record(step: Path) -> None:
     shutil.rmtree(step / "meta")
 
 
-UNREADABLE = r"it is damaged: its array data cannot be read \("
+def half_write_manifest(step: Path) -> None:
+    manifest = step / "lstmjax_manifest.json"
+    manifest.write_text(manifest.read_text()[:40])
+
+
+def delete_manifest(step: Path) -> None:
+    (step / "lstmjax_manifest.json").unlink()
+
+
+DATA = r"state/(ocdbt\.process_0/)?d/\w+"
 DAMAGE = {
-    "bit flip": (flip_a_bit, r"it is damaged: leaf '[\w.]+' does not match the checksum"),
-    "truncated data file": (truncate_data, UNREADABLE),
-    "empty data file": (empty_data, UNREADABLE),
-    "missing _METADATA": (delete_metadata, UNREADABLE),
+    "bit flip": (flip_a_bit, rf"damaged: its file {DATA} does not match the checksum written"),
+    "truncated data file": (
+        truncate_data,
+        rf"damaged: its file {DATA} is \d+ bytes, \d+ bytes when",
+    ),
+    "empty data file": (empty_data, rf"damaged: its file {DATA} is empty, \d+ bytes when saved"),
+    "missing _METADATA": (delete_metadata, r"damaged: its file state/_METADATA is missing"),
     "half-written JSON record": (
         half_write_record,
-        r"it is damaged: its record meta/ cannot be read \(JSONDecodeError",
+        r"damaged: its file meta/metadata is \d+ bytes",
     ),
-    "deleted JSON record": (delete_record, r"it is damaged: its record meta/ cannot be read"),
+    "deleted JSON record": (delete_record, r"damaged: its file meta/\S+ is missing"),
+    "half-written file list": (
+        half_write_manifest,
+        r"damaged: its file list lstmjax_manifest.json cannot be read \(JSONDecodeError",
+    ),
+    "deleted file list": (
+        delete_manifest,
+        r"damaged: its file list lstmjax_manifest.json is missing",
+    ),
 }
 
 
@@ -145,9 +163,12 @@ def test_damaged_latest_step_is_skipped_and_the_run_ends_bit_identical(case, run
         assert_bit_identical(ckpt.restore(fresh()).state, runs[1])
 
 
-def test_a_flipped_bit_reads_back_silently_wrong_without_the_checksum(ck):
-    # The reason checksums exist: orbax reads the flipped chunk without complaint.
+def test_a_flipped_bit_behind_a_matching_file_list_is_caught_by_the_array_checksums(ck):
+    # The second line of defence, and the reason checksums exist at all: orbax
+    # reads a flipped chunk without complaint. The file list is rewritten to
+    # match, as if the bit had flipped before the step was written out.
     flip_a_bit(ck / "4")
+    (ck / "4" / MANIFEST).write_text(json.dumps(file_manifest(ck / "4")))
     like = checkpoint._storable(fresh())
     abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
     raw = checkpoint._orbax().restore(
@@ -178,8 +199,8 @@ def test_no_intact_step_is_a_clear_error_and_changes_nothing(ck):
     with pytest.warns(CheckpointWarning), pytest.raises(CheckpointCorruptError) as info:
         continue_to(ck)
     message = str(info.value)
-    assert message.startswith(f"no intact checkpoint in {ck}: step 4: leaf '")
-    assert "; step 2: its array data cannot be read" in message
+    assert message.startswith(f"no intact checkpoint in {ck}: step 4: its file state/")
+    assert "; step 2: its file state/_METADATA is missing" in message
     assert sorted(p.name for p in ck.iterdir()) == [".lstmjax.lock", "2", "4"]
 
 
@@ -298,7 +319,7 @@ def test_a_second_writer_in_the_same_process_is_refused(tmp_path):
     with Checkpointer(tmp_path):
         with pytest.raises(CheckpointLockedError, match=rf"pid {os.getpid()} on host"):
             Checkpointer(tmp_path)
-        assert Checkpointer(tmp_path, writer=False).steps() == []  # readers are welcome
+        assert checkpoint.latest_step(tmp_path) is None  # readers are welcome
     with Checkpointer(tmp_path):  # released on close: no takeover warning
         pass
 
@@ -324,7 +345,7 @@ def test_a_second_writer_process_is_refused_and_a_dead_ones_lock_taken_over(tmp_
     finally:
         holder.kill()
         holder.stdout.close()
-    latest = Checkpointer(ck, writer=False).latest_step()
+    latest = checkpoint.latest_step(ck)
     assert latest is not None and latest >= 2
     with pytest.warns(CheckpointWarning, match=rf"taking over the lock of .* from pid {pid} "):
         state, history = continue_to(ck, num_steps=latest + 2)

@@ -144,3 +144,43 @@ def check_fits(stored: dict[str, Any], wanted: dict[str, Any], step: int) -> Non
                 f"checkpoint {step}: leaf '{name}' has dtype {s_dtype} in the checkpoint "
                 f"but dtype {w_dtype} in the state to restore into."
             )
+
+
+MANIFEST = "lstmjax_manifest.json"
+
+
+def _file_digest(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_manifest(directory) -> dict[str, list]:
+    """`{relative path: [size, sha256]}` of every file under a written step directory."""
+    return {
+        str(p.relative_to(directory)): [p.stat().st_size, _file_digest(p)]
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def manifest_problem(directory, manifest: dict[str, list]) -> str | None:
+    """What differs between the files under `directory` and `manifest`, or None.
+
+    Checked before orbax reads anything, so that a truncated, emptied,
+    deleted or altered file is named as such and never reaches orbax (whose
+    failed reads leave asynchronous work behind).
+    """
+    for name, (size, sha) in manifest.items():
+        path = directory / name
+        if not path.is_file():
+            return f"its file {name} is missing"
+        actual = path.stat().st_size
+        if actual != size:
+            what = "empty" if actual == 0 else f"{actual} bytes"
+            return f"its file {name} is {what}, {size} bytes when saved (truncated or overwritten)"
+        if _file_digest(path) != sha:
+            return f"its file {name} does not match the checksum written with it"
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
@@ -95,6 +96,7 @@ def fit(
     on_checkpoint: Optional[Callable[[int, Path], None]] = None,
     optimizer: Optional[Any] = None,
     optimizer_fingerprint: Optional[str] = None,
+    metrics_lag: int = 2,
 ) -> tuple[TrainState, History]:
     """Train until `state.step == num_steps`, resuming from a checkpoint if one exists.
 
@@ -131,6 +133,11 @@ def fit(
       optimizer_fingerprint: your own string for the optimizer and anything
         else a resume must match (e.g. `"adam 3e-3, cosine to 10k"`); stored
         and compared verbatim. None: no string is compared.
+      metrics_lag: read each step's metrics (and check it for divergence)
+        only after this many later steps are dispatched, so that the device
+        never waits for the host (see "Speed" below). Each step of lag keeps
+        one more `TrainState` alive, for `TrainingDiverged.state`; 0 reads
+        every step before the next (least memory, slowest).
 
     Resuming: the newest checkpoint that is intact (checksums verified) is
     restored; newer damaged steps are named in a `CheckpointWarning` and
@@ -141,10 +148,11 @@ def fit(
     A torn last line of `log_path` is dropped with a warning. Only one
     `fit` may write a `checkpoint_dir` at a time (`CheckpointLockedError`).
 
-    The loop reads each step's metrics back one step late, while the next
-    step runs, so the host never waits on the device except where a save
-    or an evaluation needs the state; a divergence still stops the run
-    before any non-finite state is saved or returned.
+    Speed: reading metrics makes the host wait for the device, so `fit`
+    reads them `metrics_lag` steps late, while later steps run; it waits at
+    once only where a save or an evaluation needs the state. A divergence
+    still stops the run before anything non-finite is saved, logged as good
+    or returned; the steps already dispatched past it are discarded.
 
     Returns:
       `(state, history)`: the final state and this call's metrics.
@@ -164,6 +172,7 @@ def fit(
             _check_count(name, value)
     _check_count("log_every", log_every)
     _check_count("num_steps", num_steps, minimum=0)
+    _check_count("metrics_lag", metrics_lag, minimum=0)
     if checkpoint_every is not None and checkpoint_dir is None:
         raise ValueError("checkpoint_every needs a checkpoint_dir.")
     checkpointer = None if checkpoint_dir is None else Checkpointer(checkpoint_dir, keep=keep)
@@ -189,6 +198,7 @@ def fit(
             on_checkpoint=on_checkpoint,
             identity=identity,
             resumed=resumed,
+            metrics_lag=metrics_lag,
         )
         state = loop.run(state, quiet)
     finally:
@@ -212,41 +222,45 @@ class _Loop:
 
     def __init__(self, *, step_fn, batch_fn, num_steps, eval_fn, eval_every, log, log_every,
                  checkpointer, checkpoint_every, on_checkpoint, identity=None,
-                 resumed=None):  # fmt: skip
+                 resumed=None, metrics_lag=0):  # fmt: skip
         self.step_fn, self.batch_fn, self.num_steps = step_fn, batch_fn, num_steps
         self.eval_fn, self.eval_every = eval_fn, eval_every
         self.log, self.log_every = log, log_every
         self.checkpointer, self.checkpoint_every = checkpointer, checkpoint_every
         self.on_checkpoint, self.identity = on_checkpoint, identity
+        self.metrics_lag = metrics_lag
         self.history = History(train=[], eval=[], resumed_from=resumed)
         self.last_good: Optional[Path] = None
         if checkpointer is not None and resumed is not None:
             self.last_good = checkpointer.path(resumed)
 
     def run(self, state: TrainState, quiet: bool) -> TrainState:
-        """Step to `num_steps`, reading each step's metrics while the next one runs.
+        """Step to `num_steps`, reading each step's metrics while later ones run.
 
         Reading metrics makes the host wait for the device; reading step i's
-        only after step i+1 is dispatched lets the device work meanwhile (on
-        CPU this was most of fit's overhead over a bare loop). A step whose
+        only after step i + metrics_lag is dispatched lets the device work
+        meanwhile (on CPU this was most of fit's overhead over a bare loop;
+        a lag of 2 rather than 1 absorbs the host being descheduled on a busy
+        machine). A step whose
         state a save or an evaluation needs is read at once, so nothing is
         saved or evaluated before its step is known to be finite.
         """
         start = int(state.step)
         bar = _Progress(start, self.num_steps, quiet)
-        pending = None  # (index, device metrics, state before it) of a step not yet read
+        pending = deque()  # (index, device metrics, state before it) of steps not yet read
         try:
             for step in range(start, self.num_steps):
                 new_state, metrics = self.step_fn(state, self.batch_fn(step))
-                if pending is not None:
-                    self._settle(pending, bar)
-                pending, state = (step, metrics, state), new_state
+                pending.append((step, metrics, state))
+                state = new_state
                 if self._needs_state(step + 1):
-                    self._settle(pending, bar)
-                    pending = None
+                    while pending:
+                        self._settle(pending.popleft(), bar)
                     self._use_state(state, step + 1)
-            if pending is not None:
-                self._settle(pending, bar)
+                while len(pending) > self.metrics_lag:
+                    self._settle(pending.popleft(), bar)
+            while pending:
+                self._settle(pending.popleft(), bar)
         finally:
             bar.close()
         return state
