@@ -1,4 +1,4 @@
-"""Data-parallel training over every visible device with `jax.sharding`.
+"""Data-parallel training over every device of the job with `jax.sharding`.
 
 A one-axis `Mesh` named "batch" spans the devices. Batches are split along
 their leading (batch) axis, one slice per device; the training state is
@@ -8,12 +8,21 @@ all-reduce of the gradient itself, so there is no hand-written collective
 and no multiprocessing. On one device the mesh has one entry and the same
 code runs unchanged.
 
+Several processes (one per host, or several on one machine) run the same
+script: each calls `initialize` first, the mesh then spans the devices of
+every process, each process builds only its own rows of the global batch
+(`keyed_shards`) and places them with `shard_local_batch`
+(`jax.make_array_from_process_local_data`), and the one jitted step runs as
+a single program over all of them. Only process 0 prints and writes logs in
+`train.fit`; orbax writes each checkpoint once for the whole job.
+
     mesh = parallel.make_mesh()
     step = parallel.make_sharded_train_step(apply_fn, loss_fn, optimizer, mesh)
     state = parallel.replicate(train.init_state(params, optimizer, key), mesh)
     state, metrics = step(state, parallel.shard_batch((xs, ys), mesh))
 
-`fit` works with the sharded step too: pass `lambda s: shard_batch(batch_fn(s), mesh)`.
+`fit` works with the sharded step too: pass `lambda s: shard_batch(batch_fn(s), mesh)`,
+or with several processes `lambda s: shard_local_batch(local_batches(s), mesh)`.
 """
 
 from __future__ import annotations
@@ -26,13 +35,18 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lstmjax._training.processes import host_array, local_row_range
+from lstmjax._training.processes import initialize as initialize
+from lstmjax._training.processes import is_primary as is_primary
+from lstmjax._training.processes import keyed_shards as keyed_shards
+from lstmjax._training.processes import shard_range as shard_range
 from lstmjax._training.step import ApplyFn, Batch, LossFn, TrainState, train_step_fn
 
 BATCH_AXIS = "batch"
 
 
 def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
-    """A one-axis mesh named "batch" over `devices` (default: all of them)."""
+    """A one-axis mesh named "batch" over `devices` (default: all of them, of every process)."""
     devices = jax.devices() if devices is None else list(devices)
     if not devices:
         raise ValueError("make_mesh needs at least one device.")
@@ -50,8 +64,24 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Place every array of `tree` (e.g. a `TrainState`) on all devices of `mesh`."""
-    return jax.device_put(tree, replicated(mesh))
+    """Place every array of `tree` (e.g. a `TrainState`) on all devices of `mesh`.
+
+    With several processes, every process must pass the same values (e.g.
+    parameters initialised from the same key); each then fills its own
+    devices from its own copy.
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, replicated(mesh))
+    sharding = replicated(mesh)
+
+    def one(x):
+        host = host_array(x)
+        out = jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+        if hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            out = jax.random.wrap_key_data(out, impl=jax.random.key_impl(x))
+        return out
+
+    return jax.tree_util.tree_map(one, tree)
 
 
 def shard_batch(batch: Batch, mesh: Mesh) -> Batch:
@@ -73,6 +103,51 @@ def shard_batch(batch: Batch, mesh: Mesh) -> Batch:
                 f"{n} devices cannot split evenly; use a multiple of {n}."
             )
     return jax.device_put(batch, batch_sharding(mesh))
+
+
+def shard_local_batch(local_batch: Batch, mesh: Mesh) -> Batch:
+    """Assemble the global batch from every process's own rows, split across `mesh`.
+
+    Each process passes only the rows its devices hold (from `keyed_shards`
+    or its own loader); the global batch has `process_count` times as many
+    rows, and no process ever holds all of them
+    (`jax.make_array_from_process_local_data`). With one process this is
+    `shard_batch`.
+
+    Args:
+      local_batch: a pytree of `[B_local, ...]` arrays, the same B_local in
+        every process.
+      mesh: the mesh over every process's devices (`make_mesh()`).
+
+    Raises:
+      ValueError: a leaf has no batch axis, or B_local is not a multiple of
+        this process's device count in the mesh.
+    """
+    sharding = batch_sharding(mesh)
+    local_devices = len(sharding.addressable_devices)
+    leaves = jax.tree_util.tree_flatten_with_path(local_batch)[0]
+    for path, leaf in leaves:
+        shape = np.shape(leaf)
+        where = jax.tree_util.keystr(path) or "the batch"
+        if len(shape) == 0:
+            raise ValueError(
+                f"shard_local_batch: {where} is a scalar; every leaf needs a batch axis."
+            )
+        if shape[0] % local_devices:
+            raise ValueError(
+                f"shard_local_batch: {where} has {shape[0]} local rows (shape {shape}), which "
+                f"this process's {local_devices} devices cannot split evenly."
+            )
+
+    def one(leaf):
+        local = np.asarray(leaf)
+        global_shape = (local.shape[0] * mesh.size // local_devices, *local.shape[1:])
+        rows = local_row_range(sharding, global_shape[0])
+        if len(rows) != local.shape[0]:  # pragma: no cover - guarded by the check above
+            raise ValueError(f"expected {len(rows)} local rows; got {local.shape[0]}.")
+        return jax.make_array_from_process_local_data(sharding, local, global_shape)
+
+    return jax.tree_util.tree_map(one, local_batch)
 
 
 def make_sharded_train_step(
