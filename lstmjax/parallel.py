@@ -41,6 +41,7 @@ from lstmjax._training.processes import is_primary as is_primary
 from lstmjax._training.processes import keyed_shards as keyed_shards
 from lstmjax._training.processes import shard_range as shard_range
 from lstmjax._training.step import ApplyFn, Batch, LossFn, TrainState, train_step_fn
+from lstmjax._training.stream import stream_step_fn
 
 BATCH_AXIS = "batch"
 
@@ -70,18 +71,27 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     parameters initialised from the same key); each then fills its own
     devices from its own copy.
     """
-    if jax.process_count() == 1:
-        return jax.device_put(tree, replicated(mesh))
     sharding = replicated(mesh)
+    return place(tree, jax.tree_util.tree_map(lambda _: sharding, tree))
 
-    def one(x):
+
+def place(tree: Any, shardings: Any) -> Any:
+    """Put each array of `tree` on its sharding, from a full copy held by every process.
+
+    With one process this is `jax.device_put`; with several, each process
+    fills its own devices from its copy (`jax.make_array_from_callback`).
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, shardings)
+
+    def one(x, sharding):
         host = host_array(x)
         out = jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
         if hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
             out = jax.random.wrap_key_data(out, impl=jax.random.key_impl(x))
         return out
 
-    return jax.tree_util.tree_map(one, tree)
+    return jax.tree_util.tree_map(one, tree, shardings)
 
 
 def shard_batch(batch: Batch, mesh: Mesh) -> Batch:
@@ -171,3 +181,49 @@ def make_sharded_train_step(
         in_shardings=(replicated(mesh), batch_sharding(mesh)),
         out_shardings=(replicated(mesh), replicated(mesh)),
     )
+
+
+def make_sharded_stream_step(
+    apply_fn: Callable[..., Any],
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    initial_carry: Any,
+    mesh: Mesh,
+    clip_norm: Optional[float] = None,
+    *,
+    carry_batch_axis: int = 0,
+    with_key: bool = False,
+) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
+    """`tbptt.make_stream_step`, compiled for data parallelism over `mesh`.
+
+    The parameters, optimizer state, step and key are replicated; the carry
+    in the state is split along its batch axis like the chunk's rows, so each
+    device keeps the carry of its own rows. Place the initial state with
+    `replicate_stream_state` and each chunk with `shard_batch` (or
+    `shard_local_batch`).
+    """
+    step = stream_step_fn(apply_fn, loss_fn, optimizer, initial_carry, clip_norm,
+                          carry_batch_axis=carry_batch_axis, with_key=with_key)  # fmt: skip
+    state_sharding = stream_state_sharding(initial_carry, mesh, carry_batch_axis)
+    return jax.jit(
+        step,
+        in_shardings=(state_sharding, batch_sharding(mesh)),
+        out_shardings=(state_sharding, replicated(mesh)),
+    )
+
+
+def stream_state_sharding(carry: Any, mesh: Mesh, carry_batch_axis: int = 0) -> TrainState:
+    """Shardings of a stream `TrainState`: replicated, except the carry split along its batch."""
+
+    def split(leaf):
+        spec = [None] * np.ndim(leaf)
+        spec[carry_batch_axis] = BATCH_AXIS
+        return NamedSharding(mesh, PartitionSpec(*spec))
+
+    rep = replicated(mesh)
+    return TrainState(rep, rep, rep, rep, carry=jax.tree_util.tree_map(split, carry))
+
+
+def replicate_stream_state(state: TrainState, mesh: Mesh, carry_batch_axis: int = 0) -> TrainState:
+    """Place a stream `TrainState`: replicated, the carry split by rows (see `place`)."""
+    return place(state, stream_state_sharding(state.carry, mesh, carry_batch_axis))

@@ -133,6 +133,26 @@ def make_stream_step(
 ) -> Callable[[TrainState, StreamChunk], tuple[TrainState, dict]]:
     """Build a jitted `(state, chunk) -> (state, metrics)` for `fit` over a stream.
 
+    See `stream_step_fn` for the arguments; `donate` donates the input
+    state's buffers to the output.
+    """
+    step = stream_step_fn(apply_fn, loss_fn, optimizer, initial_carry, clip_norm,
+                          carry_batch_axis=carry_batch_axis, with_key=with_key)  # fmt: skip
+    return jax.jit(step, donate_argnums=(0,) if donate else ())
+
+
+def stream_step_fn(
+    apply_fn: Callable[..., tuple[Any, Carry]],
+    loss_fn: Callable[[Any, Any], Array],
+    optimizer: optax.GradientTransformation,
+    initial_carry: Carry,
+    clip_norm: Optional[float] = None,
+    *,
+    carry_batch_axis: int = 0,
+    with_key: bool = False,
+) -> Callable[[TrainState, StreamChunk], tuple[TrainState, dict]]:
+    """The step of `make_stream_step`, not yet jitted (for custom `jax.jit` shardings).
+
     The step resets the rows of `state.carry` that `chunk.reset` marks, runs
     `apply_fn(params, chunk.xs, carry)` with the gradient stopped at the
     carry, takes one optimizer update on `loss_fn(predictions, chunk.ys)`,
@@ -149,7 +169,6 @@ def make_stream_step(
       clip_norm: global-norm clipping of each chunk's gradient.
       carry_batch_axis: the batch axis of the carry's leaves (see `reset_carry`).
       with_key: give `apply_fn` a key split from `state.rng` (e.g. dropout).
-      donate: donate the input state's buffers.
 
     Returns:
       The step; its metrics are those of `make_train_step`.
@@ -178,4 +197,4 @@ def make_stream_step(
         carry_out = select_tree(metrics["finite"], carry_out, state.carry)
         return new_state._replace(carry=carry_out), metrics
 
-    return jax.jit(step, donate_argnums=(0,) if donate else ())
+    return step
