@@ -142,7 +142,7 @@ def test_two_processes_equal_one_device_on_the_same_global_batch(two_process_run
 def test_kill_all_and_restart_ends_bit_identical(two_process_run, tmp_path):
     reference_tmp, _ = two_process_run
     args = train_args(tmp_path, "run")
-    with Job(tmp_path, "train", 2, *args, "--delay", "0.3") as job:
+    with Job(tmp_path, "train", 2, *args, "--delay", "0.2") as job:
         job.wait_for(0, "SAVED 6", timeout=240)
         for proc in job.procs:
             proc.send_signal(signal.SIGKILL)

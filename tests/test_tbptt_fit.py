@@ -21,7 +21,7 @@ import optax
 import pytest
 
 import lstmjax as lj
-from lstmjax import losses, tbptt, train
+from lstmjax import losses, parallel, tbptt, train
 from lstmjax.lm import language_model
 
 WORKER = Path(__file__).with_name("_stream_worker.py")
@@ -80,6 +80,22 @@ def test_fit_over_a_stream_equals_a_hand_written_truncated_loop():
     for got, want in zip(jax.tree_util.tree_leaves((state.params, state.carry)),
                          jax.tree_util.tree_leaves((ref_params, ref_carry)), strict=True):  # fmt: skip
         assert got.dtype == jnp.float64
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    # The data-parallel stream step (one device here: the wiring, shardings and carry
+    # placement) follows the same reference.
+    mesh = parallel.make_mesh()
+    sharded = parallel.make_sharded_stream_step(
+        lambda p, x, c: model.apply(p, x, c), losses.cross_entropy, optimizer,
+        model.initial_carry(B), mesh, CLIP, carry_batch_axis=1,
+    )  # fmt: skip
+    fresh = train.init_state(params, optimizer, jax.random.key(2), carry=model.initial_carry(B))
+    placed = parallel.replicate_stream_state(fresh, mesh, carry_batch_axis=1)
+    for n in range(steps):
+        placed, _ = sharded(placed, parallel.shard_batch(batches(n), mesh))
+    for leaf in jax.tree_util.tree_leaves(placed.carry):  # [layers, B, H], split along B
+        assert tuple(leaf.sharding.spec)[:2] == (None, "batch"), leaf.sharding.spec
+    for got, want in zip(jax.tree_util.tree_leaves((placed.params, placed.carry)),
+                         jax.tree_util.tree_leaves((ref_params, ref_carry)), strict=True):  # fmt: skip
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     assert int(state.step) == steps
     # The carry matters here: resetting it before every chunk gives other losses.
@@ -160,27 +176,3 @@ def test_a_stream_killed_mid_way_resumes_bit_identical(tmp_path):
         assert np.array_equal(resumed[name], reference[name]), name
     carry = [reference[n] for n in reference.files if "carry" in n]
     assert all(np.any(c != 0) for c in carry)  # a live carry, not the zeros it starts from
-
-
-def test_the_sharded_stream_step_keeps_the_carry_split_by_rows():
-    # One device here: the wiring (shardings, carry placement) against the plain step.
-    from lstmjax import parallel
-
-    model, params, xs, ys = setup()
-    optimizer = optax.adam(1e-2)
-    args = (lambda p, x, c: model.apply(p, x, c), losses.cross_entropy, optimizer,
-            model.initial_carry(B))  # fmt: skip
-    mesh = parallel.make_mesh()
-    plain = tbptt.make_stream_step(*args, clip_norm=CLIP, carry_batch_axis=1)
-    sharded = parallel.make_sharded_stream_step(*args, mesh, CLIP, carry_batch_axis=1)
-    fresh = train.init_state(params, optimizer, jax.random.key(2), carry=model.initial_carry(B))
-    a, b = fresh, parallel.replicate_stream_state(fresh, mesh, carry_batch_axis=1)
-    batches = tbptt.stream_batches(xs, ys, K, num_chunks=CHUNKS)
-    for n in range(4):
-        a, _ = plain(a, batches(n))
-        b, _ = sharded(b, parallel.shard_batch(batches(n), mesh))
-    for leaf in jax.tree_util.tree_leaves(b.carry):  # [layers, B, H], split along B
-        assert tuple(leaf.sharding.spec)[:2] == (None, "batch"), leaf.sharding.spec
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
-        if jnp.issubdtype(x.dtype, jnp.inexact):
-            np.testing.assert_allclose(y, x, rtol=1e-10, atol=1e-12)
