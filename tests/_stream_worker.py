@@ -14,6 +14,7 @@ directory, and writes that run to --reference-out.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -31,8 +32,12 @@ from lstmjax.lm import language_model
 VOCAB, BATCH, CHUNK, CHUNKS, STEPS, EVERY = 7, 4, 5, 3, 12, 4
 
 
+@functools.cache
 def stream_setup():
-    """Model, step, fresh state and the stream's batch source (float32)."""
+    """Model, step, fresh state and the stream's batch source (float32), built once.
+
+    Cached so that the reference run reuses the resumed run's compiled step.
+    """
     model = language_model(VOCAB, 4, lj.lstm(8))
     tokens = jax.random.randint(jax.random.key(5), (BATCH, CHUNK * CHUNKS + 1), 0, VOCAB)
     batches = tbptt.stream_batches(tokens[:, :-1], tokens[:, 1:], CHUNK)
