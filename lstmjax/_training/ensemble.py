@@ -16,9 +16,9 @@ laid out inside the one compiled step is a choice of speed only:
           member's computation exactly that of a single run.
 
 Measured on this project's 2-core CPU (`experiments/_bench_training.py
-ensemble`: 8 LSTMs, H=64, B=64, T=50), against 8 sequential runs, in three
-noisy runs on a shared machine: "map" 2.1x, 0.89x and 1.8x their speed,
-"vmap" 0.38x-0.49x. (A third layout, the members' programs
+ensemble`: 8 LSTMs, H=64, B=64, T=50), against 8 sequential runs, in four
+noisy runs on a shared machine: "map" 2.1x, 0.89x, 1.8x and 1.2x their
+speed, "vmap" 0.38x-0.51x. (A third layout, the members' programs
 side by side in one step, unrolled at trace time, ran at about 0.6x and was
 dropped.) XLA:CPU's batched matmuls are slower than separate ones, so "map"
 is the default; "vmap" stays for accelerators, where batched matmuls are
