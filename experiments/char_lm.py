@@ -7,10 +7,11 @@ embedding, one recurrent layer and a linear readout
 three models have the same number of parameters to within a few percent.
 
 Training reads the text as `batch` parallel streams (`tasks.stream_rows`)
-in chunks of `chunk_len` characters, one Adam update per chunk
-(`lstmjax.tbptt.make_tbptt_step`): the carry is handed from one chunk to the
-next, with its gradient stopped, so the model sees the whole history going
-forward and backpropagates through `chunk_len` steps only.
+in chunks of `chunk_len` characters, one Adam update per chunk, driven by
+`train.fit` (`lstmjax.tbptt.make_stream_step` and `stream_batches`): the
+carry is handed from one chunk to the next in the training state, with its
+gradient stopped, so the model sees the whole history going forward and
+backpropagates through `chunk_len` steps only.
 
 The validation curve is in bits per character on the held-out end of the
 corpus, read the same way (carry passed on, no gradient), beside the
@@ -120,42 +121,57 @@ def stream(tokens, batch: int, length: int) -> tuple[jax.Array, jax.Array]:
 
 
 def train_one(key, label: str, hidden: int, data: tasks.TextData, config: dict, bar) -> dict:
-    """Train one model with truncated BPTT; returns its curves, samples and final bpc."""
+    """Train one model with truncated BPTT in `train.fit`; returns its curves, samples, final bpc.
+
+    Update n reads chunk n of the stream (`tbptt.stream_batches`, pass after
+    pass, every row reset to a fresh carry at the start of each pass); the
+    carry lives in the training state (`tbptt.make_stream_step`).
+    """
     model = language_model(data.vocab.size, config["embed"], CELLS[label](hidden))
     k_init, k_state, k_sample = jax.random.split(key, 3)
     optimizer = optax.adam(config["learning_rate"])
-    state = train.init_state(model.init(k_init), optimizer, k_state)
-    step = tbptt.make_tbptt_step(
+    batch = config["batch"]
+    step = tbptt.make_stream_step(
         lambda p, xs, carry: model.apply(p, xs, carry),
         losses.cross_entropy,
         optimizer,
-        config["chunk_len"],
+        model.initial_carry(batch),
         clip_norm=config["clip_norm"],
+        carry_batch_axis=1,  # the stack's carry is [layers, B, H]
     )
+    state = train.init_state(model.init(k_init), optimizer, k_state, model.initial_carry(batch))
     validate = make_validate(model)
     valid_chunks = tasks.stream_chunks(data.valid, config["valid_batch"], config["chunk_len"])
-    xs, ys = stream(data.train, config["batch"], config["chunk_len"])
-    span = config["chunk_len"] * config["chunks_per_call"]
-    calls_per_epoch = xs.shape[1] // span
-    carry = model.initial_carry(config["batch"])
+    xs, ys = stream(data.train, batch, config["chunk_len"])
+    # A pass reads whole windows of `chunks_per_call` chunks (the tail is left out), and the
+    # training bpc is the mean over the last window before each evaluation.
+    window = config["chunks_per_call"]
+    chunks = xs.shape[1] // (config["chunk_len"] * window) * window
+    batches = tbptt.stream_batches(xs, ys, config["chunk_len"], num_chunks=chunks)
+
+    def counted(n):
+        bar.update(1)
+        return batches(n)
+
+    state, history = train.fit(
+        step,
+        state,
+        counted,
+        config["updates"],
+        eval_fn=lambda params: {"ce": validate(params, valid_chunks)},
+        eval_every=window * config["calls_per_eval"],
+        quiet=True,
+    )
+    loss = {r["step"]: r["loss"] for r in history.train}
     curve = {"update": [], "chars": [], "train_bpc": [], "valid_bpc": []}
-    calls = config["updates"] // config["chunks_per_call"]
-    for call in range(calls):
-        at = call % calls_per_epoch
-        if at == 0:  # a new pass over the text starts from a fresh carry
-            carry = model.initial_carry(config["batch"])
-        segment = (xs[:, at * span : (at + 1) * span], ys[:, at * span : (at + 1) * span])
-        state, carry, metrics = step(state, carry, segment)
-        bar.update(config["chunks_per_call"])
-        if (call + 1) % config["calls_per_eval"] == 0 or call == calls - 1:
-            n = int(state.step)
-            curve["update"].append(n)
-            curve["chars"].append(n * config["chunk_len"] * config["batch"])
-            # Training bpc: the mean over this call's chunks (a noisy, in-sample estimate).
-            curve["train_bpc"].append(losses.bits_per_char(float(jnp.mean(metrics["loss"]))))
-            curve["valid_bpc"].append(
-                losses.bits_per_char(float(validate(state.params, valid_chunks)))
-            )
+    for record in history.eval:
+        n = record["step"]
+        curve["update"].append(n)
+        curve["chars"].append(n * config["chunk_len"] * batch)
+        # Training bpc: the mean over the window's chunks (a noisy, in-sample estimate).
+        recent = [loss[i] for i in range(n - window + 1, n + 1)]
+        curve["train_bpc"].append(losses.bits_per_char(float(np.mean(recent))))
+        curve["valid_bpc"].append(losses.bits_per_char(record["ce"]))
     samples = {
         str(t): generate.generate_text(
             model,

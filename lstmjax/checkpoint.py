@@ -130,10 +130,24 @@ def _is_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def _storable(state: TrainState) -> TrainState:
-    """Typed PRNG keys are stored as their raw uint32 data."""
+class _StateWithoutCarry(NamedTuple):
+    """A `TrainState` as stored before it had a carry field (same names, same order)."""
+
+    params: Any
+    opt_state: Any
+    step: Any
+    rng: Any
+
+
+def _storable(state: TrainState) -> Any:
+    """Typed PRNG keys are stored as their raw uint32 data.
+
+    A state without a stream carry (`carry=None`) is stored with the four
+    fields it had before the carry existed, so older checkpoints restore.
+    """
     rng = jax.random.key_data(state.rng) if _is_key(state.rng) else state.rng
-    return state._replace(rng=rng)
+    state = state._replace(rng=rng)
+    return _StateWithoutCarry(*state[:4]) if state.carry is None else state
 
 
 def _short(error: BaseException) -> str:

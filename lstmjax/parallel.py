@@ -1,4 +1,4 @@
-"""Data-parallel training over every visible device with `jax.sharding`.
+"""Data-parallel training over every device of the job with `jax.sharding`.
 
 A one-axis `Mesh` named "batch" spans the devices. Batches are split along
 their leading (batch) axis, one slice per device; the training state is
@@ -8,12 +8,21 @@ all-reduce of the gradient itself, so there is no hand-written collective
 and no multiprocessing. On one device the mesh has one entry and the same
 code runs unchanged.
 
+Several processes (one per host, or several on one machine) run the same
+script: each calls `initialize` first, the mesh then spans the devices of
+every process, each process builds only its own rows of the global batch
+(`keyed_shards`) and places them with `shard_local_batch`
+(`jax.make_array_from_process_local_data`), and the one jitted step runs as
+a single program over all of them. Only process 0 prints and writes logs in
+`train.fit`; orbax writes each checkpoint once for the whole job.
+
     mesh = parallel.make_mesh()
     step = parallel.make_sharded_train_step(apply_fn, loss_fn, optimizer, mesh)
     state = parallel.replicate(train.init_state(params, optimizer, key), mesh)
     state, metrics = step(state, parallel.shard_batch((xs, ys), mesh))
 
-`fit` works with the sharded step too: pass `lambda s: shard_batch(batch_fn(s), mesh)`.
+`fit` works with the sharded step too: pass `lambda s: shard_batch(batch_fn(s), mesh)`,
+or with several processes `lambda s: shard_local_batch(local_batches(s), mesh)`.
 """
 
 from __future__ import annotations
@@ -26,13 +35,19 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lstmjax._training.processes import host_array, local_row_range
+from lstmjax._training.processes import initialize as initialize
+from lstmjax._training.processes import is_primary as is_primary
+from lstmjax._training.processes import keyed_shards as keyed_shards
+from lstmjax._training.processes import shard_range as shard_range
 from lstmjax._training.step import ApplyFn, Batch, LossFn, TrainState, train_step_fn
+from lstmjax._training.stream import stream_step_fn
 
 BATCH_AXIS = "batch"
 
 
 def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
-    """A one-axis mesh named "batch" over `devices` (default: all of them)."""
+    """A one-axis mesh named "batch" over `devices` (default: all of them, of every process)."""
     devices = jax.devices() if devices is None else list(devices)
     if not devices:
         raise ValueError("make_mesh needs at least one device.")
@@ -50,8 +65,33 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Place every array of `tree` (e.g. a `TrainState`) on all devices of `mesh`."""
-    return jax.device_put(tree, replicated(mesh))
+    """Place every array of `tree` (e.g. a `TrainState`) on all devices of `mesh`.
+
+    With several processes, every process must pass the same values (e.g.
+    parameters initialised from the same key); each then fills its own
+    devices from its own copy.
+    """
+    sharding = replicated(mesh)
+    return place(tree, jax.tree_util.tree_map(lambda _: sharding, tree))
+
+
+def place(tree: Any, shardings: Any) -> Any:
+    """Put each array of `tree` on its sharding, from a full copy held by every process.
+
+    With one process this is `jax.device_put`; with several, each process
+    fills its own devices from its copy (`jax.make_array_from_callback`).
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, shardings)
+
+    def one(x, sharding):
+        host = host_array(x)
+        out = jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+        if hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            out = jax.random.wrap_key_data(out, impl=jax.random.key_impl(x))
+        return out
+
+    return jax.tree_util.tree_map(one, tree, shardings)
 
 
 def shard_batch(batch: Batch, mesh: Mesh) -> Batch:
@@ -75,6 +115,51 @@ def shard_batch(batch: Batch, mesh: Mesh) -> Batch:
     return jax.device_put(batch, batch_sharding(mesh))
 
 
+def shard_local_batch(local_batch: Batch, mesh: Mesh) -> Batch:
+    """Assemble the global batch from every process's own rows, split across `mesh`.
+
+    Each process passes only the rows its devices hold (from `keyed_shards`
+    or its own loader); the global batch has `process_count` times as many
+    rows, and no process ever holds all of them
+    (`jax.make_array_from_process_local_data`). With one process this is
+    `shard_batch`.
+
+    Args:
+      local_batch: a pytree of `[B_local, ...]` arrays, the same B_local in
+        every process.
+      mesh: the mesh over every process's devices (`make_mesh()`).
+
+    Raises:
+      ValueError: a leaf has no batch axis, or B_local is not a multiple of
+        this process's device count in the mesh.
+    """
+    sharding = batch_sharding(mesh)
+    local_devices = len(sharding.addressable_devices)
+    leaves = jax.tree_util.tree_flatten_with_path(local_batch)[0]
+    for path, leaf in leaves:
+        shape = np.shape(leaf)
+        where = jax.tree_util.keystr(path) or "the batch"
+        if len(shape) == 0:
+            raise ValueError(
+                f"shard_local_batch: {where} is a scalar; every leaf needs a batch axis."
+            )
+        if shape[0] % local_devices:
+            raise ValueError(
+                f"shard_local_batch: {where} has {shape[0]} local rows (shape {shape}), which "
+                f"this process's {local_devices} devices cannot split evenly."
+            )
+
+    def one(leaf):
+        local = np.asarray(leaf)
+        global_shape = (local.shape[0] * mesh.size // local_devices, *local.shape[1:])
+        rows = local_row_range(sharding, global_shape[0])
+        if len(rows) != local.shape[0]:  # pragma: no cover - guarded by the check above
+            raise ValueError(f"expected {len(rows)} local rows; got {local.shape[0]}.")
+        return jax.make_array_from_process_local_data(sharding, local, global_shape)
+
+    return jax.tree_util.tree_map(one, local_batch)
+
+
 def make_sharded_train_step(
     apply_fn: ApplyFn,
     loss_fn: LossFn,
@@ -96,3 +181,49 @@ def make_sharded_train_step(
         in_shardings=(replicated(mesh), batch_sharding(mesh)),
         out_shardings=(replicated(mesh), replicated(mesh)),
     )
+
+
+def make_sharded_stream_step(
+    apply_fn: Callable[..., Any],
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    initial_carry: Any,
+    mesh: Mesh,
+    clip_norm: Optional[float] = None,
+    *,
+    carry_batch_axis: int = 0,
+    with_key: bool = False,
+) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
+    """`tbptt.make_stream_step`, compiled for data parallelism over `mesh`.
+
+    The parameters, optimizer state, step and key are replicated; the carry
+    in the state is split along its batch axis like the chunk's rows, so each
+    device keeps the carry of its own rows. Place the initial state with
+    `replicate_stream_state` and each chunk with `shard_batch` (or
+    `shard_local_batch`).
+    """
+    step = stream_step_fn(apply_fn, loss_fn, optimizer, initial_carry, clip_norm,
+                          carry_batch_axis=carry_batch_axis, with_key=with_key)  # fmt: skip
+    state_sharding = stream_state_sharding(initial_carry, mesh, carry_batch_axis)
+    return jax.jit(
+        step,
+        in_shardings=(state_sharding, batch_sharding(mesh)),
+        out_shardings=(state_sharding, replicated(mesh)),
+    )
+
+
+def stream_state_sharding(carry: Any, mesh: Mesh, carry_batch_axis: int = 0) -> TrainState:
+    """Shardings of a stream `TrainState`: replicated, except the carry split along its batch."""
+
+    def split(leaf):
+        spec = [None] * np.ndim(leaf)
+        spec[carry_batch_axis] = BATCH_AXIS
+        return NamedSharding(mesh, PartitionSpec(*spec))
+
+    rep = replicated(mesh)
+    return TrainState(rep, rep, rep, rep, carry=jax.tree_util.tree_map(split, carry))
+
+
+def replicate_stream_state(state: TrainState, mesh: Mesh, carry_batch_axis: int = 0) -> TrainState:
+    """Place a stream `TrainState`: replicated, the carry split by rows (see `place`)."""
+    return place(state, stream_state_sharding(state.carry, mesh, carry_batch_axis))

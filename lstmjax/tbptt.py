@@ -12,6 +12,11 @@ function takes and returns a carry:
 for example `lambda p, xs, c: lj.unroll(cell, p, xs, c)` followed by a
 readout, or `net.apply` of a stacked `lj.recurrent` net (PyTorch carry
 layout). The loop over chunks is a `lax.scan` inside one jitted function.
+
+To train on a stream with `train.fit` (checkpoints, resume, logs), use
+`make_stream_step` and `stream_batches`: one chunk per update, the carry
+kept in `TrainState.carry`, so a checkpoint holds it and a resumed run
+continues the stream where it stopped.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ import jax.numpy as jnp
 import optax
 
 from lstmjax._training.step import TrainState, apply_gradients, make_clipper, split_batch
+from lstmjax._training.stream import StreamChunk as StreamChunk
+from lstmjax._training.stream import make_stream_step as make_stream_step
+from lstmjax._training.stream import reset_carry as reset_carry
+from lstmjax._training.stream import stream_batches as stream_batches
 
 Array = jax.Array
 Carry = Any

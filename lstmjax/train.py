@@ -10,8 +10,18 @@
 `apply_fn(params, xs) -> predictions` and `loss_fn(predictions, ys) -> scalar`.
 Run `fit` again with the same `checkpoint_dir` to resume from the latest
 checkpoint; the result is bit-identical to an uninterrupted run.
+
+A population (seeds, per-member learning rates) trains as one model:
+`state = train.init_ensemble(init_fn, lambda learning_rate: optax.adam(learning_rate),
+seeds=range(8), hyperparams={"learning_rate": lrs})` and
+`train.make_ensemble_step(apply_fn, loss_fn, <the same factory>, {"learning_rate": lrs})`;
+`fit` drives it unchanged, with one metric per member.
 """
 
+from lstmjax._training.ensemble import init_ensemble as init_ensemble
+from lstmjax._training.ensemble import make_ensemble_step as make_ensemble_step
+from lstmjax._training.ensemble import member_seed_keys as member_seed_keys
+from lstmjax._training.ensemble import member_state as member_state
 from lstmjax._training.loop import History as History
 from lstmjax._training.loop import TrainingDiverged as TrainingDiverged
 from lstmjax._training.loop import fit as fit
@@ -43,9 +53,13 @@ __all__ = [
     "TrainingDiverged",
     "fit",
     "group_norms",
+    "init_ensemble",
     "init_state",
     "keyed_batches",
+    "make_ensemble_step",
     "make_eval_step",
     "make_train_step",
+    "member_seed_keys",
+    "member_state",
     "train_step_fn",
 ]

@@ -8,7 +8,6 @@ the batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections import deque
@@ -66,16 +65,21 @@ def to_python(tree: Any) -> Any:
 
     def one(x):
         x = np.asarray(x)
-        if x.dtype == np.bool_:
-            return bool(x)
-        return int(x) if np.issubdtype(x.dtype, np.integer) else float(x)
+        if x.dtype != np.bool_ and not np.issubdtype(x.dtype, np.integer):
+            x = x.astype(np.float64)  # bfloat16 & co. give Python floats this way
+        return x.tolist()  # a Python scalar, or lists of one per ensemble member
 
     return jax.tree_util.tree_map(one, jax.device_get(tree))
 
 
 def _is_finite(metrics: dict) -> bool:
-    finite = metrics.get("finite", True)
-    return bool(finite) and math.isfinite(metrics["loss"]) and math.isfinite(metrics["grad_norm"])
+    """Scalars, or lists of one value per ensemble member: every one must be finite."""
+    finite = np.all(metrics.get("finite", True))
+    return bool(
+        finite
+        and np.all(np.isfinite(metrics["loss"]))
+        and np.all(np.isfinite(metrics["grad_norm"]))
+    )
 
 
 def fit(
@@ -185,13 +189,14 @@ def fit(
         state, resumed = resume_run(
             checkpointer, state, resume=resume, num_steps=num_steps, identity=identity
         )
+        primary = jax.process_index() == 0  # several processes: only process 0 speaks
         loop = _Loop(
             step_fn=step_fn,
             batch_fn=batch_fn,
             num_steps=num_steps,
             eval_fn=eval_fn,
             eval_every=eval_every,
-            log=JsonLinesLog(log_path, resumed),
+            log=JsonLinesLog(log_path if primary else None, resumed),
             log_every=log_every,
             checkpointer=checkpointer,
             checkpoint_every=checkpoint_every,
@@ -200,7 +205,7 @@ def fit(
             resumed=resumed,
             metrics_lag=metrics_lag,
         )
-        state = loop.run(state, quiet)
+        state = loop.run(state, quiet or not primary)
     finally:
         if checkpointer is not None:
             checkpointer.close()
@@ -313,7 +318,8 @@ class _Progress:
         # over the last window, not since the start, which included compilation.
         if not self.quiet and (now - self.tick > 0.5 or done in (self.start + 1, self.total)):
             rate = (done - self.tick_step) / max(now - self.tick, 1e-9)
-            self.bar.set_postfix(loss=f"{loss:.4g}", steps_per_s=f"{rate:.1f}")
+            shown = f"{np.mean(loss):.4g}" + (" (mean)" if np.ndim(loss) else "")
+            self.bar.set_postfix(loss=shown, steps_per_s=f"{rate:.1f}")
             self.tick, self.tick_step = now, done
 
     def close(self) -> None:

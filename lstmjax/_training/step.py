@@ -31,15 +31,21 @@ class TrainState(NamedTuple):
         index of the next batch (`fit` asks `batch_fn(step)` for it).
       rng: a PRNG key, split once per step; the split-off key goes to
         `apply_fn` when the step was built with `with_key=True`.
+      carry: the recurrent carry handed from one update to the next in
+        truncated BPTT over a stream (`lstmjax.tbptt.make_stream_step`), so
+        that checkpoints hold it; None (no leaves) for every other step.
     """
 
     params: Any
     opt_state: optax.OptState
     step: Array
     rng: Array
+    carry: Any = None
 
 
-def init_state(params: Any, optimizer: optax.GradientTransformation, key: Array) -> TrainState:
+def init_state(
+    params: Any, optimizer: optax.GradientTransformation, key: Array, carry: Any = None
+) -> TrainState:
     """A fresh `TrainState` at step 0.
 
     Args:
@@ -47,12 +53,15 @@ def init_state(params: Any, optimizer: optax.GradientTransformation, key: Array)
       optimizer: any `optax.GradientTransformation`, the same one given to
         `make_train_step` (its `clip_norm` adds no optimizer state).
       key: a PRNG key (`jax.random.key` or `jax.random.PRNGKey`).
+      carry: the carry the first chunk of a stream starts from, for
+        `tbptt.make_stream_step` (e.g. `model.initial_carry(B)`); else None.
     """
     return TrainState(
         params=params,
         opt_state=optimizer.init(params),
         step=jnp.zeros((), jnp.int32),
         rng=key,
+        carry=carry,
     )
 
 
@@ -159,6 +168,7 @@ def apply_gradients(
         opt_state=select_tree(finite, opt_state, state.opt_state),
         step=state.step + 1,
         rng=rng,
+        carry=state.carry,  # a stream step replaces it with the chunk's final carry
     )
     metrics = {
         "loss": loss,
