@@ -1,14 +1,17 @@
-"""Check every relative link and anchor in the built site (mkdocs build writes site/).
+"""Check the built site (mkdocs build writes site/): links, anchors and figures.
 
 mkdocs --strict validates the links of Markdown pages; the executed tutorials are
 rendered by nbconvert, whose links it does not see. This walks the HTML of every
-page and fails on a link to a missing file or to a missing `#anchor`.
+page and fails on a link to a missing file or to a missing `#anchor`, and on an
+executed page with fewer inline figures than its source has `plt.show()` calls
+(a non-inline matplotlib backend in the build would drop them silently).
 
     python .ci/check_site_links.py site
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -27,6 +30,9 @@ class _Page(HTMLParser):
                 self.ids.add(value)
             if name in ("href", "src") and value and tag in ("a", "img"):
                 self.links.append(value)
+
+
+_PNG = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
 
 
 def _parse(path: Path) -> _Page:
@@ -55,6 +61,17 @@ def main(site: Path) -> int:
                 broken.append(f"{path.relative_to(site.resolve())}: {link} (no such file)")
             elif parts.fragment and target in pages and parts.fragment not in pages[target].ids:
                 broken.append(f"{path.relative_to(site.resolve())}: {link} (no such anchor)")
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    for source in [*docs.glob("tutorials/*.py"), *docs.glob("examples/*.py")]:
+        page = site / source.parent.name / source.stem / "index.html"
+        wanted = source.read_text().count("plt.show()")
+        if not page.exists():
+            broken.append(f"{page}: not built")
+            continue
+        # Figures are inline PNGs; the theme's icons are small, a plot is tens of kB.
+        found = sum(len(b) > 5000 for b in _PNG.findall(page.read_text()))
+        if found < wanted:
+            broken.append(f"{page.relative_to(site)}: {found} figures, its source shows {wanted}")
     for line in broken:
         print("broken link:", line)
     print(f"checked {sum(len(p.links) for p in pages.values())} links in {len(pages)} pages")
