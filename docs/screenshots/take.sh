@@ -27,3 +27,4 @@ shoot() {  # url-path file width height
 shoot "" home.png 1400 1000
 shoot "tutorials/05_lstm/" tutorial_lstm.png 1400 1800
 shoot "api/cells/" api_cells.png 1400 1400
+shoot "examples/sunspots/" example_sunspots.png 1400 3200
