@@ -48,7 +48,9 @@ s = jnp.linspace(-6.0, 6.0, 241)
 d_step = jax.vmap(jax.grad(heaviside))(s)
 d_sigmoid = jax.vmap(jax.grad(jax.nn.sigmoid))(s)
 print("largest |d step / ds|:", float(jnp.abs(d_step).max()))
-print(f"largest d sigmoid / ds: {float(d_sigmoid.max()):.4f} at s = {float(s[d_sigmoid.argmax()]):.2f}")
+print(
+    f"largest d sigmoid / ds: {float(d_sigmoid.max()):.4f} at s = {float(s[d_sigmoid.argmax()]):.2f}"
+)
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
 axes[0].plot(s, heaviside(s), label="Heaviside")

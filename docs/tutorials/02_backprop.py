@@ -47,6 +47,7 @@ xor_y = jnp.array([0.0, 1.0, 1.0, 0.0])
 # \frac{\partial L}{\partial W_1} = x^\top \delta_a, \quad
 # \frac{\partial L}{\partial b_1} = \textstyle\sum_n \delta_{a,n}.$$
 
+
 # %%
 def init(key, hidden=4):
     k1, k2 = jax.random.split(key)
@@ -90,9 +91,9 @@ for name in params:
 leaves, unravel = ravel_pytree(params)
 v = jax.random.normal(jax.random.key(1), leaves.shape)
 eps = 1e-5
-fd = (loss(unravel(leaves + eps * v), xor_x, xor_y) - loss(unravel(leaves - eps * v), xor_x, xor_y)) / (
-    2 * eps
-)
+fd = (
+    loss(unravel(leaves + eps * v), xor_x, xor_y) - loss(unravel(leaves - eps * v), xor_x, xor_y)
+) / (2 * eps)
 analytic = jnp.dot(ravel_pytree(by_hand)[0], v)
 print(f"finite difference {float(fd):.10f}, hand-derived {float(analytic):.10f}")
 

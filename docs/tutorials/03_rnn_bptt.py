@@ -38,7 +38,7 @@ B, T, I, H = 4, 30, 3, 16
 xs = jax.random.normal(jax.random.key(0), (B, T, I))
 
 # %% [markdown]
-# ## A cell is a step function; `unroll` is the loop
+# ## A cell is a step function, unroll is the loop
 #
 # `lj.rnn(H)` returns a [`Cell`](../../api/cells/#lstmjax.Cell). Stepping it in a Python loop
 # and running [`lj.unroll`](../../api/layers/#lstmjax.unroll) (a `lax.scan`) give the same
@@ -123,8 +123,10 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
 for rho in (0.9, 1.0, 1.1):
     norms = diagnostics.jacobian_norms(linear, base._replace(w_h=rho * q), xs_long)[0, ::-1]
     worst = float(np.max(np.abs(np.asarray(norms) / rho**k - 1)))
-    print(f"rho = {rho}: spectral radius {float(diagnostics.spectral_radius(rho * q)):.3f}, "
-          f"max |norm / rho^k - 1| = {worst:.1e}")
+    print(
+        f"rho = {rho}: spectral radius {float(diagnostics.spectral_radius(rho * q)):.3f}, "
+        f"max |norm / rho^k - 1| = {worst:.1e}"
+    )
     axes[0].semilogy(k, norms, label=f"linear, rho = {rho}")
 axes[0].set_xlabel("k (steps back)")
 axes[0].set_ylabel("||d h_T / d h_(T-k)||")

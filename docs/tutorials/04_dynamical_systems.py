@@ -59,8 +59,13 @@ def euler(f, y0, dt, n):
 y0, t_end = jnp.array([1.0, 0.0]), 10.0
 exact = jnp.array([jnp.cos(t_end), -jnp.sin(t_end)])
 steps = np.array([0.2, 0.1, 0.05, 0.025])
-err_rk4 = [float(jnp.linalg.norm(tasks.rk4(oscillator, y0, h, round(t_end / h))[-1] - exact)) for h in steps]
-err_euler = [float(jnp.linalg.norm(euler(oscillator, y0, h, round(t_end / h)) - exact)) for h in steps]
+err_rk4 = [
+    float(jnp.linalg.norm(tasks.rk4(oscillator, y0, h, round(t_end / h))[-1] - exact))
+    for h in steps
+]
+err_euler = [
+    float(jnp.linalg.norm(euler(oscillator, y0, h, round(t_end / h)) - exact)) for h in steps
+]
 slope_rk4 = np.polyfit(np.log(steps), np.log(err_rk4), 1)[0]
 slope_euler = np.polyfit(np.log(steps), np.log(err_euler), 1)[0]
 print(f"log-log slope of the error: RK4 {slope_rk4:.2f}, Euler {slope_euler:.2f}")
@@ -105,7 +110,9 @@ def fit_predictor(trajectory_fn, dim, scale, num_steps=300, seed=0):
 
 
 pendulum = fit_predictor(lambda k: tasks.pendulum_trajectories(k, 64, 60), dim=2, scale=3.0)
-lorenz = fit_predictor(lambda k: tasks.lorenz_trajectories(k, 64, 80, burn_in=200), dim=3, scale=20.0)
+lorenz = fit_predictor(
+    lambda k: tasks.lorenz_trajectories(k, 64, 80, burn_in=200), dim=3, scale=20.0
+)
 for name, result in [("pendulum", pendulum), ("Lorenz", lorenz)]:
     mse, base = result[5], result[6]
     print(f"{name}: one-step MSE {mse:.2e}, persistence {base:.2e}, ratio {base / mse:.0f}")

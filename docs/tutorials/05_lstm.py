@@ -134,7 +134,11 @@ o_pad, (h_pad, _) = net.apply(net_params, padded, lengths=lengths)
 for b in range(B):
     n = int(lengths[b])
     o_alone, (h_alone, _) = net.apply(net_params, xs[b : b + 1, :n])
-    same = jnp.allclose(o_pad[b, :n], o_alone[0], atol=1e-6) and jnp.allclose(h_pad[:, b], h_alone[:, 0], atol=1e-6)
-    print(f"sequence {b} (length {n}): padded batch equals the sequence alone: {bool(same)}; "
-          f"outputs past its length all zero: {bool(jnp.all(o_pad[b, n:] == 0))}")
+    same = jnp.allclose(o_pad[b, :n], o_alone[0], atol=1e-6) and jnp.allclose(
+        h_pad[:, b], h_alone[:, 0], atol=1e-6
+    )
+    print(
+        f"sequence {b} (length {n}): padded batch equals the sequence alone: {bool(same)}; "
+        f"outputs past its length all zero: {bool(jnp.all(o_pad[b, n:] == 0))}"
+    )
 print("last valid outputs:", lj.last_valid(o_pad, lengths).shape)

@@ -84,7 +84,9 @@ rnn = lj.rnn(H)
 curves["tanh RNN"] = diagnostics.jacobian_norms(rnn, rnn.init(jax.random.key(5), I), xs)
 for bias in (0.0, 1.0, 4.0):
     lstm = lj.lstm(H, forget_bias=bias)
-    curves[f"LSTM, forget bias {bias:g}"] = diagnostics.jacobian_norms(lstm, lstm.init(jax.random.key(5), I), xs)
+    curves[f"LSTM, forget bias {bias:g}"] = diagnostics.jacobian_norms(
+        lstm, lstm.init(jax.random.key(5), I), xs
+    )
 for bias in (0.0, 4.0):
     pg = gru.init(jax.random.key(5), I)
     pg = pg._replace(b=pg.b.at[H : 2 * H].set(bias))
@@ -102,6 +104,12 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# With the keep-gates closed (bias 0) the gated cells lose the gradient as fast as the tanh RNN;
+# opened, it survives 100 steps. For the LSTM with forget bias 4 the norm even exceeds 1: the
+# carry is $[h; c]$, and the paths through $h$ and the gates add to the carousel's
+# $\mathrm{diag}(f_t)$. Training moves the gates away from these starting values, in both
+# directions, wherever the task needs it.
+#
 # ## What it buys: memory over many steps
 #
 # The adding problem at $T = 40$: the two marked values can be anywhere in the sequence, so the
@@ -120,7 +128,9 @@ def train_adding(cell, num_steps=250, length=40):
     optimizer = optax.adam(1e-2)
     step = jax.jit(train.make_train_step(apply_fn, losses.mse, optimizer, clip_norm=1.0))
     state = train.init_state(params, optimizer, jax.random.key(8))
-    batches = train.keyed_batches(jax.random.key(9), lambda key: tasks.adding_problem(key, 64, length))
+    batches = train.keyed_batches(
+        jax.random.key(9), lambda key: tasks.adding_problem(key, 64, length)
+    )
     for n in range(num_steps):
         state, _ = step(state, batches(n))
     test_x, test_y = tasks.adding_problem(jax.random.key(10), 500, length)

@@ -35,7 +35,9 @@ import lstmjax as lj
 from lstmjax import generate, lm, losses, tasks, train
 
 data = tasks.char_corpus(max_chars=200_000)
-print(f"{data.vocab.size} characters, {len(data.train):,} for training, {len(data.valid):,} held out")
+print(
+    f"{data.vocab.size} characters, {len(data.train):,} for training, {len(data.valid):,} held out"
+)
 unigram = tasks.unigram_entropy_bits(data.train, data.vocab.size)
 print(f"baseline (character frequencies alone): {unigram:.2f} bits/char")
 
@@ -65,14 +67,18 @@ def split(window):  # a batch is (inputs, targets): the targets are the inputs s
 optimizer = optax.adam(optax.cosine_decay_schedule(1e-2, 300, alpha=0.1))
 step = jax.jit(train.make_train_step(apply_fn, losses.cross_entropy, optimizer, clip_norm=1.0))
 state = train.init_state(params, optimizer, jax.random.key(1))
-batches = train.keyed_batches(jax.random.key(2), lambda k: split(tasks.random_windows(k, train_tokens, 32, 64)))
+batches = train.keyed_batches(
+    jax.random.key(2), lambda k: split(tasks.random_windows(k, train_tokens, 32, 64))
+)
 curve = []
 for n in range(300):
     state, metrics = step(state, batches(n))
     curve.append(float(losses.bits_per_char(metrics["loss"])))
 
 valid_in, valid_out = split(tasks.random_windows(jax.random.key(3), valid_tokens, 256, 64))
-valid_bits = float(losses.bits_per_char(losses.cross_entropy(apply_fn(state.params, valid_in), valid_out)))
+valid_bits = float(
+    losses.bits_per_char(losses.cross_entropy(apply_fn(state.params, valid_in), valid_out))
+)
 print(f"held-out: {valid_bits:.2f} bits/char (unigram baseline {unigram:.2f})")
 plt.figure(figsize=(5, 3))
 plt.plot(curve, label="training batches")
@@ -100,7 +106,14 @@ for temperature, top_k in [(1.0, None), (0.5, None), (2.0, None), (1.0, 2)]:
 # %%
 for temperature, top_k in [(0.5, None), (1.0, 10)]:
     text = generate.generate_text(
-        model, state.params, data.vocab, "def ", 160, jax.random.key(4), temperature=temperature, top_k=top_k
+        model,
+        state.params,
+        data.vocab,
+        "def ",
+        160,
+        jax.random.key(4),
+        temperature=temperature,
+        top_k=top_k,
     )
     print(f"--- temperature {temperature}, top_k {top_k} ---\n{text}\n")
 

@@ -31,6 +31,7 @@ import lstmjax as lj
 from lstmjax import losses
 
 torch.manual_seed(0)
+torch.set_num_threads(1)  # small matrices: one thread is the faster torch here
 rng = np.random.default_rng(0)
 
 
@@ -44,6 +45,7 @@ def batch(n=32, t=40):
 
 # %% [markdown]
 # ## 1. Train in PyTorch
+
 
 # %%
 class TorchModel(torch.nn.Module):
@@ -67,7 +69,11 @@ for _ in range(100):
     opt.step()
 test_x, test_y = batch(256)
 with torch.no_grad():
-    torch_mse = float(torch.nn.functional.mse_loss(torch_model(torch.from_numpy(test_x)), torch.from_numpy(test_y)))
+    torch_mse = float(
+        torch.nn.functional.mse_loss(
+            torch_model(torch.from_numpy(test_x)), torch.from_numpy(test_y)
+        )
+    )
 print(f"PyTorch after 100 steps: test MSE {torch_mse:.4f}")
 
 # %% [markdown]
@@ -81,7 +87,8 @@ print(f"PyTorch after 100 steps: test MSE {torch_mse:.4f}")
 net, lstm_params = lj.interop.from_torch(torch_model.lstm)
 head = lj.dense(1)
 head_params = head.init(jax.random.key(0), 32)._replace(
-    w=jnp.asarray(torch_model.head.weight.detach().numpy().T), b=jnp.asarray(torch_model.head.bias.detach().numpy())
+    w=jnp.asarray(torch_model.head.weight.detach().numpy().T),
+    b=jnp.asarray(torch_model.head.bias.detach().numpy()),
 )
 params = (lstm_params, head_params)
 
@@ -93,7 +100,10 @@ def apply_fn(p, xs):
 
 with torch.no_grad():
     torch_out = torch_model(torch.from_numpy(test_x)).numpy()
-print("largest |lstmjax - torch| on the test batch:", float(np.abs(apply_fn(params, test_x) - torch_out).max()))
+print(
+    "largest |lstmjax - torch| on the test batch:",
+    float(np.abs(apply_fn(params, test_x) - torch_out).max()),
+)
 
 # %% [markdown]
 # ## 3. Continue training in lstmjax
@@ -128,5 +138,8 @@ with torch.no_grad():
     torch_model.head.weight.copy_(torch.from_numpy(np.asarray(params[1].w).T.copy()))
     torch_model.head.bias.copy_(torch.from_numpy(np.array(params[1].b)))
     back = torch_model(torch.from_numpy(test_x)).numpy()
-print("largest |torch (exported) - lstmjax|:", float(np.abs(back - np.asarray(apply_fn(params, test_x))).max()))
+print(
+    "largest |torch (exported) - lstmjax|:",
+    float(np.abs(back - np.asarray(apply_fn(params, test_x))).max()),
+)
 print(f"torch test MSE with the exported weights: {float(np.mean((back - test_y) ** 2)):.4f}")
