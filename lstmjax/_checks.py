@@ -36,6 +36,11 @@ def check_size(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_optional_size(name: str, value, minimum: int = 1):
+    """None, or a Python int >= `minimum` (an optional size such as `proj_size`)."""
+    return None if value is None else check_size(name, value, minimum)
+
+
 def check_real(name: str, value) -> float:
     """A finite real scalar (a Python number or a 0-d real array)."""
     dtype = getattr(value, "dtype", None)
