@@ -90,14 +90,15 @@ def test_unroll_equals_hand_loop():
     x_in, rest = channels(cell, params, xs, key, **OPTIONS)
     H = cell.hidden_size
     rec, zone, noise = rest[..., :H], rest[..., H : 3 * H], rest[..., 3 * H :]
-    want_ys, want_carry = hand_loop(cell, params, xs, x_in, rec, zone, noise)
+    loop = jax.jit(lambda *a: hand_loop(cell, *a))  # one compilation, not op-by-op
+    want_ys, want_carry = loop(params, xs, x_in, rec, zone, noise)
     ys, carry = jax.jit(lambda p, x: lj.unroll(*lj.recurrent_dropout(cell, p, x, key, **OPTIONS)))(
         params, xs
     )
     np.testing.assert_allclose(ys, want_ys, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(carry.c, want_carry.c, rtol=1e-6, atol=1e-6)
     # Zoneout did act: without its masks the hand loop gives other outputs.
-    no_zone, _ = hand_loop(cell, params, xs, x_in, rec, None, noise)
+    no_zone, _ = jax.jit(lambda *a: hand_loop(cell, *a, None, noise))(params, xs, x_in, rec)
     assert np.abs(np.asarray(no_zone - want_ys)).max() > 1e-2
 
 
