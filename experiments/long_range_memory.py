@@ -20,6 +20,7 @@ stays at the baseline; one that can goes far below it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -44,6 +45,13 @@ NAME = "long_range_memory"
 
 CELLS: dict[str, Callable[[int], lj.Cell]] = {"rnn": lj.rnn, "lstm": lj.lstm, "gru": lj.gru}
 STYLE = {"rnn": ("C3", "o"), "lstm": ("C0", "s"), "gru": ("C2", "^")}
+# The layer-normalised LSTM and a leaky CT-RNN (alpha = dt / tau = 0.1): full runs only.
+CELLS |= {
+    "lstm_ln": partial(lj.lstm, layer_norm=True),
+    "ctrnn": partial(lj.ctrnn, tau=10.0, dt=1.0),
+}
+STYLE |= {"lstm_ln": ("C1", "D"), "ctrnn": ("C4", "v")}
+QUICK_CELLS = ("rnn", "lstm", "gru")
 
 ADDING_ANCHOR_T = 100  # the anchors: adding at T = 100, copy at T = 20
 COPY_ANCHOR_T = 20
@@ -176,12 +184,12 @@ def task_cost(task: Task) -> int:
 def run_all(key, config: dict) -> dict:
     settings = [adding_task(t) for t in config["adding_lengths"]]
     settings += [copy_task(t) for t in config["copy_delays"]]
-    total = len(CELLS) * config["steps"] * sum(task_cost(t) for t in settings)
+    total = len(config["cells"]) * config["steps"] * sum(task_cost(t) for t in settings)
     bar = progress(desc=f"{NAME} (sequence steps trained)", total=total)
     results = {"adding": {}, "copy": {}}
     for task in settings:
         per_cell = {}
-        for label in CELLS:
+        for label in config["cells"]:
             bar.set_postfix_str(f"{task.kind} T={task.length} {label}")
             per_cell[label] = train_one(key, task, label, config, bar)
         results[task.kind][str(task.length)] = {"baseline": task.baseline, "cells": per_cell}
@@ -237,7 +245,7 @@ def anchors_of(results: dict) -> list[dict]:
 
 def plot_final(ax, results: dict, kind: str, ylabel: str) -> None:
     lengths = [int(t) for t in results[kind]]
-    for label in CELLS:
+    for label in next(iter(results[kind].values()))["cells"]:
         color, marker = STYLE[label]
         ax.plot(
             lengths, final_losses(results, kind, label), color=color, marker=marker, label=label
@@ -302,9 +310,11 @@ def main(argv=None) -> dict:
         "copy_delays": [10, 20, 50],
         "optimizer": "adam",
         "dtype": "float32",
+        "cells": list(CELLS),
     }
     if args.quick:
         config |= {"steps": 600, "eval_every": 100, "adding_lengths": [25], "copy_delays": [10]}
+        config |= {"cells": list(QUICK_CELLS)}
     results = run_all(key, config)
     data = {"results": results, "anchors": anchors_of(results)}
     return publish(args, NAME, config, data, {f"{NAME}.png": plot})

@@ -53,6 +53,10 @@ CELLS: dict[str, Callable[..., lj.Cell]] = {
     "lstm_forget_bias_0": lambda h, dtype: lj.lstm(h, forget_bias=0.0, dtype=dtype),
     "gru": lambda h, dtype: lj.gru(h, dtype=dtype),
     "gru_reset_before": lambda h, dtype: lj.gru(h, reset_after=False, dtype=dtype),
+    "lstm_ln": lambda h, dtype: lj.lstm(h, layer_norm=True, dtype=dtype),
+    # Leaky tanh units, alpha = dt / tau = 0.1: the Euler step's Jacobian is
+    # (1 - alpha) I + alpha diag(act') W_h, close to I when alpha is small.
+    "ctrnn": lambda h, dtype: lj.ctrnn(h, tau=10.0, dt=1.0, dtype=dtype),
 }
 
 
@@ -183,6 +187,8 @@ STYLE = {
     "lstm_forget_bias_0": ("C0", "--"),
     "gru": ("C2", "-"),
     "gru_reset_before": ("C2", ":"),
+    "lstm_ln": ("C1", "-"),
+    "ctrnn": ("C4", "-"),
 }
 
 
@@ -274,7 +280,13 @@ def report(result: dict) -> Report:
         f"(forget bias 1), {fmt(c['lstm_forget_bias_0']['relative'][k])} with forget bias 0, "
         f"{fmt(c['gru']['relative'][k])} for the GRU (per-step factors "
         f"{fmt(rate['rnn'])}, {fmt(rate['lstm'])}, {fmt(rate['lstm_forget_bias_0'])}, "
-        f"{fmt(rate['gru'])}); after training on the adding problem the test MSE is "
+        f"{fmt(rate['gru'])})"
+        + "".join(
+            f"; {fmt(c[n]['relative'][k])} for the {n} (per-step {fmt(rate[n])})"
+            for n in ("lstm_ln", "ctrnn")
+            if n in c and n in rate
+        )
+        + "; after training on the adding problem the test MSE is "
         + ", ".join(f"{fmt(h['test_mse'])} ({label})" for label, h in tr.items())
         + f" (baseline {fmt(result['adding_baseline_mse'])})."
     )

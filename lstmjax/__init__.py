@@ -11,6 +11,8 @@ from lstmjax import lm as lm
 from lstmjax import losses as losses
 from lstmjax import tasks as tasks
 from lstmjax._cell import Cell as Cell
+from lstmjax._ctrnn import CTRNNParams as CTRNNParams
+from lstmjax._ctrnn import ctrnn as ctrnn
 from lstmjax._feedforward import DenseParams as DenseParams
 from lstmjax._feedforward import EmbeddingParams as EmbeddingParams
 from lstmjax._feedforward import Layer as Layer
@@ -30,6 +32,8 @@ from lstmjax._layers import recurrent as recurrent
 from lstmjax._lstm import LSTMCarry as LSTMCarry
 from lstmjax._lstm import LSTMParams as LSTMParams
 from lstmjax._lstm import lstm as lstm
+from lstmjax._recurrent_dropout import MaskedParams as MaskedParams
+from lstmjax._recurrent_dropout import recurrent_dropout as recurrent_dropout
 from lstmjax._rnn import RNNParams as RNNParams
 from lstmjax._rnn import rnn as rnn
 from lstmjax._unroll import unroll as unroll

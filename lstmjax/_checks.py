@@ -36,6 +36,11 @@ def check_size(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_optional_size(name: str, value, minimum: int = 1):
+    """None, or a Python int >= `minimum` (an optional size such as `proj_size`)."""
+    return None if value is None else check_size(name, value, minimum)
+
+
 def check_real(name: str, value) -> float:
     """A finite real scalar (a Python number or a 0-d real array)."""
     dtype = getattr(value, "dtype", None)
@@ -426,3 +431,41 @@ def check_net_params(net, params, input_size: int, where: str, name: str = "para
         if p.backward is not None:
             check_params(net.cell, p.backward, input_size, where, f"{leaf}.backward")
         input_size = directions * net.cell.output_size
+
+
+def check_time_constant(name: str, value, size: int) -> np.ndarray:
+    """A positive finite scalar, or one per unit (`[size]`); returned as a float64 numpy array."""
+    if np.ndim(value) == 0:
+        v = check_real(name, value)
+        if v <= 0:
+            raise ValueError(f"{name} must be > 0; got {value!r}.")
+        return np.asarray(v, np.float64)
+    if is_tracer(value):
+        raise TypeError(f"{name} must be a concrete number or array (it fixes the dynamics).")
+    array = np.asarray(value)
+    if array.shape != (size,):
+        raise ValueError(
+            f"{name} must be a scalar or have shape [hidden_size] = ({size},); "
+            f"got shape {array.shape}."
+        )
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise TypeError(f"{name} must be real; got dtype {array.dtype}.")
+    bad = ~np.isfinite(array) | (array <= 0)
+    if bad.any():
+        raise ValueError(f"{name} must be finite and > 0; got {_offenders(array, bad)}.")
+    return array.astype(np.float64)
+
+
+def check_key(key, where: str, name: str = "key"):
+    """A JAX PRNG key: a typed key (`jax.random.key`) or raw uint32 `[2]` (`jax.random.PRNGKey`)."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and jnp.ndim(key) == 0:
+        return key
+    if dtype == jnp.uint32 and jnp.shape(key) == (2,):
+        return key
+    shape = jnp.shape(key) if dtype is not None else None
+    raise TypeError(
+        f"{where}: {name} must be a jax.random key (jax.random.key(0) or "
+        f"jax.random.PRNGKey(0)); got {type(key).__name__}"
+        + (f" of dtype {dtype} and shape {shape}." if dtype is not None else ".")
+    )

@@ -9,7 +9,16 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._cell import Array, Carry, Cell, Params
-from lstmjax._checks import check_bool, check_cell, check_net_params, check_rate, check_size
+from lstmjax._checks import (
+    check_bool,
+    check_cell,
+    check_key,
+    check_net_params,
+    check_rate,
+    check_real,
+    check_size,
+)
+from lstmjax._recurrent_dropout import recurrent_dropout as _recurrent_dropout
 from lstmjax._unroll import unroll as unroll_cell
 
 
@@ -25,7 +34,8 @@ class Recurrent(NamedTuple):
       init: `(key, input_size) -> params`, a tuple of `LayerParams`, one per layer.
       apply: `(params, xs, carry=None, *, lengths=None, resets=None, key=None) -> (o, carry)`.
       initial_carry: `(batch) -> carry` of zeros in PyTorch's layout.
-      cell, num_layers, bidirectional, dropout, time_major: the configuration.
+      cell, num_layers, bidirectional, dropout, time_major, input_dropout,
+        recurrent_dropout, zoneout, state_noise: the configuration.
     """
 
     init: Callable[[jax.Array, int], tuple[LayerParams, ...]]
@@ -36,6 +46,10 @@ class Recurrent(NamedTuple):
     bidirectional: bool
     dropout: float
     time_major: bool = False
+    input_dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    zoneout: float = 0.0
+    state_noise: float = 0.0
 
 
 def _stack(carries: list) -> Carry:
@@ -57,6 +71,10 @@ def recurrent(
     time_major: bool = False,
     method: str = "auto",
     projection: str = "auto",
+    input_dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    zoneout: float = 0.0,
+    state_noise: float = 0.0,
 ) -> Recurrent:
     """Stack `num_layers` copies of `cell`, optionally in both directions.
 
@@ -71,6 +89,16 @@ def recurrent(
     Dropout (rate `dropout`) is applied to the outputs of every layer but the
     last, as PyTorch does, and only when `apply` gets a `key`.
 
+    Inside the recurrence of every layer and direction (see
+    `lstmjax.recurrent_dropout` for the exact rules), with a `key`:
+    `input_dropout` and `recurrent_dropout` are variational (Gal & Ghahramani
+    2016: one mask per sequence on the layer's inputs and one on h_{t-1}, the
+    same at every step), `zoneout` keeps each carry unit's previous value
+    with that probability at every step (Krueger et al. 2017), and
+    `state_noise` adds Gaussian noise of that standard deviation to the carry
+    after every step. Without a key only zoneout acts, by its expected
+    update; with every rate 0 (default) nothing changes.
+
     Args:
       cell: the cell of every layer.
       num_layers: depth of the stack.
@@ -81,12 +109,23 @@ def recurrent(
         for every round(sqrt(T)) steps, or an int number of steps).
       time_major: the layout of `xs` and `o`, as above.
       method, projection: passed to `lstmjax.unroll` for every layer.
+      input_dropout, recurrent_dropout, zoneout: rates in [0, 1).
+      state_noise: a standard deviation >= 0.
     """
     cell = check_cell(cell, "recurrent")
     num_layers = check_size("num_layers", num_layers)
     bidirectional = check_bool("bidirectional", bidirectional)
     dropout = check_rate("dropout", dropout)
     time_major = check_bool("time_major", time_major)
+    inside = dict(
+        input_rate=check_rate("input_dropout", input_dropout),
+        recurrent_rate=check_rate("recurrent_dropout", recurrent_dropout),
+        zoneout=check_rate("zoneout", zoneout),
+        state_noise=check_real("state_noise", state_noise),
+    )
+    if inside["state_noise"] < 0:
+        raise ValueError(f"state_noise must be >= 0; got {state_noise!r}.")
+    stochastic = any(v > 0 for v in inside.values())
     directions = 2 if bidirectional else 1
 
     def init(key, input_size: int) -> tuple[LayerParams, ...]:
@@ -123,6 +162,8 @@ def recurrent(
         """
         if jnp.ndim(xs) >= 1:
             check_net_params(net, params, jnp.shape(xs)[-1], "recurrent.apply")
+        if key is not None:
+            key = check_key(key, "recurrent.apply")
         if carry is not None:
             leading = {jnp.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(carry)}
             if leading != {num_layers * directions}:
@@ -138,10 +179,18 @@ def recurrent(
                 if d >= directions:
                     break
                 c0 = None if carry is None else _split(carry, layer * directions + d)
+                run_cell, run_params, run_xs = cell, dir_params, h
+                if stochastic:
+                    # Folded in, not split off, so that the between-layer
+                    # dropout draws the same masks with these options or not.
+                    sub = None if key is None else jax.random.fold_in(key, 1 + 2 * layer + d)
+                    run_cell, run_params, run_xs = _recurrent_dropout(
+                        cell, dir_params, h, sub, time_major=time_major, **inside
+                    )
                 o, c = unroll_cell(
-                    cell,
-                    dir_params,
-                    h,
+                    run_cell,
+                    run_params,
+                    run_xs,
                     c0,
                     lengths=lengths,
                     resets=resets,
@@ -170,5 +219,9 @@ def recurrent(
         bidirectional=bidirectional,
         dropout=dropout,
         time_major=time_major,
+        input_dropout=inside["input_rate"],
+        recurrent_dropout=inside["recurrent_rate"],
+        zoneout=inside["zoneout"],
+        state_noise=inside["state_noise"],
     )
     return net

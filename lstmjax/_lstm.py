@@ -1,4 +1,4 @@
-"""Long short-term memory cell, with optional peephole connections."""
+"""Long short-term memory cell: peepholes, layer normalisation and an output projection."""
 
 from __future__ import annotations
 
@@ -8,13 +8,21 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._cell import Array, Cell, batch_shape_tuple
-from lstmjax._checks import check_bool, check_factory_options, check_real, check_size, row
+from lstmjax._checks import (
+    check_bool,
+    check_factory_options,
+    check_optional_size,
+    check_real,
+    check_size,
+    row,
+)
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,
     default_recurrent_init,
     gate_blocks,
 )
+from lstmjax._layer_norm import layer_norm as _ln
 from lstmjax._lstm_vjp import lstm_recur
 
 GATES = ("i", "f", "g", "o")  # order of the gate blocks in w_x, w_h and b
@@ -22,13 +30,18 @@ GATES = ("i", "f", "g", "o")  # order of the gate blocks in w_x, w_h and b
 
 class LSTMParams(NamedTuple):
     w_x: Array  # [input_size, 4*hidden], gate blocks in order i, f, g, o
-    w_h: Array  # [hidden, 4*hidden], same order
+    w_h: Array  # [P, 4*hidden] (P = proj_size, or hidden without projection), same order
     b: Array  # [4*hidden], same order
     peephole: Optional[Array] = None  # [3, hidden]: rows (i, f, o); None if off
+    w_proj: Optional[Array] = None  # [hidden, P], the output projection; None if off
+    ln_gain_x: Optional[Array] = None  # [4*hidden], LN gain of x W_x (layer_norm only)
+    ln_gain_h: Optional[Array] = None  # [4*hidden], LN gain of h W_h (layer_norm only)
+    ln_gain_c: Optional[Array] = None  # [hidden], LN gain of c_t (layer_norm only)
+    ln_bias_c: Optional[Array] = None  # [hidden], LN bias of c_t (layer_norm only)
 
 
 class LSTMCarry(NamedTuple):
-    h: Array  # [..., hidden], the output ("short-term memory")
+    h: Array  # [..., P], the output ("short-term memory"; P = hidden without projection)
     c: Array  # [..., hidden], the cell state ("long-term memory")
 
 
@@ -37,10 +50,13 @@ def lstm(
     peephole: bool = False,
     forget_bias: float = 1.0,
     *,
+    layer_norm: bool = False,
+    proj_size: Optional[int] = None,
     kernel_init=default_kernel_init,
     recurrent_init=default_recurrent_init,
     bias_init=default_bias_init,
     peephole_init=jax.nn.initializers.zeros,
+    proj_init=default_kernel_init,
     dtype=jnp.float32,
 ) -> Cell:
     """LSTM cell (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al.).
@@ -54,6 +70,23 @@ def lstm(
         o_t = sigmoid(z_o [+ p_o * c_t])          output gate
         h_t = o_t * tanh(c_t),   y_t = h_t
 
+    With `layer_norm=True` (Ba, Kiros & Hinton 2016, section 3.1), LN as in
+    `lstmjax._layer_norm` (over the whole 4H vector, eps 1e-5):
+
+        z   = LN(x_t W_x; g_x) + LN(h_{t-1} W_h; g_h) + b
+        h_t = o_t * tanh(LN(c_t; g_c, b_c))
+
+    the input and recurrent pre-activations normalised separately (each
+    with a gain, `ln_gain_x`, `ln_gain_h` `[4H]`, initialised to 1; no LN
+    bias there, as b already adds one per gate), and the new cell state
+    normalised before its tanh with a gain `ln_gain_c` `[H]` (ones) and a
+    bias `ln_bias_c` `[H]` (zeros). The carried c_t stays unnormalised, and
+    the output-gate peephole (if on) sees the unnormalised c_t.
+
+    With `proj_size=P` (LSTMP, Sak, Senior & Beaufays 2014; PyTorch's
+    `proj_size`): h_t = (o_t * tanh(.)) W_proj with `w_proj` `[H, P]`, so
+    h and y are `[..., P]` while c stays `[..., H]`, and W_h is `[P, 4H]`.
+
     Gate order in the fused matrices is (i, f, g, o), PyTorch's, so weights
     copy across without permutation. The bracketed peephole terms (Gers,
     Schraudolph & Schmidhuber 2002) are on only with `peephole=True`; their
@@ -66,56 +99,101 @@ def lstm(
       peephole: add the peephole terms.
       forget_bias: added to the forget-gate bias at initialisation (1.0
         after Jozefowicz et al. 2015; 0.0 gives the plain initialisation).
-      kernel_init, recurrent_init, bias_init, peephole_init: initialisers of
-        W_x `[I, 4H]` (LeCun normal per gate), W_h `[H, 4H]` (orthogonal per
-        gate), b `[4H]` (zeros) and the peephole weights `[3, H]` (zeros).
+      layer_norm: the layer-normalised LSTM above.
+      proj_size: P >= 1, the size of the projected output (PyTorch asks for
+        P < H); None (default) for no projection.
+      kernel_init, recurrent_init, bias_init, peephole_init, proj_init:
+        initialisers of W_x `[I, 4H]` (LeCun normal per gate), W_h `[P, 4H]`
+        (orthogonal per gate), b `[4H]` (zeros), the peephole weights
+        `[3, H]` (zeros) and W_proj `[H, P]` (LeCun normal).
       dtype: parameter dtype.
 
     Returns:
-      A `Cell`; its carry is `LSTMCarry(h, c)`, each `[..., H]`.
+      A `Cell`; its carry is `LSTMCarry(h, c)`, h `[..., P]`, c `[..., H]`
+      (P = H without projection). `hidden_size` is H, `output_size` P.
     """
     H = hidden_size = check_size("hidden_size", hidden_size)
     peephole = check_bool("peephole", peephole)
     forget_bias = check_real("forget_bias", forget_bias)
+    layer_norm = check_bool("layer_norm", layer_norm)
+    proj_size = check_optional_size("proj_size", proj_size)
+    P = H if proj_size is None else proj_size
     dtype = check_factory_options(
         dtype,
         kernel_init=kernel_init,
         recurrent_init=recurrent_init,
         bias_init=bias_init,
         peephole_init=peephole_init,
+        proj_init=proj_init,
     )
 
     def init(key, input_size: int) -> LSTMParams:
         check_size("input_size", input_size)
         kx, kh, kb, kp = jax.random.split(key, 4)
+        # Folded in rather than a fifth split, so that a key gives the plain
+        # LSTM the same parameters as before the projection existed.
+        kr = jax.random.fold_in(key, 1)
         b = bias_init(kb, (4 * H,), dtype)
         b = b.at[H : 2 * H].add(jnp.asarray(forget_bias, dtype))
+        ones = jnp.ones((4 * H,), dtype)
         return LSTMParams(
             w_x=gate_blocks(kernel_init, kx, input_size, H, 4, dtype),
-            w_h=gate_blocks(recurrent_init, kh, H, H, 4, dtype),
+            w_h=gate_blocks(recurrent_init, kh, P, H, 4, dtype),
             b=b,
             peephole=peephole_init(kp, (3, H), dtype) if peephole else None,
+            w_proj=proj_init(kr, (H, P), dtype) if proj_size is not None else None,
+            ln_gain_x=ones if layer_norm else None,
+            ln_gain_h=ones if layer_norm else None,
+            ln_gain_c=jnp.ones((H,), dtype) if layer_norm else None,
+            ln_bias_c=jnp.zeros((H,), dtype) if layer_norm else None,
         )
 
     def initial_carry(batch_shape=()) -> LSTMCarry:
-        shape = batch_shape_tuple(batch_shape) + (H,)
-        return LSTMCarry(h=jnp.zeros(shape, dtype), c=jnp.zeros(shape, dtype))
+        shape = batch_shape_tuple(batch_shape)
+        return LSTMCarry(h=jnp.zeros(shape + (P,), dtype), c=jnp.zeros(shape + (H,), dtype))
 
     def project(params: LSTMParams, x: Array) -> Array:
-        return x @ params.w_x + row(params.b, x)
+        xw = x @ params.w_x
+        if layer_norm:
+            xw = _ln(xw, params.ln_gain_x)
+        return xw + row(params.b, x)
 
     def recur(params: LSTMParams, carry: LSTMCarry, px: Array):
-        # The equations above, with the hand-derived backward pass (faster
-        # BPTT on XLA:CPU; see _lstm_vjp.py).
-        h, c = lstm_recur(params.w_h, params.peephole, carry.h, carry.c, px)
+        if layer_norm:
+            # Plain autodiff of the LN equations (the hand-derived backward
+            # pass of _lstm_vjp.py covers the un-normalised step only).
+            h, c = _ln_recur(params, carry.h, carry.c, px)
+        else:
+            # The equations above, with the hand-derived backward pass
+            # (faster BPTT on XLA:CPU; see _lstm_vjp.py); it holds for
+            # h_{t-1} of any size P, so the projection needs nothing else.
+            h, c = lstm_recur(params.w_h, params.peephole, carry.h, carry.c, px)
+        if proj_size is not None:
+            h = h @ params.w_proj
         return LSTMCarry(h, c), h
 
+    name = "lstm" + "_peephole" * peephole + "_ln" * layer_norm + "_proj" * (proj_size is not None)
     return Cell(
         init=init,
         initial_carry=initial_carry,
         project=project,
         recur=recur,
         hidden_size=H,
-        output_size=H,
-        name="lstm_peephole" if peephole else "lstm",
+        output_size=P,
+        name=name,
     )
+
+
+def _ln_recur(params: LSTMParams, h: Array, c: Array, px: Array) -> tuple[Array, Array]:
+    """The layer-normalised step before any projection: `(h [.., P], c [.., H]) -> (h, c)`."""
+    z = px + _ln(h @ params.w_h, params.ln_gain_h)
+    zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
+    p = params.peephole
+    if p is not None:
+        zi = zi + row(p[0], c) * c
+        zf = zf + row(p[1], c) * c
+    c_new = jax.nn.sigmoid(zf) * c + jax.nn.sigmoid(zi) * jnp.tanh(zg)
+    if p is not None:
+        zo = zo + row(p[2], c_new) * c_new
+    h_new = jax.nn.sigmoid(zo) * jnp.tanh(_ln(c_new, params.ln_gain_c, params.ln_bias_c))
+    return h_new, c_new

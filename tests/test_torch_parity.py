@@ -10,6 +10,7 @@ inputs with the same weights. Claims and tolerances:
   * float64 modules agree within 1e-12;
   * input gradients agree with torch autograd within 1e-5;
   * `to_torch_state_dict` is the exact inverse of `from_torch`.
+LSTMs with `proj_size` are checked the same way in `test_projection.py`.
 """
 
 import functools
@@ -230,12 +231,6 @@ def test_batch_first_false_module_gives_time_major_net(kind):
     h_t = state_t[0] if kind == "lstm" else state_t
     h_j = carry_j.h if kind == "lstm" else carry_j
     np.testing.assert_allclose(h_j, h_t.numpy(), atol=ATOL32)
-
-
-def test_rejects_proj_size():
-    module = torch.nn.LSTM(I, H, proj_size=3, batch_first=True)
-    with pytest.raises(ValueError, match="proj_size=3"):
-        interop.from_torch(module)
 
 
 def test_rejects_other_modules():

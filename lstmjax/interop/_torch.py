@@ -13,11 +13,15 @@ backward), into `params[k].forward` / `params[k].backward`:
     bias_hh_l{k}{s}    [G*H]          (GRU: b = bias_ih + [bias_hh_r, bias_hh_z, 0],
                                        b_hn = bias_hh_n          [H])
 
+    weight_hr_l{k}{s}  [P, H]       w_proj = weight_hr.T         [H, P]
+                                      (LSTM with proj_size=P only; then
+                                       weight_hh is [4H, P] and w_h [P, 4H])
+
 G is 1 (RNN), 4 (LSTM) or 3 (GRU); I_0 is the module's input_size and
-I_k = directions * H above it. No transposition of gate blocks is needed:
-both libraries order the LSTM gates (i, f, g, o) and the GRU gates
-(r, z, n), and both use the GRU update h_t = z*h_{t-1} + (1-z)*n_t with the
-reset gate applied after the recurrent matmul (PyTorch's
+I_k = directions * H above it (directions * P with a projection). No
+transposition of gate blocks is needed: both libraries order the LSTM gates
+(i, f, g, o) and the GRU gates (r, z, n), and both use the GRU update
+h_t = z*h_{t-1} + (1-z)*n_t with the reset gate applied after the recurrent matmul (PyTorch's
 n = tanh(W_in x + b_in + r * (W_hn h + b_hn)) is `lj.gru(reset_after=True)`).
 The two biases of an RNN or LSTM gate are only ever summed, so they fold into
 one; the GRU's b_hn sits inside the reset product and must stay apart. A
@@ -63,11 +67,6 @@ def _check_module(module: Any, torch) -> str:
             "from_torch expects a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU; "
             f"got {type(module).__name__}."
         )
-    if getattr(module, "proj_size", 0) > 0:
-        raise ValueError(
-            f"from_torch: LSTM with proj_size={module.proj_size} is not supported "
-            "(lstmjax's LSTM has no output projection); expected proj_size=0."
-        )
     return module.mode
 
 
@@ -89,13 +88,13 @@ def _param_dtype(module, torch):
     return jnp.float64
 
 
-def _cell_for(mode: str, hidden_size: int, dtype) -> Cell:
+def _cell_for(mode: str, hidden_size: int, dtype, proj_size: int = 0) -> Cell:
     if mode == "RNN_TANH":
         return rnn(hidden_size, activation=jnp.tanh, dtype=dtype)
     if mode == "RNN_RELU":
         return rnn(hidden_size, activation=jax.nn.relu, dtype=dtype)
     if mode == "LSTM":
-        return lstm(hidden_size, dtype=dtype)
+        return lstm(hidden_size, proj_size=proj_size or None, dtype=dtype)
     return gru(hidden_size, reset_after=True, dtype=dtype)
 
 
@@ -111,8 +110,9 @@ def _net_for(
     dropout: float,
     time_major: bool,
     dtype,
+    proj_size: int = 0,
 ) -> Recurrent:
-    cell = _cell_for(mode, hidden_size, dtype)
+    cell = _cell_for(mode, hidden_size, dtype, proj_size)
     return recurrent(cell, num_layers, bidirectional, dropout, time_major=time_major)
 
 
@@ -130,7 +130,7 @@ def _direction_params(module, mode: str, layer: int, suffix: str, torch, dtype):
     H = module.hidden_size
     tag = f"l{layer}{suffix}"
     w_ih = _numpy(module, f"weight_ih_{tag}", torch, np_dtype)  # [G*H, I_k]
-    w_hh = _numpy(module, f"weight_hh_{tag}", torch, np_dtype)  # [G*H, H]
+    w_hh = _numpy(module, f"weight_hh_{tag}", torch, np_dtype)  # [G*H, H] (LSTMP: [4H, P])
     if module.bias:
         b_ih = _numpy(module, f"bias_ih_{tag}", torch, np_dtype)  # [G*H]
         b_hh = _numpy(module, f"bias_hh_{tag}", torch, np_dtype)  # [G*H]
@@ -145,7 +145,10 @@ def _direction_params(module, mode: str, layer: int, suffix: str, torch, dtype):
         return GRUParams(w_x=w_x, w_h=w_h, b=jnp.asarray(b, dtype), b_hn=jnp.asarray(b_hn, dtype))
     b = jnp.asarray(b_ih + b_hh, dtype)
     if mode == "LSTM":
-        return LSTMParams(w_x=w_x, w_h=w_h, b=b, peephole=None)
+        w_proj = None
+        if getattr(module, "proj_size", 0) > 0:
+            w_proj = jnp.asarray(_numpy(module, f"weight_hr_{tag}", torch, np_dtype).T, dtype)
+        return LSTMParams(w_x=w_x, w_h=w_h, b=b, peephole=None, w_proj=w_proj)
     return RNNParams(w_x=w_x, w_h=w_h, b=b)
 
 
@@ -153,7 +156,7 @@ def from_torch(module: Any) -> tuple[Recurrent, tuple[LayerParams, ...]]:
     """Build an lstmjax network equal to a PyTorch recurrent module.
 
     Supports `torch.nn.RNN` (nonlinearity "tanh" or "relu"), `torch.nn.LSTM`
-    (without `proj_size`) and `torch.nn.GRU`, any `num_layers`,
+    (with or without `proj_size`) and `torch.nn.GRU`, any `num_layers`,
     `bidirectional`, with or without `bias`. The weights are
     copied as in this module's docstring table: each `weight_*` is transposed,
     `bias_ih + bias_hh` is folded into `b`, and the GRU keeps `bias_hh`'s
@@ -178,13 +181,14 @@ def from_torch(module: Any) -> tuple[Recurrent, tuple[LayerParams, ...]]:
     Returns:
       `(net, params)`: `net = lj.recurrent(cell, num_layers, bidirectional,
       dropout, time_major=not batch_first)` with `cell` `lj.rnn(H, tanh or
-      relu)`, `lj.lstm(H)` or `lj.gru(H, reset_after=True)`, and `params` a
+      relu)`, `lj.lstm(H)` (`lj.lstm(H, proj_size=P)` for a module with
+      `proj_size=P > 0`) or `lj.gru(H, reset_after=True)`, and `params` a
       tuple of `LayerParams`, one per layer, with `backward` set only when
       bidirectional.
 
     Raises:
       TypeError: not an RNN, LSTM or GRU module.
-      ValueError: `proj_size > 0`, or a float64 module while JAX's x64 is off.
+      ValueError: a float64 module while JAX's x64 is off.
     """
     torch = _import_torch()
     mode = _check_module(module, torch)
@@ -197,6 +201,7 @@ def from_torch(module: Any) -> tuple[Recurrent, tuple[LayerParams, ...]]:
         float(module.dropout),
         not module.batch_first,
         dtype,
+        int(getattr(module, "proj_size", 0)),
     )
     directions = 2 if module.bidirectional else 1
     params = []
@@ -239,7 +244,9 @@ def to_torch_state_dict(net: Recurrent, params: tuple[LayerParams, ...]) -> dict
     Load it with `module.load_state_dict(sd)` into a module built with
     `bias=True` and this net's sizes (and `batch_first=not net.time_major`
     for the same layout): `torch.nn.LSTM` for
-    `lj.lstm` (no peephole), `torch.nn.GRU` for `lj.gru(reset_after=True)`,
+    `lj.lstm` (no peephole, no layer_norm; `proj_size=P` for
+    `lj.lstm(H, proj_size=P)`, then `weight_hr = w_proj.T`), `torch.nn.GRU`
+    for `lj.gru(reset_after=True)`,
     `torch.nn.RNN` for `lj.rnn` (whose activation torch calls
     `nonlinearity`: the net does not record it, so choose it to match).
     `weight_ih = w_x.T`, `weight_hh = w_h.T`, `bias_ih = b`, and `bias_hh` is
@@ -253,10 +260,11 @@ def to_torch_state_dict(net: Recurrent, params: tuple[LayerParams, ...]) -> dict
       A dict from torch parameter name to a CPU tensor of the params' dtype.
     """
     torch = _import_torch()
-    if net.cell.name not in ("rnn", "lstm", "gru"):
+    if net.cell.name not in ("rnn", "lstm", "lstm_proj", "gru"):
         raise ValueError(
             f"to_torch_state_dict: a '{net.cell.name}' cell has no torch counterpart; "
-            "expected an lj.rnn, lj.lstm (peephole=False) or lj.gru (reset_after=True) net."
+            "expected an lj.rnn, lj.lstm (peephole=False, layer_norm=False; proj_size "
+            "allowed) or lj.gru (reset_after=True, layer_norm=False) net."
         )
     state = {}
     for layer, p in enumerate(params):
@@ -273,6 +281,10 @@ def to_torch_state_dict(net: Recurrent, params: tuple[LayerParams, ...]) -> dict
                 (f"weight_hh_{tag}", np.asarray(q.w_h).T),
                 (f"bias_ih_{tag}", b),
                 (f"bias_hh_{tag}", b_hh),
+            ) + (
+                ((f"weight_hr_{tag}", np.asarray(q.w_proj).T),)
+                if getattr(q, "w_proj", None) is not None
+                else ()
             ):
                 state[name] = torch.from_numpy(np.array(value, order="C"))
     return state

@@ -1,0 +1,215 @@
+"""Dropout inside the recurrence: variational (same-mask) dropout, zoneout, state noise.
+
+    cell', params', xs' = recurrent_dropout(cell, params, xs, key, recurrent_rate=0.25)
+    ys, carry = lj.unroll(cell', params', xs', lengths=lengths)   # any unroll option
+
+`lj.recurrent(..., input_dropout=, recurrent_dropout=, zoneout=, state_noise=)`
+calls this for every layer and direction. The randomness of every step is
+drawn here, once, for the whole batch: the per-sequence masks (constant over
+time) and the per-step masks and noise are appended to the inputs as extra
+feature channels, which the wrapped cell splits off again inside each step.
+So `unroll` needs to know nothing of dropout: lengths, resets, reverse,
+remat and the input-projection placement act on the wrapped cell exactly as
+on any other (a reset restores the carry, not the masks: each sequence keeps
+one mask over all its episodes), and the final carry has the cell's own
+structure. The wrapped params are `MaskedParams(inner=params)`, so the
+gradient with respect to them is `grads.inner`, of the cell's own type.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from lstmjax._cell import Array, Carry, Cell, Params
+from lstmjax._checks import (
+    as_array,
+    check_bool,
+    check_cell,
+    check_float,
+    check_key,
+    check_rank,
+    check_rate,
+    check_real,
+)
+
+
+class MaskedParams(NamedTuple):
+    inner: Params  # the wrapped cell's own parameters, unchanged
+
+
+def _h(carry: Carry) -> Array:
+    """The part of a carry that is the cell's output h (the whole carry when it is an array)."""
+    return carry.h if hasattr(carry, "h") else carry
+
+
+def _with_h(carry: Carry, h: Array) -> Carry:
+    return carry._replace(h=h) if hasattr(carry, "h") else h
+
+
+def _check_carry_kind(cell: Cell, where: str):
+    """Leaf sizes of the cell's carry; it must be an array or a NamedTuple with an `h` field."""
+    carry = jax.eval_shape(lambda: cell.initial_carry((1,)))
+    if not (isinstance(carry, jax.ShapeDtypeStruct) or hasattr(carry, "h")):
+        raise TypeError(
+            f"{where}: recurrent dropout and zoneout need a carry that is an array h or a "
+            f"NamedTuple with an h field (as lj.lstm's); cell {cell.name!r} has "
+            f"{type(carry).__name__}."
+        )
+    if _h(carry).shape[-1] != cell.output_size:
+        raise ValueError(
+            f"{where}: cell {cell.name!r} outputs {cell.output_size} features but its h has "
+            f"{_h(carry).shape[-1]}; zoneout and state noise act on h and need y = h."
+        )
+    return [leaf.shape[-1] for leaf in jax.tree_util.tree_leaves(carry)]
+
+
+def recurrent_dropout(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    key: Optional[jax.Array] = None,
+    *,
+    input_rate: float = 0.0,
+    recurrent_rate: float = 0.0,
+    zoneout: float = 0.0,
+    state_noise: float = 0.0,
+    time_major: bool = False,
+) -> tuple[Cell, Params, Array]:
+    """`(cell, params, xs)` with dropout inside the recurrence, for `lj.unroll`.
+
+    With a `key` (training):
+      input_rate: variational dropout of the inputs (Gal & Ghahramani 2016):
+        one mask `[batch, features]` per sequence, the same at every step,
+        x_t -> x_t * m / (1 - rate).
+      recurrent_rate: variational dropout of the recurrent state: one mask
+        `[batch, h size]` per sequence, the same at every step, applied to
+        h_{t-1} as the step reads it (for the LSTM, the h of `LSTMCarry(h, c)`,
+        so only h W_h is affected, as in Gal & Ghahramani; for cells whose h
+        also enters their update directly, the GRU's z h_{t-1} and the CT-RNN's
+        leak, it is dropout of that state too).
+      zoneout: Krueger et al. (2017): each unit of every carry leaf (h and c
+        for the LSTM) keeps its previous value with probability `zoneout`,
+        drawn afresh at every step: h_t = d * h_{t-1} + (1 - d) * h~_t.
+      state_noise: Gaussian noise of this standard deviation added to every
+        carry leaf after each step, drawn afresh at every step (the CT-RNN's
+        recurrent noise: sqrt(2 dt / tau) * sigma for Song et al.'s sigma).
+    Masks and noise are independent across sequences and steps (the two
+    variational masks across sequences only).
+
+    Without a key (evaluation): dropout and noise are off, and zoneout uses
+    its expected update h_t = zoneout * h_{t-1} + (1 - zoneout) * h~_t
+    (Krueger et al.'s evaluation rule). With zoneout = 0 (default) the
+    returned triple is `(cell, params, xs)` itself: exactly the
+    deterministic pass.
+
+    Args:
+      cell, params: a cell and its parameters.
+      xs: `[batch, time, features]` (or `[time, batch, features]` with
+        `time_major=True`).
+      key: a `jax.random` key, or None.
+
+    Returns:
+      `(cell', params', xs')` to pass to `lj.unroll` (with the same
+      `time_major`); `params' = MaskedParams(params)` when a key is given,
+      else `params`. The outputs and final carry are those of `cell`.
+    """
+    where = "recurrent_dropout"
+    cell = check_cell(cell, where)
+    input_rate = check_rate("input_rate", input_rate)
+    recurrent_rate = check_rate("recurrent_rate", recurrent_rate)
+    zoneout = check_rate("zoneout", zoneout)
+    state_noise = check_real("state_noise", state_noise)
+    if state_noise < 0:
+        raise ValueError(f"state_noise must be >= 0; got {state_noise!r}.")
+    time_major = check_bool("time_major", time_major)
+    xs = as_array(xs, "xs")
+    check_float(xs, "xs")
+    check_rank(xs, 3, "[time, batch, features]" if time_major else "[batch, time, features]", where)
+    sizes = _check_carry_kind(cell, where)
+    if key is None:
+        return (cell if zoneout == 0.0 else _expected_zoneout(cell, zoneout)), params, xs
+    key = check_key(key, where)
+
+    batch_axis, time_axis = (1, 0) if time_major else (0, 1)
+    B, T = xs.shape[batch_axis], xs.shape[time_axis]
+    k_in, k_rec, k_zone, k_noise = jax.random.split(key, 4)
+
+    def per_step(a):  # [B, n] -> [B, T, n] or [T, B, n]
+        a = jnp.broadcast_to(a[:, None, :], (B, T, a.shape[-1]))
+        return jnp.swapaxes(a, 0, 1) if time_major else a
+
+    def per_sequence_mask(k, rate, n):
+        keep = jax.random.bernoulli(k, 1.0 - rate, (B, n))
+        return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(xs.dtype)
+
+    if input_rate > 0.0:
+        m = per_step(per_sequence_mask(k_in, input_rate, xs.shape[-1]))
+        xs = xs * m
+    channels, split = [], []
+    if recurrent_rate > 0.0:
+        channels.append(per_step(per_sequence_mask(k_rec, recurrent_rate, sizes[0])))
+        split.append(("recurrent", [sizes[0]]))
+    shape = (T, B, sum(sizes)) if time_major else (B, T, sum(sizes))
+    if zoneout > 0.0:
+        channels.append(jax.random.bernoulli(k_zone, zoneout, shape).astype(xs.dtype))
+        split.append(("zoneout", sizes))
+    if state_noise > 0.0:
+        channels.append((state_noise * jax.random.normal(k_noise, shape)).astype(xs.dtype))
+        split.append(("noise", sizes))
+    if not channels:
+        return cell, params, xs
+    return _masked_cell(cell, split), MaskedParams(params), jnp.concatenate([xs, *channels], -1)
+
+
+def _leaf_split(a: Array, sizes: list[int]) -> list[Array]:
+    offsets = [sum(sizes[:i]) for i in range(1, len(sizes))]
+    return jnp.split(a, offsets, axis=-1)
+
+
+def _masked_cell(cell: Cell, split: list[tuple[str, list[int]]]) -> Cell:
+    """`cell` reading its per-step masks from E extra input channels (see the module docstring)."""
+    E = sum(sum(sizes) for _, sizes in split)
+
+    def init(key, input_size: int) -> MaskedParams:
+        return MaskedParams(cell.init(key, input_size - E))
+
+    def project(params: MaskedParams, x: Array) -> Array:
+        px = cell.project(params.inner, x[..., :-E])
+        return jnp.concatenate([px, x[..., -E:].astype(px.dtype)], axis=-1)
+
+    def recur(params: MaskedParams, carry: Carry, pxe: Array):
+        px, rest = pxe[..., :-E], pxe[..., -E:]
+        parts = {}
+        for name, sizes in split:
+            parts[name], rest = _leaf_split(rest[..., : sum(sizes)], sizes), rest[..., sum(sizes) :]
+        read = carry
+        if "recurrent" in parts:
+            read = _with_h(carry, _h(carry) * parts["recurrent"][0])
+        new, _ = cell.recur(params.inner, read, px)
+        old_leaves, treedef = jax.tree_util.tree_flatten(carry)
+        leaves = jax.tree_util.tree_leaves(new)
+        if "zoneout" in parts:
+            leaves = [
+                jnp.where(d > 0, o, n)
+                for d, o, n in zip(parts["zoneout"], old_leaves, leaves, strict=True)
+            ]
+        if "noise" in parts:
+            leaves = [n + e.astype(n.dtype) for e, n in zip(parts["noise"], leaves, strict=True)]
+        new = jax.tree_util.tree_unflatten(treedef, leaves)
+        return new, _h(new)
+
+    return cell._replace(init=init, project=project, recur=recur)
+
+
+def _expected_zoneout(cell: Cell, rate: float) -> Cell:
+    """Zoneout's evaluation rule: every carry leaf moves (1 - rate) of the way to its update."""
+
+    def recur(params, carry, px):
+        new, _ = cell.recur(params, carry, px)
+        new = jax.tree_util.tree_map(lambda o, n: rate * o + (1.0 - rate) * n, carry, new)
+        return new, _h(new)
+
+    return cell._replace(recur=recur)
