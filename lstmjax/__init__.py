@@ -41,6 +41,7 @@ from lstmjax._unroll import unroll as unroll
 # The public surface: every name here has a page in the API reference
 # (tests/test_docs_api.py checks both directions).
 __all__ = [
+    "CTRNNParams",
     "Cell",
     "DenseParams",
     "EmbeddingParams",
@@ -51,8 +52,10 @@ __all__ = [
     "Layer",
     "LayerParams",
     "MLPParams",
+    "MaskedParams",
     "RNNParams",
     "Recurrent",
+    "ctrnn",
     "dense",
     "diagnostics",
     "dynamics",
@@ -67,6 +70,7 @@ __all__ = [
     "lstm",
     "mlp",
     "recurrent",
+    "recurrent_dropout",
     "rnn",
     "softmax_readout",
     "tasks",

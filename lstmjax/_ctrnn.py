@@ -29,6 +29,8 @@ INTEGRATORS = ("euler", "rk4")
 
 
 class CTRNNParams(NamedTuple):
+    """Continuous-time RNN parameters: W_x `[I, H]`, W_h `[H, H]`, b `[H]`."""
+
     w_x: Array  # [input_size, hidden]
     w_h: Array  # [hidden, hidden]
     b: Array  # [hidden]

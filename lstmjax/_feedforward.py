@@ -31,15 +31,21 @@ class Layer(NamedTuple):
 
 
 class DenseParams(NamedTuple):
+    """Affine layer parameters: `w [I, O]`, `b [O]`."""
+
     w: Array  # [input_size, output_size]
     b: Array  # [output_size]
 
 
 class MLPParams(NamedTuple):
+    """The dense layers of an MLP, input to output."""
+
     layers: tuple  # of DenseParams, input to output
 
 
 class EmbeddingParams(NamedTuple):
+    """Embedding table `[vocab_size, features]`."""
+
     table: Array  # [vocab_size, features]
 
 

@@ -22,6 +22,11 @@ GATES = ("r", "z", "n")  # order of the gate blocks in w_x, w_h and b
 
 
 class GRUParams(NamedTuple):
+    """GRU parameters; fused gate blocks in order (r, z, n).
+
+    `b_hn` exists only with `reset_after=True`.
+    """
+
     w_x: Array  # [input_size, 3*hidden], gate blocks in order r, z, n
     w_h: Array  # [hidden, 3*hidden], same order
     b: Array  # [3*hidden], same order, added to the input projection

@@ -18,6 +18,8 @@ from lstmjax._initializers import (
 
 
 class JordanParams(NamedTuple):
+    """Jordan network parameters: input, output-feedback and readout weights."""
+
     w_x: Array  # [input_size, hidden]
     w_y: Array  # [output, hidden], feedback from y_{t-1}
     b: Array  # [hidden]

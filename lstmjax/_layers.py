@@ -23,6 +23,8 @@ from lstmjax._unroll import unroll as unroll_cell
 
 
 class LayerParams(NamedTuple):
+    """One layer of a `recurrent` net: the forward direction and the backward one (or None)."""
+
     forward: Params  # the cell's parameters for the forward direction
     backward: Optional[Params] = None  # the reverse direction (bidirectional only)
 

@@ -29,6 +29,11 @@ GATES = ("i", "f", "g", "o")  # order of the gate blocks in w_x, w_h and b
 
 
 class LSTMParams(NamedTuple):
+    """LSTM parameters; fused gate blocks in order (i, f, g, o).
+
+    Optional fields are None unless the option that needs them is on.
+    """
+
     w_x: Array  # [input_size, 4*hidden], gate blocks in order i, f, g, o
     w_h: Array  # [P, 4*hidden] (P = proj_size, or hidden without projection), same order
     b: Array  # [4*hidden], same order
@@ -41,6 +46,8 @@ class LSTMParams(NamedTuple):
 
 
 class LSTMCarry(NamedTuple):
+    """The LSTM carry: output `h` `[..., P]` (P = H unless projected), cell state `c` `[..., H]`."""
+
     h: Array  # [..., P], the output ("short-term memory"; P = hidden without projection)
     c: Array  # [..., hidden], the cell state ("long-term memory")
 

@@ -37,6 +37,8 @@ from lstmjax._checks import (
 
 
 class MaskedParams(NamedTuple):
+    """A cell's parameters wrapped with the per-sequence dropout masks and noise."""
+
     inner: Params  # the wrapped cell's own parameters, unchanged
 
 

@@ -18,6 +18,8 @@ from lstmjax._initializers import (
 
 
 class RNNParams(NamedTuple):
+    """Elman RNN parameters: W_x `[I, H]`, W_h `[H, H]`, b `[H]`."""
+
     w_x: Array  # [input_size, hidden]
     w_h: Array  # [hidden, hidden]
     b: Array  # [hidden]

@@ -22,6 +22,8 @@ from lstmjax._layers import LayerParams, Recurrent, recurrent
 
 
 class LMParams(NamedTuple):
+    """Language model parameters: embedding, recurrent stack, readout."""
+
     embed: EmbeddingParams  # table [V, E]
     recurrent: tuple[LayerParams, ...]  # one entry per layer
     readout: DenseParams  # w [H, V], b [V]
