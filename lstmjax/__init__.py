@@ -29,6 +29,12 @@ from lstmjax._layers import recurrent as recurrent
 from lstmjax._lstm import LSTMCarry as LSTMCarry
 from lstmjax._lstm import LSTMParams as LSTMParams
 from lstmjax._lstm import lstm as lstm
+from lstmjax._min_gru import MinGRUParams as MinGRUParams
+from lstmjax._min_gru import min_gru as min_gru
+from lstmjax._min_lstm import MinLSTMParams as MinLSTMParams
+from lstmjax._min_lstm import min_lstm as min_lstm
+from lstmjax._newton import Info as ParallelInfo  # noqa: F401
 from lstmjax._rnn import RNNParams as RNNParams
 from lstmjax._rnn import rnn as rnn
 from lstmjax._unroll import unroll as unroll
+from lstmjax._unroll_parallel import unroll_parallel as unroll_parallel

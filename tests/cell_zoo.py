@@ -16,6 +16,8 @@ ALL_CELLS = [
     ("gru", lambda dtype=jnp.float32: lj.gru(5, dtype=dtype)),
     ("gru_reset_before", lambda dtype=jnp.float32: lj.gru(5, reset_after=False, dtype=dtype)),
     ("jordan", lambda dtype=jnp.float32: lj.jordan(6, 4, dtype=dtype)),
+    ("min_gru", lambda dtype=jnp.float32: lj.min_gru(5, dtype=dtype)),
+    ("min_lstm", lambda dtype=jnp.float32: lj.min_lstm(5, dtype=dtype)),
 ]
 CELL_IDS = [name for name, _ in ALL_CELLS]
 CELL_FACTORIES = [factory for _, factory in ALL_CELLS]
