@@ -36,7 +36,7 @@ def step_fn(cell: Cell, params: Params, seq: Sequences):
 def shifted(hs: Carry, carry0: Carry) -> Carry:
     """`[carry0, h_0, ..., h_{T-2}]`: the carry entering each step, leaf by leaf."""
     return jax.tree_util.tree_map(
-        lambda h, c: jnp.concatenate([c[None], h[:-1]], axis=0), hs, carry0
+        lambda h, c: jnp.concatenate([c[None], h[:-1]], axis=0)[: h.shape[0]], hs, carry0
     )
 
 

@@ -87,7 +87,7 @@ def unraveler(carry0: Carry):
 
 def shift(h: Array, h0: Array) -> Array:
     """`[h0, h_0, ..., h_{T-2}]`: the state entering each step."""
-    return jnp.concatenate([h0[None], h[:-1]], axis=0)
+    return jnp.concatenate([h0[None], h[:-1]], axis=0)[: h.shape[0]]
 
 
 # --- the masked step and its Jacobians ------------------------------------------------
@@ -214,6 +214,13 @@ def solve(
     px = cell.project(params, seq.xs)
     h0 = ravel(seq.carry0)
     T = seq.xs.shape[0]
+    if T == 0:  # nothing to solve
+        ys = jnp.zeros((0, h0.shape[0], cell.output_size), h0.dtype)
+        return (
+            ys,
+            seq.carry0,
+            Info(jnp.zeros((), jnp.int32), jnp.zeros((), h0.dtype), jnp.array(True)),
+        )
     h_init = jnp.zeros((T,) + h0.shape, h0.dtype) if init is None else init
     h_init = jax.lax.stop_gradient(h_init)
     cell_F = _CellStep(cell)
