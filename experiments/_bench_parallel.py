@@ -120,12 +120,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lengths", type=int, nargs="*", default=[100, 1000, 10000])
     parser.add_argument("--cells", nargs="*", default=sorted(CELLS))
     parser.add_argument("--target-only", action="store_true", help="only the min-cell target")
+    parser.add_argument("--skip-target", action="store_true", help="no min-cell target")
     parser.add_argument("--out", default="results/bench_parallel.json")
     args = parser.parse_args(argv)
     lengths = [50] if args.quick else args.lengths
     cells = ["gru", "min_gru"] if args.quick else args.cells
     rows = []
-    target = min_cell_target(100 if args.quick else 10_000)
+    target = None if args.skip_target else min_cell_target(100 if args.quick else 10_000)
     print(json.dumps(target))
     for T in [] if args.target_only else lengths:
         for name in cells:
