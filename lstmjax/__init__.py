@@ -32,11 +32,17 @@ from lstmjax._layers import recurrent as recurrent
 from lstmjax._lstm import LSTMCarry as LSTMCarry
 from lstmjax._lstm import LSTMParams as LSTMParams
 from lstmjax._lstm import lstm as lstm
+from lstmjax._min_gru import MinGRUParams as MinGRUParams
+from lstmjax._min_gru import min_gru as min_gru
+from lstmjax._min_lstm import MinLSTMParams as MinLSTMParams
+from lstmjax._min_lstm import min_lstm as min_lstm
+from lstmjax._newton import ParallelInfo as ParallelInfo
 from lstmjax._recurrent_dropout import MaskedParams as MaskedParams
 from lstmjax._recurrent_dropout import recurrent_dropout as recurrent_dropout
 from lstmjax._rnn import RNNParams as RNNParams
 from lstmjax._rnn import rnn as rnn
 from lstmjax._unroll import unroll as unroll
+from lstmjax._unroll_parallel import unroll_parallel as unroll_parallel
 
 # The public surface: every name here has a page in the API reference
 # (tests/test_docs_api.py checks both directions).
@@ -53,6 +59,9 @@ __all__ = [
     "LayerParams",
     "MLPParams",
     "MaskedParams",
+    "MinGRUParams",
+    "MinLSTMParams",
+    "ParallelInfo",
     "RNNParams",
     "Recurrent",
     "ctrnn",
@@ -68,6 +77,8 @@ __all__ = [
     "lm",
     "losses",
     "lstm",
+    "min_gru",
+    "min_lstm",
     "mlp",
     "recurrent",
     "recurrent_dropout",
@@ -75,4 +86,5 @@ __all__ = [
     "softmax_readout",
     "tasks",
     "unroll",
+    "unroll_parallel",
 ]

@@ -469,3 +469,48 @@ def check_key(key, where: str, name: str = "key"):
         f"jax.random.PRNGKey(0)); got {type(key).__name__}"
         + (f" of dtype {dtype} and shape {shape}." if dtype is not None else ".")
     )
+
+
+# --- parallel-in-time options ------------------------------------------------------
+
+# Default residual tolerance of the parallel solvers, by computation dtype:
+# a few hundred ulps of an O(1) state, so that converged means equal to the
+# sequential scan to ~1e-10 (float64) and ~1e-5 (float32).
+DEFAULT_TOL = {"float64": 1e-12, "float32": 1e-6, "bfloat16": 3e-2, "float16": 3e-3}
+
+
+def check_parallel_options(method, max_iters, tol, T: int, where: str):
+    """`(max_iters, tol)`: max_iters None -> T (Newton's exact bound; ELK: 4 T + 20), tol kept."""
+    if max_iters is None:
+        # A damped step no longer makes one state exact per iteration.
+        max_iters = 4 * T + 20 if method == "elk" else max(T, 1)
+    elif isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
+        raise ValueError(f"{where}: max_iters must be a positive int or None; got {max_iters!r}.")
+    if tol is not None:
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
+            raise ValueError(f"{where}: tol must be a positive number or None; got {tol!r}.")
+        tol = float(tol)
+    return max_iters, tol
+
+
+def check_jacobian_memory(T: int, B: int, N: int, itemsize: int, limit: int, where: str):
+    """Refuse a full-Jacobian solve whose [T, B, N, N] Jacobians would not fit in `limit` bytes."""
+    # The Jacobians, their associative-scan partial products (about one more
+    # copy over all levels) and one copy in the adjoint pass.
+    need = 3 * T * B * N * N * itemsize
+    if need > limit:
+        raise ValueError(
+            f"{where}: method='newton' keeps full Jacobians [T, B, N, N] = [{T}, {B}, {N}, {N}] "
+            f"(about {need / 2**30:.2f} GiB with the scan's partial products), over "
+            f"jacobian_limit = {limit / 2**30:.2f} GiB. Use method='quasi_newton' or 'elk' "
+            f"(O(T B N) memory), a shorter sequence, or raise jacobian_limit."
+        )
+
+
+def check_linear_in_carry(cell, where: str):
+    if not cell.linear_in_carry:
+        raise ValueError(
+            f"{where}: method='affine' needs a cell whose step is affine in its carry "
+            f"(Cell.linear_in_carry=True, e.g. lj.min_gru, lj.min_lstm); {cell.name} is not. "
+            f"Use method='scan' or a parallel solver ('newton', 'quasi_newton', 'elk')."
+        )

@@ -1,28 +1,39 @@
-"""The LSTM step's recurrent part with a hand-derived backward pass.
+"""The LSTM step's recurrent part with a hand-written derivative (forward and reverse mode).
 
 Autodiff of the LSTM step, inside `lax.scan`, stores about fourteen
 `[B, H]` arrays per time step for the backward pass and builds a backward
-graph of many small elementwise kernels. The backward pass written out by
-hand needs only the four gate activations, the tanh of the new cell state,
-the previous cell state and the previous output (seven `[B, H]` arrays; the
-new cell state too with peepholes), and computes the four gate gradients in
-one sweep. Measured with `experiments/benchmark.py` on XLA:CPU it makes the
-LSTM training step 1.1-1.5x faster (see the README's performance notes).
+graph of many small elementwise kernels. Here the step carries a
+`jax.custom_jvp` whose tangent map is written out by hand on seven
+precomputed coefficient arrays. That one rule serves both modes:
 
-Forward-mode differentiation (`jax.jvp`, `jax.jacfwd`, `jax.hessian`) does
-not go through a `custom_vjp`; reverse mode (`grad`, `vjp`, `jacrev`) does,
-to any order of `grad` of a `grad`-free function.
+- forward mode (`jax.jvp`, `jax.jacfwd`, `jax.hessian`, and the Newton
+  solvers' Jacobians) evaluates it directly;
+- reverse mode (`grad`, `vjp`, `jacrev`, BPTT) is JAX's transpose of the
+  same linear map: it keeps only the coefficient arrays as residuals (seven
+  `[B, H]` arrays, as the former hand-written `custom_vjp` did; the old and
+  new cell states too with peepholes) and its transpose is the hand-derived
+  backward pass below, term by term. Measured against that `custom_vjp` in
+  one run: see the README's "Parallel in time" section.
 
-The backward pass, with z = px + h W_h split into (z_i, z_f, z_g, z_o),
-i, f, o = sigmoid(.), g = tanh(z_g), c' = f c + i g, h' = o tanh(c'), and
-the peephole terms p_i c, p_f c, p_o c' added to z_i, z_f, z_o when on:
+With z = px + h W_h split into (z_i, z_f, z_g, z_o), i, f, o = sigmoid(.),
+g = tanh(z_g), c' = f c + i g, h' = o tanh(c'), and the peephole terms
+p_i c, p_f c, p_o c' added to z_i, z_f, z_o when on, the coefficients are
 
-    dz_o = dh' tanh(c') o (1 - o)
-    dc'  = dc'_in + dh' o (1 - tanh(c')^2) + dz_o p_o
-    dz_i = dc' g i (1 - i),   dz_f = dc' c f (1 - f),   dz_g = dc' i (1 - g^2)
-    dc   = dc' f + dz_i p_i + dz_f p_f
-    dh   = dz W_h^T,   dW_h = sum over the batch of h^T dz,   dpx = dz
-    dp_i = sum(dz_i c),   dp_f = sum(dz_f c),   dp_o = sum(dz_o c')
+    a_i = i (1 - i) g,   a_f = f (1 - f) c,   a_g = i (1 - g^2)
+    b_c = o (1 - tanh(c')^2),   b_o = tanh(c') o (1 - o)
+
+and the tangent map (d. a tangent) is
+
+    dz  = dpx + dh W_h + h dW_h   (+ dp_i c + p_i dc, dp_f c + p_f dc in z_i, z_f)
+    dc' = f dc + a_i dz_i + a_f dz_f + a_g dz_g
+    dz_o += dp_o c' + p_o dc'     (peepholes)
+    dh' = b_c dc' + b_o dz_o
+
+whose transpose is the backward pass
+
+    dc'_ = dc'_in + b_c dh'_ (+ p_o dz_o_),   dz_o_ = b_o dh'_
+    dz_i_ = a_i dc'_,  dz_f_ = a_f dc'_,  dz_g_ = a_g dc'_,  dc_ = f dc'_ (+ p_i dz_i_ + p_f dz_f_)
+    dh_ = dz_ W_h^T,   dW_h_ = h^T dz_,   dpx_ = dz_.
 """
 
 from __future__ import annotations
@@ -37,19 +48,27 @@ from lstmjax._checks import row
 Array = jax.Array
 
 
-class Residuals(NamedTuple):
+class Coefficients(NamedTuple):
+    """What the tangent map multiplies tangents by (the reverse-mode residuals)."""
+
     w_h: Array  # [H, 4H]
     peephole: Optional[Array]  # [3, H] or None
-    h_t: Array  # [H, batch], the previous output with every batch axis merged, transposed
-    c: Array  # [..., H], the previous cell state
-    # i, f, g, o after their nonlinearities, each [..., H]. Kept apart: one
-    # [..., 4H] concatenation per step measured 1.06-1.13x slower on XLA:CPU.
-    gates: tuple[Array, Array, Array, Array]
-    c_new: Array  # [..., H]
-    tanh_c_new: Array  # [..., H]
+    # [H, batch]: the previous output, batch axes merged, transposed, so that
+    # the transpose of h dW_h is dW_h = h^T dz as a plain [H, B] @ [B, 4H]
+    # matmul (XLA:CPU runs a transposed operand through a slower path).
+    h_t: Array
+    f: Array  # [..., H], forget gate
+    a_i: Array  # [..., H]
+    a_f: Array  # [..., H]
+    a_g: Array  # [..., H]
+    b_c: Array  # [..., H]
+    b_o: Array  # [..., H]
+    c: Optional[Array]  # [..., H], the previous cell state (peepholes only)
+    c_new: Optional[Array]  # [..., H], the new cell state (peepholes only)
 
 
 def _forward(w_h, peephole, h, c, px):
+    """The LSTM equations, plain autodiff-able code: `((h', c'), Coefficients)`."""
     zi, zf, zg, zo = jnp.split(px + h @ w_h, 4, axis=-1)
     if peephole is not None:
         zi = zi + row(peephole[0], c) * c
@@ -60,11 +79,34 @@ def _forward(w_h, peephole, h, c, px):
         zo = zo + row(peephole[2], c_new) * c_new
     o = jax.nn.sigmoid(zo)
     tanh_c_new = jnp.tanh(c_new)
-    gates = (i, f, g, o)
-    # Stored transposed so that dW_h = h^T dz is a plain [H, B] @ [B, 4H]
-    # matmul: XLA:CPU runs a transposed operand through a slower path.
-    h_t = jnp.reshape(h, (-1, h.shape[-1])).T
-    return (o * tanh_c_new, c_new), Residuals(w_h, peephole, h_t, c, gates, c_new, tanh_c_new)
+    coef = Coefficients(
+        w_h=w_h,
+        peephole=peephole,
+        h_t=jnp.reshape(h, (-1, h.shape[-1])).T,
+        f=f,
+        a_i=i * (1.0 - i) * g,
+        a_f=f * (1.0 - f) * c,
+        a_g=i * (1.0 - g * g),
+        b_c=o * (1.0 - tanh_c_new * tanh_c_new),
+        b_o=tanh_c_new * o * (1.0 - o),
+        c=c if peephole is not None else None,
+        c_new=c_new if peephole is not None else None,
+    )
+    return (o * tanh_c_new, c_new), coef
+
+
+def _tangent(k: Coefficients, dw_h, dp, dh, dc, dpx):
+    """The linear map `(dW_h, dp, dh, dc, dpx) -> (dh', dc')` at the point `k` was made at."""
+    h_dw = jnp.reshape(k.h_t.T @ dw_h, dpx.shape)
+    dzi, dzf, dzg, dzo = jnp.split(dpx + dh @ k.w_h + h_dw, 4, axis=-1)
+    p = k.peephole
+    if p is not None:
+        dzi = dzi + row(dp[0], k.c) * k.c + row(p[0], dc) * dc
+        dzf = dzf + row(dp[1], k.c) * k.c + row(p[1], dc) * dc
+    dc_new = k.f * dc + k.a_i * dzi + k.a_f * dzf + k.a_g * dzg
+    if p is not None:
+        dzo = dzo + row(dp[2], k.c_new) * k.c_new + row(p[2], dc_new) * dc_new
+    return k.b_c * dc_new + k.b_o * dzo, dc_new
 
 
 def lstm_recur(
@@ -81,7 +123,7 @@ def lstm_recur(
     Returns:
       `(h_new, c_new)`, each `[..., H]`, in the common dtype of the inputs.
     """
-    # One dtype inside the custom VJP; autodiff of the casts (outside) brings
+    # One dtype inside the custom rule; autodiff of the casts (outside) brings
     # each cotangent back to its input's dtype.
     dtype = jnp.result_type(w_h, h, c, px, *([] if peephole is None else [peephole]))
     w_h, h, c, px = (jnp.asarray(a, dtype) for a in (w_h, h, c, px))
@@ -89,43 +131,12 @@ def lstm_recur(
     return _lstm_recur(w_h, peephole, h, c, px)
 
 
-@jax.custom_vjp
+@jax.custom_jvp
 def _lstm_recur(w_h, peephole, h, c, px):
     return _forward(w_h, peephole, h, c, px)[0]
 
 
-def _fwd(w_h, peephole, h, c, px):
-    return _forward(w_h, peephole, h, c, px)
-
-
-def _batch_sum(a: Array) -> Array:
-    """Sum every axis but the last: `[..., H] -> [H]`."""
-    return jnp.sum(a, axis=tuple(range(a.ndim - 1)))
-
-
-def _bwd(res: Residuals, cotangents):
-    dh_new, dc_new = cotangents
-    i, f, g, o = res.gates
-    p = res.peephole
-    dzo = dh_new * res.tanh_c_new * o * (1.0 - o)
-    dc = dc_new + dh_new * o * (1.0 - res.tanh_c_new * res.tanh_c_new)
-    if p is not None:
-        dc = dc + dzo * row(p[2], dzo)
-    dzi = dc * g * i * (1.0 - i)
-    dzf = dc * res.c * f * (1.0 - f)
-    dzg = dc * i * (1.0 - g * g)
-    dc_prev = dc * f
-    dp = None
-    if p is not None:
-        dc_prev = dc_prev + dzi * row(p[0], dzi) + dzf * row(p[1], dzf)
-        dp = jnp.stack(
-            [_batch_sum(dzi * res.c), _batch_sum(dzf * res.c), _batch_sum(dzo * res.c_new)]
-        )
-    dz = jnp.concatenate([dzi, dzf, dzg, dzo], axis=-1)
-    H4 = dz.shape[-1]
-    # dW_h sums h^T dz over every batch axis (there may be none, or several).
-    dw_h = res.h_t @ jnp.reshape(dz, (-1, H4))
-    return dw_h, dp, dz @ res.w_h.T, dc_prev, dz
-
-
-_lstm_recur.defvjp(_fwd, _bwd)
+@_lstm_recur.defjvp
+def _jvp(primals, tangents):
+    out, coef = _forward(*primals)
+    return out, _tangent(coef, *tangents)

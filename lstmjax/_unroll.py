@@ -5,7 +5,10 @@ masks from `lengths` and `resets`, reverse within lengths: `_sequence.py`)
 and delegates to a strategy, which returns `(ys, carry)` in processing order:
 
 - "scan": the sequential `lax.scan` (`_scan.py`), with the input projection
-  placed per device (`_placement.py`) and optional gradient checkpointing.
+  placed per device (`_placement.py`) and optional gradient checkpointing;
+- "affine": the exact parallel pass of cells affine in the carry
+  (`_linear_unroll.py`, on `_affine_scan.py`);
+- "newton", "quasi_newton", "elk": parallel-in-time solvers (`_newton.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax import _scan, _sequence
+from lstmjax import _linear_unroll, _newton, _scan, _sequence, _unroll_parallel
+from lstmjax._affine_scan import ALGORITHMS
 from lstmjax._cell import Array, Carry, Cell, Params
 from lstmjax._checks import (
     as_array,
@@ -25,6 +29,7 @@ from lstmjax._checks import (
     check_choice,
     check_float,
     check_lengths,
+    check_linear_in_carry,
     check_params,
     check_rank,
     check_resets,
@@ -32,7 +37,7 @@ from lstmjax._checks import (
 )
 from lstmjax._placement import resolve_placement
 
-METHODS = ("auto", "scan")
+METHODS = ("auto", "scan", "affine", "newton", "quasi_newton", "elk")
 
 
 def check_remat(remat) -> Optional[int] | bool:
@@ -57,6 +62,34 @@ def initial_carry(cell: Cell, carry, batch: int, dtype, where: str) -> Carry:
     return jax.tree_util.tree_map(lambda c: jnp.asarray(c, dtype), carry)
 
 
+def resolve_method(method: str, cell: Cell) -> str:
+    """ "auto" -> "affine" for cells affine in the carry, else "scan"."""
+    if method == "auto":
+        return "affine" if cell.linear_in_carry else "scan"
+    return method
+
+
+def checked_inputs(cell, params, xs, carry, lengths, resets, reverse, time_major, where):
+    """Check once and prepare: `(Sequences, T, B, dtype, lengths)` (shared with unroll_parallel)."""
+    cell = check_cell(cell, where)
+    xs = as_array(xs, "xs")
+    check_float(xs, "xs")
+    layout = "[time, batch, features]" if time_major else "[batch, time, features]"
+    check_rank(xs, 3, layout, where)
+    check_bool("reverse", reverse)
+    check_bool("time_major", time_major)
+    xs_t = xs if time_major else jnp.swapaxes(xs, 0, 1)  # [T, B, F]
+    T, B, F = xs_t.shape
+    check_params(cell, params, F, where)
+    dtype = jnp.result_type(xs_t, *jax.tree_util.tree_leaves(params))
+    carry0 = initial_carry(cell, carry, B, dtype, where)
+    if lengths is not None:
+        lengths = check_lengths(lengths, B, T, where)
+    if resets is not None:
+        resets = check_resets(resets, B, T, where)
+    return _sequence.prepare(xs_t, carry0, lengths, resets, reverse), T, B, dtype, lengths
+
+
 def unroll(
     cell: Cell,
     params: Params,
@@ -72,6 +105,11 @@ def unroll(
     column_blocks: str | bool = "auto",
     unroll: int = 1,
     remat: bool | int = False,
+    max_iters: Optional[int] = None,
+    tol: Optional[float] = None,
+    damping: float = 0.01,
+    jacobian_limit: int = _unroll_parallel.DEFAULT_JACOBIAN_LIMIT,
+    affine_algorithm: str = "auto",
 ) -> tuple[Array, Carry]:
     """Run `cell` over a batch of sequences.
 
@@ -100,7 +138,21 @@ def unroll(
         With `resets`, each segment is run backward on its own (the carry is
         reset when the backward pass crosses a boundary).
       time_major: layout of `xs` and of the returned outputs.
-      method: "auto" (default) or "scan": the sequential `lax.scan`.
+      method: how the steps are evaluated (same results; speed, memory and
+        depth differ):
+        "auto" (default): "affine" for cells whose step is affine in the
+          carry (`Cell.linear_in_carry`: `lj.min_gru`, `lj.min_lstm`),
+          else "scan";
+        "scan": the sequential `lax.scan` (depth T);
+        "affine": the exact parallel pass of an affine cell (one affine
+          scan, `_linear_unroll.py`);
+        "newton" (DEER), "quasi_newton" (diagonal Jacobians), "elk"
+          (damped quasi-Newton): a parallel-in-time solve (`_newton.py`)
+          for any cell, exact at convergence. If it has not converged
+          within `max_iters`, `unroll` raises RuntimeError naming the
+          residual and the iterations; under `jit` (where nothing can be
+          raised at run time) every output and carry entry is NaN instead.
+          Use `lj.unroll_parallel` for the convergence report.
       projection: where the input projection `x_t W_x + b` is computed:
         "hoisted" (all steps at once before the loop), "per_step" (inside
         the loop) or "auto" (default: per step on CPU, hoisted on GPU/TPU,
@@ -115,34 +167,41 @@ def unroll(
         steps. Only the carries at segment boundaries are stored and each
         segment's forward is recomputed during the backward pass (memory
         ~ T/k + k steps, about 4/3 of the time). Same results and gradients.
+      projection, column_blocks, unroll, remat: used by method="scan" only.
+      max_iters, tol, damping, jacobian_limit: the parallel solvers'
+        options, as in `lj.unroll_parallel` (max_iters None: T; tol None:
+        by dtype; damping 0.01: ELK's lambda; jacobian_limit: bytes
+        "newton" may use, default 2 GiB, beyond which it refuses).
+      affine_algorithm: the affine scan of "affine" and the solvers:
+        "auto" (blocked on CPU, associative elsewhere), "blocked",
+        "associative", "sequential", "log" ("affine" only: Feng et al.'s
+        log-space form, valid without resets).
 
     Returns:
       `(ys, carry)`: `ys` `[batch, time, output_size]` (or time-major) and the
       final carry. With T = 0, `ys` is empty and `carry` the initial one.
     """
-    cell = check_cell(cell, "unroll")
-    xs = as_array(xs, "xs")
-    check_float(xs, "xs")
-    layout = "[time, batch, features]" if time_major else "[batch, time, features]"
-    check_rank(xs, 3, layout, "unroll")
-    check_bool("reverse", reverse)
-    check_bool("time_major", time_major)
     check_choice("method", method, METHODS)
+    check_choice("affine_algorithm", affine_algorithm, ALGORITHMS)
     check_size("unroll", unroll)
     remat = check_remat(remat)
-    xs_t = xs if time_major else jnp.swapaxes(xs, 0, 1)  # [T, B, F]
-    T, B, F = xs_t.shape
-    check_params(cell, params, F, "unroll")
-    hoisted, blocks = resolve_placement(projection, column_blocks, xs, params)
-    dtype = jnp.result_type(xs_t, *jax.tree_util.tree_leaves(params))
-    carry0 = initial_carry(cell, carry, B, dtype, "unroll")
-    if lengths is not None:
-        lengths = check_lengths(lengths, B, T, "unroll")
-    if resets is not None:
-        resets = check_resets(resets, B, T, "unroll")
-
-    seq = _sequence.prepare(xs_t, carry0, lengths, resets, reverse)
-    ys_t, carry = _scan.scan(
-        cell, params, seq, hoisted=hoisted, blocks=blocks, unroll=unroll, remat=remat
+    seq, T, B, dtype, lengths = checked_inputs(
+        cell, params, xs, carry, lengths, resets, reverse, time_major, "unroll"
     )
+    method = resolve_method(method, cell)
+    if method == "scan":
+        hoisted, blocks = resolve_placement(projection, column_blocks, xs, params)
+        ys_t, carry = _scan.scan(
+            cell, params, seq, hoisted=hoisted, blocks=blocks, unroll=unroll, remat=remat
+        )
+    elif method == "affine":
+        check_linear_in_carry(cell, "unroll")
+        ys_t, carry = _linear_unroll.linear_unroll(cell, params, seq, affine_algorithm)
+    else:
+        options = _unroll_parallel.make_options(
+            method, max_iters, tol, damping, jacobian_limit, affine_algorithm, T, B,
+            seq.carry0, dtype, "unroll",
+        )  # fmt: skip
+        ys_t, carry, info = _newton.solve(cell, params, seq, options)
+        ys_t, carry = _unroll_parallel.raise_if_not_converged(info, ys_t, carry, method, "unroll")
     return _sequence.finish(ys_t, lengths, reverse, time_major), carry

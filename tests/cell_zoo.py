@@ -29,6 +29,8 @@ ALL_CELLS = [
             5, tau=[0.3, 0.5, 1.0, 2.0, 4.0], dt=0.2, integrator="rk4", dtype=dtype
         ),
     ),
+    ("min_gru", lambda dtype=jnp.float32: lj.min_gru(5, dtype=dtype)),
+    ("min_lstm", lambda dtype=jnp.float32: lj.min_lstm(5, dtype=dtype)),
 ]
 CELL_IDS = [name for name, _ in ALL_CELLS]
 CELL_FACTORIES = [factory for _, factory in ALL_CELLS]

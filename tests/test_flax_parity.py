@@ -219,5 +219,7 @@ def test_from_flax_names_missing_layers():
 
 
 def test_flax_cell_rejects_non_cells():
-    with pytest.raises(TypeError, match="expects an lstmjax Cell; got LSTMCell"):
+    with pytest.raises(
+        TypeError, match=r"flax_cell: cell must be a Cell \(e.g. lj.lstm\(64\)\); got LSTMCell"
+    ):
         interop.flax_cell(nn.LSTMCell(features=H))

@@ -1,0 +1,89 @@
+"""minLSTM (Feng et al. 2024, "Were RNNs all we needed?"): gates from x_t alone.
+
+Its step is affine in the carry, h_t = f'_t h_{t-1} + i'_t h~_t, so the
+whole sequence has an exact parallel solution (`_affine_scan.py`);
+`unroll(method="auto")` uses it (`linear_in_carry`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from lstmjax._cell import Array, Cell, batch_shape_tuple
+from lstmjax._checks import check_factory_options, check_size, row
+from lstmjax._initializers import default_bias_init, default_kernel_init, gate_blocks
+from lstmjax._min_gru import positive
+
+
+class MinLSTMParams(NamedTuple):
+    """minLSTM parameters: `w_x [I, 3H]` (blocks f, i, h~) and `b [3H]`."""
+
+    w_x: Array  # [input_size, 3*hidden], gate blocks f, i, h~
+    b: Array  # [3*hidden], same order
+
+
+def min_lstm(
+    hidden_size: int,
+    *,
+    kernel_init=default_kernel_init,
+    bias_init=default_bias_init,
+    dtype=jnp.float32,
+) -> Cell:
+    """minLSTM cell (Feng et al. 2024, normalised gates, log-space activation).
+
+        f_t = sigmoid(x_t W_xf + b_f),   i_t = sigmoid(x_t W_xi + b_i)
+        f'_t = f_t / (f_t + i_t),        i'_t = i_t / (f_t + i_t)
+        h~_t = g(x_t W_xh + b_h)         (g as in `lj.min_gru`)
+        h_t = f'_t h_{t-1} + i'_t h~_t,  y_t = h_t
+
+    The normalisation makes the state a convex combination, time-independent
+    in scale, as in the paper. f' and i' are computed as sigmoids of the
+    difference of the gates' log-sigmoids, which is the same value without
+    dividing by a sum that can underflow.
+
+    Args:
+      hidden_size: H.
+      kernel_init, bias_init: initialisers of W_x `[I, 3H]` (LeCun normal per
+        block, blocks f, i, h~) and b `[3H]` (zeros).
+      dtype: parameter dtype.
+
+    Returns:
+      A `Cell` with `linear_in_carry=True`; its carry is `h: [..., H]`.
+    """
+    H = check_size("hidden_size", hidden_size)
+    dtype = check_factory_options(dtype, kernel_init=kernel_init, bias_init=bias_init)
+
+    def init(key, input_size: int) -> MinLSTMParams:
+        check_size("input_size", input_size)
+        kx, kb = jax.random.split(key)
+        return MinLSTMParams(
+            w_x=gate_blocks(kernel_init, kx, input_size, H, 3, dtype),
+            b=bias_init(kb, (3 * H,), dtype),
+        )
+
+    def initial_carry(batch_shape=()) -> Array:
+        return jnp.zeros(batch_shape_tuple(batch_shape) + (H,), dtype)
+
+    def project(params: MinLSTMParams, x: Array) -> Array:
+        return x @ params.w_x + row(params.b, x)
+
+    def recur(params: MinLSTMParams, h: Array, px: Array):
+        # f / (f + i) = sigmoid(log f - log i) with log f = log_sigmoid(x_f).
+        d = jax.nn.log_sigmoid(px[..., :H]) - jax.nn.log_sigmoid(px[..., H : 2 * H])
+        f_norm = jax.nn.sigmoid(d)
+        h = f_norm * h + (1.0 - f_norm) * positive(px[..., 2 * H :])
+        return h, h
+
+    return Cell(
+        init=init,
+        initial_carry=initial_carry,
+        project=project,
+        recur=recur,
+        hidden_size=H,
+        output_size=H,
+        name="min_lstm",
+        linear_in_carry=True,
+    )

@@ -1,0 +1,242 @@
+"""Parallel-in-time solvers: the states as the root of one equation (DEER, quasi-DEER, ELK).
+
+With the masked step F_t(h) = masked_recur(recur, params, h, px_t, valid_t,
+reset_t, carry0) (the very map the sequential scan applies, so lengths,
+resets and reverse mean the same), the states h = (h_0, ..., h_{T-1})
+solve G(h)_t = h_t - F_t(h_{t-1}) = 0 with h_{-1} = carry0. One Newton
+step linearises every F_t at the current guess and solves the *linear*
+recurrence
+
+    h_t = J_t h_{t-1} + (F_t(g_{t-1}) - J_t g_{t-1}),   J_t = dF_t/dh at g_{t-1},
+
+with one affine scan (`_affine_scan.py`), depth O(log T) ("associative")
+or about 3 sqrt(T) ("blocked", the CPU default):
+
+- "newton" (DEER, Lim et al. 2024): J_t the full Jacobian [N, N] (N the
+  carry's size, 2H for an LSTM). Memory O(T B N^2), work per iteration
+  O(T B N) jvps plus O(T B N^3) in the dense scan.
+- "quasi_newton" (quasi-DEER, Gonzalez et al. 2024): only diag(J_t).
+  Memory O(T B N) stored (O(T B N^2) transiently while the N jvps of each
+  step are taken), scan work O(T B N).
+- "elk" (Gonzalez et al. 2024): the quasi-Newton step damped by
+  Levenberg-Marquardt, see `_elk.py`.
+
+Each Newton-type iteration makes one more leading state exact (h_0 is
+exact after the first, since h_{-1} = carry0 is known), so every method
+reaches the sequential answer within T iterations in exact arithmetic;
+`max_iters` defaults to T. The loop stops at `max|G(h)| <= tol`.
+
+Gradients are implicit (never through the iterations): at the solution,
+the cotangent lambda of the states solves the adjoint recurrence backward
+in time, lambda_t = gbar_t + J_{t+1}^T lambda_{t+1}, and the parameters'
+(and inputs', and carry0's) cotangent is one vectorised VJP of all the F_t
+at lambda. "newton" solves the adjoint with the dense affine scan reversed
+(parallel, O(T B N^2) memory); the diagonal methods with a sequential scan
+of exact VJPs (depth T, O(T B N) memory: the cost of one BPTT backward
+pass), because their diagonal Jacobians are not the exact ones the
+gradient needs.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from lstmjax._affine_scan import affine_scan
+from lstmjax._cell import Array, Carry, Cell, Params
+from lstmjax._sequence import Sequences, masked_recur
+
+
+class ParallelInfo(NamedTuple):
+    """How a parallel solve ended."""
+
+    iterations: Array  # int32 [], the iterations used
+    residual: Array  # [], the final max_t |h_t - F_t(h_{t-1})|
+    converged: Array  # bool [], residual <= tol
+
+
+class Options(NamedTuple):
+    method: str  # "newton", "quasi_newton" or "elk"
+    max_iters: int
+    tol: float
+    damping: float  # ELK's Levenberg-Marquardt weight (ignored otherwise)
+    algorithm: str  # the affine scan's algorithm
+
+
+# --- the carry as one vector per sequence -------------------------------------------
+
+
+def ravel(carry: Carry) -> Array:
+    """Leaves `[..., n_i]` -> `[..., N]`, N = sum n_i."""
+    return jnp.concatenate(jax.tree_util.tree_leaves(carry), axis=-1)
+
+
+def unraveler(carry0: Carry):
+    leaves, treedef = jax.tree_util.tree_flatten(carry0)
+    sizes = [leaf.shape[-1] for leaf in leaves]
+    cuts = [sum(sizes[: k + 1]) for k in range(len(sizes) - 1)]
+
+    def unravel(v: Array) -> Carry:
+        return treedef.unflatten(jnp.split(v, cuts, axis=-1))
+
+    return unravel
+
+
+def shift(h: Array, h0: Array) -> Array:
+    """`[h0, h_0, ..., h_{T-2}]`: the state entering each step."""
+    return jnp.concatenate([h0[None], h[:-1]], axis=0)[: h.shape[0]]
+
+
+# --- the masked step and its Jacobians ------------------------------------------------
+
+
+def flat_step(cell: Cell, params: Params, carry0: Carry):
+    """`F(h [B, N], px_t, valid_t, reset_t) -> (h' [B, N], y_t)` on raveled carries."""
+    unravel = unraveler(carry0)
+
+    def F(h, px, valid, reset):  # noqa: N802 (the F of the equations)
+        new, y = masked_recur(cell.recur, params, unravel(h), px, valid, reset, carry0)
+        return ravel(new), y
+
+    return F
+
+
+def step_and_jacobian(F, dense: bool):
+    """`(h [B, N], px, valid, reset) -> (F(h), J)`, J `[B, N, N]` or its diagonal `[B, N]`."""
+
+    def f(h, px, valid, reset):
+        g = lambda v: F(v, px, valid, reset)[0]  # noqa: E731
+        B, N = h.shape
+        basis = jnp.broadcast_to(jnp.eye(N, dtype=h.dtype)[:, None, :], (N, B, N))
+        Fh, cols = jax.vmap(lambda e: jax.jvp(g, (h,), (e,)), out_axes=(None, 0))(basis)
+        # cols[k, b, i] = dF_i/dh_k for sequence b
+        J = jnp.moveaxis(cols, 0, -1) if dense else jnp.diagonal(cols, axis1=0, axis2=2)
+        return Fh, J
+
+    return f
+
+
+def _apply(J, h, dense):
+    return jnp.einsum("...ij,...j->...i", J, h) if dense else J * h
+
+
+# --- the solve ----------------------------------------------------------------------
+
+
+def _evaluate(F, dense, h, h0, px, valid, reset):
+    Fh, J = jax.vmap(step_and_jacobian(F, dense))(shift(h, h0), px, valid, reset)
+    return Fh, J, jnp.max(jnp.abs(h - Fh))
+
+
+def iterate(F, options: Options, h_init, h0, px, valid, reset):
+    """The Newton-type iterations from `h_init` `[T, B, N]`: `(h, ParallelInfo)`."""
+    from lstmjax import _elk
+
+    dense = options.method == "newton"
+
+    def cond(state):
+        _, _, _, res, k = state
+        return (k < options.max_iters) & ~(res <= options.tol)
+
+    def body(state):
+        h, Fh, J, _, k = state
+        hp = shift(h, h0)
+        if options.method == "elk":
+            h = _elk.damped_step(J, Fh - J * hp, h, h0, options.damping)
+        else:
+            h = affine_scan(J, Fh - _apply(J, hp, dense), h0, options.algorithm)
+        Fh, J, res = _evaluate(F, dense, h, h0, px, valid, reset)
+        return h, Fh, J, res, k + 1
+
+    Fh, J, res = _evaluate(F, dense, h_init, h0, px, valid, reset)
+    state = (h_init, Fh, J, res, jnp.zeros((), jnp.int32))
+    h, _, _, res, k = jax.lax.while_loop(cond, body, state)
+    return h, ParallelInfo(k, res, res <= options.tol)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def fixed_point(cell_F, options, params, px, carry0, valid, reset, h_init):
+    """The states `[T, B, N]` and ParallelInfo; differentiated implicitly (module docstring)."""
+    F = cell_F(params, carry0)
+    return iterate(F, options, h_init, ravel(carry0), px, valid, reset)
+
+
+def _fixed_point_fwd(cell_F, options, params, px, carry0, valid, reset, h_init):
+    h, info = fixed_point(cell_F, options, params, px, carry0, valid, reset, h_init)
+    return (h, info), (params, px, carry0, valid, reset, h)
+
+
+def _fixed_point_bwd(cell_F, options, res, cotangents):
+    params, px, carry0, valid, reset, h = res
+    gbar = cotangents[0]
+    F = cell_F(params, carry0)
+    h0 = ravel(carry0)
+    hp = shift(h, h0)
+    if options.method == "newton":
+        _, J = jax.vmap(step_and_jacobian(F, True))(hp, px, valid, reset)
+        # lambda_t = gbar_t + J_{t+1}^T lambda_{t+1}, as a forward scan over reversed time.
+        JT_next = jnp.swapaxes(jnp.concatenate([J[1:], jnp.zeros_like(J[:1])], axis=0), -1, -2)
+        lam = affine_scan(JT_next[::-1], gbar[::-1], jnp.zeros_like(h0), options.algorithm)[::-1]
+    else:
+
+        def back(mu, inputs):  # mu = J_{t+1}^T lambda_{t+1}
+            g_t, hp_t, px_t, v_t, r_t = inputs
+            lam_t = g_t + mu
+            _, vjp = jax.vjp(lambda v: F(v, px_t, v_t, r_t)[0], hp_t)
+            return vjp(lam_t)[0], lam_t
+
+        _, lam = jax.lax.scan(back, jnp.zeros_like(h0), (gbar, hp, px, valid, reset), reverse=True)
+
+    def all_steps(params, px, carry0):
+        Fp = cell_F(params, carry0)
+        return jax.vmap(lambda a, p, v, r: Fp(a, p, v, r)[0])(
+            shift(h, ravel(carry0)), px, valid, reset
+        )
+
+    _, vjp = jax.vjp(all_steps, params, px, carry0)
+    dparams, dpx, dcarry0 = vjp(lam)
+    return dparams, dpx, dcarry0, None, None, None
+
+
+fixed_point.defvjp(_fixed_point_fwd, _fixed_point_bwd)
+
+
+def solve(
+    cell: Cell, params: Params, seq: Sequences, options: Options, init: Array | None = None
+) -> tuple[Array, Carry, ParallelInfo]:
+    """`(ys [T, B, O], carry, info)` in processing order.
+
+    `init`: a guess of the raveled states `[T, B, N]`, or None (zeros).
+    """
+    px = cell.project(params, seq.xs)
+    h0 = ravel(seq.carry0)
+    T = seq.xs.shape[0]
+    if T == 0:  # nothing to solve
+        ys = jnp.zeros((0, h0.shape[0], cell.output_size), h0.dtype)
+        return (
+            ys,
+            seq.carry0,
+            ParallelInfo(jnp.zeros((), jnp.int32), jnp.zeros((), h0.dtype), jnp.array(True)),
+        )
+    h_init = jnp.zeros((T,) + h0.shape, h0.dtype) if init is None else init
+    h_init = jax.lax.stop_gradient(h_init)
+    cell_F = _CellStep(cell)
+    h, info = fixed_point(cell_F, options, params, px, seq.carry0, seq.valid, seq.reset, h_init)
+    info = jax.tree_util.tree_map(jax.lax.stop_gradient, info)
+    F = cell_F(params, seq.carry0)
+    ys = jax.vmap(lambda a, p, v, r: F(a, p, v, r)[1])(shift(h, h0), px, seq.valid, seq.reset)
+    unravel = unraveler(seq.carry0)
+    carry = unravel(h[-1]) if T else seq.carry0
+    return ys, carry, info
+
+
+class _CellStep(NamedTuple):
+    """`(params, carry0) -> F`, hashable (a static argument of the custom VJP)."""
+
+    cell: Cell
+
+    def __call__(self, params, carry0):
+        return flat_step(self.cell, params, carry0)

@@ -1,0 +1,95 @@
+"""minGRU and minLSTM: their equations by hand, the exact parallel pass, finite differences."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lstmjax as lj
+
+H, I = 4, 3
+
+
+def g(v):
+    return np.where(v >= 0, v + 0.5, 1 / (1 + np.exp(-v)))
+
+
+def sig(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def numpy_min_gru(p, xs):
+    w, b = np.asarray(p.w_x), np.asarray(p.b)
+    h, out = np.zeros((xs.shape[0], H)), []
+    for t in range(xs.shape[1]):
+        v = xs[:, t] @ w + b
+        z = sig(v[:, :H])
+        h = (1 - z) * h + z * g(v[:, H:])
+        out.append(h)
+    return np.stack(out, 1)
+
+
+def numpy_min_lstm(p, xs):
+    w, b = np.asarray(p.w_x), np.asarray(p.b)
+    h, out = np.zeros((xs.shape[0], H)), []
+    for t in range(xs.shape[1]):
+        v = xs[:, t] @ w + b
+        f, i = sig(v[:, :H]), sig(v[:, H : 2 * H])
+        h = f / (f + i) * h + i / (f + i) * g(v[:, 2 * H :])
+        out.append(h)
+    return np.stack(out, 1)
+
+
+CELLS = {"min_gru": (lj.min_gru, numpy_min_gru), "min_lstm": (lj.min_lstm, numpy_min_lstm)}
+
+
+def setup(name, T=9):
+    cell = CELLS[name][0](H, dtype=jnp.float64, bias_init=jax.nn.initializers.normal(1.0))
+    params = cell.init(jax.random.PRNGKey(0), I)
+    xs = 2.0 * jax.random.normal(jax.random.PRNGKey(1), (2, T, I), jnp.float64)
+    return cell, params, xs
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_step_scan_and_parallel_pass_equal_the_numpy_equations(name):
+    cell, params, xs = setup(name)
+    want = CELLS[name][1](params, np.asarray(xs))
+    h = cell.initial_carry((2,))
+    steps = []
+    for t in range(xs.shape[1]):
+        h, y = cell.step(params, h, xs[:, t])
+        steps.append(y)
+    np.testing.assert_allclose(np.stack(steps, 1), want, rtol=1e-12)
+    for method in ("scan", "auto", "affine"):
+        np.testing.assert_allclose(lj.unroll(cell, params, xs, method=method)[0], want, rtol=1e-12)
+    for algorithm in ("blocked", "associative", "sequential", "log"):
+        ys = lj.unroll(cell, params, xs, method="affine", affine_algorithm=algorithm)[0]
+        np.testing.assert_allclose(ys, want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_parallel_pass_with_lengths_resets_reverse_equals_the_scan(name):
+    cell, params, xs = setup(name)
+    kw = dict(lengths=jnp.array([9, 4]), resets=jnp.zeros((2, 9), bool).at[0, 3].set(True))
+    for reverse in (False, True):
+        got = lj.unroll(cell, params, xs, method="affine", reverse=reverse, **kw)
+        want = lj.unroll(cell, params, xs, method="scan", reverse=reverse, **kw)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_gradient_of_the_parallel_pass_equals_finite_differences(name):
+    cell, params, xs = setup(name, T=6)
+
+    def loss(p):
+        return jnp.sum(jnp.sin(lj.unroll(cell, p, xs, lengths=jnp.array([6, 3]))[0]))
+
+    grad = jax.grad(loss)(params)
+    eps = 1e-6
+    for field in ("w_x", "b"):
+        a = getattr(params, field)
+        v = jax.random.normal(jax.random.PRNGKey(7), a.shape, a.dtype)
+        fd = (loss(params._replace(**{field: a + eps * v})) -
+              loss(params._replace(**{field: a - eps * v}))) / (2 * eps)  # fmt: skip
+        np.testing.assert_allclose(jnp.vdot(getattr(grad, field), v), fd, rtol=1e-7)

@@ -1,0 +1,150 @@
+"""The parallel-in-time methods equal the sequential scan at convergence (float64, 1e-10).
+
+Reference: `unroll(method="scan")` (a different algorithm: T dependent
+steps); gradients against BPTT through it, to 1e-8 relative.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lstmjax as lj
+from tests.cell_zoo import CELL_FACTORIES, CELL_IDS, INPUT_SIZE
+
+SOLVERS = ["newton", "quasi_newton", "elk"]
+B, T = 3, 8
+LENGTHS = jnp.array([8, 5, 0])
+RESETS = jnp.zeros((B, T), bool).at[0, 4].set(True).at[1, 2].set(True)
+
+
+def setup(factory, seed=0):
+    cell = factory(jnp.float64)
+    params = cell.init(jax.random.PRNGKey(seed), INPUT_SIZE)
+    xs = jax.random.normal(jax.random.PRNGKey(seed + 1), (B, T, INPUT_SIZE), jnp.float64)
+    return cell, params, xs
+
+
+def close(got, want, rtol=0.0, atol=1e-10):
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
+
+
+def loss(cell, params, xs, carry0, method, **kw):
+    ys, carry = lj.unroll(cell, params, xs, carry0, method=method, **kw)
+    return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c**2) for c in jax.tree.leaves(carry))
+
+
+@pytest.mark.parametrize("method", SOLVERS)
+@pytest.mark.parametrize("factory", CELL_FACTORIES, ids=CELL_IDS)
+def test_solvers_equal_the_scan_with_lengths_resets_and_reverse(factory, method):
+    cell, params, xs = setup(factory)
+    for reverse in (False, True):
+        kw = dict(lengths=LENGTHS, resets=RESETS, reverse=reverse)
+        close(lj.unroll(cell, params, xs, method=method, **kw),
+              lj.unroll(cell, params, xs, method="scan", **kw))  # fmt: skip
+
+
+# ELK shares quasi-Newton's adjoint pass (only its forward iterations differ),
+# so it is checked on two cells to keep the suite's time down.
+GRADIENT_CASES = [(f, i, m) for f, i in zip(CELL_FACTORIES, CELL_IDS, strict=True)
+                  for m in SOLVERS if m != "elk" or i in ("lstm_peephole", "gru")]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("factory", "method"),
+    [(f, m) for f, _, m in GRADIENT_CASES],
+    ids=[f"{i}-{m}" for _, i, m in GRADIENT_CASES],
+)
+def test_implicit_gradients_equal_bptt(factory, method):
+    """d/d(params, xs, carry0), with lengths and resets, to 1e-8 relative."""
+    cell, params, xs = setup(factory, seed=3)
+    carry0 = jax.tree.map(lambda c: 0.3 + 0.0 * c, cell.initial_carry((B,)))
+    kw = dict(lengths=LENGTHS, resets=RESETS)
+    got = jax.grad(loss, argnums=(1, 2, 3))(cell, params, xs, carry0, method, **kw)
+    want = jax.grad(loss, argnums=(1, 2, 3))(cell, params, xs, carry0, "scan", **kw)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-8, atol=1e-8 * float(jnp.max(jnp.abs(w))))
+
+
+def test_the_gradient_is_implicit_not_through_the_iterations():
+    """The backward pass contains no while loop (the iterations are not differentiated)."""
+    cell, params, xs = setup(CELL_FACTORIES[CELL_IDS.index("lstm")])
+    jaxpr = jax.make_jaxpr(jax.grad(lambda p: loss(cell, p, xs, None, "quasi_newton")))(params)
+    assert str(jaxpr).count("while") == 1  # the forward solve only
+
+
+@pytest.mark.parametrize("method", ["newton", "quasi_newton"])
+def test_newton_reaches_the_scan_within_t_iterations_from_a_bad_guess(method):
+    cell, params, xs = setup(CELL_FACTORIES[CELL_IDS.index("gru")])
+    params = params._replace(w_h=3.0 * params.w_h)  # strongly non-linear
+    init = jnp.full((T, B, 5), 7.0)
+    ys, carry, info = lj.unroll_parallel(
+        cell, params, xs, init=init, method=method, max_iters=T, tol=1e-13
+    )
+    assert int(info.iterations) <= T and bool(info.converged)
+    close((ys, carry), lj.unroll(cell, params, xs, method="scan"))
+
+
+def test_stacked_bidirectional_nets_equal_the_scan():
+    for name in ("lstm_peephole", "min_gru"):
+        cell, _, xs = setup(CELL_FACTORIES[CELL_IDS.index(name)])
+        nets = {m: lj.recurrent(cell, 2, bidirectional=True, method=m) for m in ("scan", "newton")}
+        params = nets["scan"].init(jax.random.PRNGKey(5), INPUT_SIZE)
+        close(nets["newton"].apply(params, xs, lengths=LENGTHS),
+              nets["scan"].apply(params, xs, lengths=LENGTHS))  # fmt: skip
+
+
+def chaotic():
+    cell = lj.rnn(6, dtype=jnp.float64)
+    params = cell.init(jax.random.PRNGKey(0), 2)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (1, 40, 2), jnp.float64)
+    return cell, params._replace(w_h=3.0 * params.w_h), xs
+
+
+def test_non_convergence_raises_naming_residual_and_iterations():
+    cell, params, xs = chaotic()
+    with pytest.raises(RuntimeError, match=r"did not converge: residual .* after 3 iterations"):
+        lj.unroll(cell, params, xs, method="quasi_newton", max_iters=3)
+    _, _, info = lj.unroll_parallel(cell, params, xs, method="quasi_newton", max_iters=3)
+    assert not bool(info.converged) and int(info.iterations) == 3 and float(info.residual) > 1e-3
+
+
+def test_non_convergence_under_jit_gives_nan_everywhere():
+    cell, params, xs = chaotic()
+    f = jax.jit(lambda p: lj.unroll(cell, p, xs, method="quasi_newton", max_iters=3))
+    ys, carry = f(params)
+    assert bool(jnp.all(jnp.isnan(ys))) and bool(jnp.all(jnp.isnan(carry)))
+    ys, _ = jax.jit(lambda p: lj.unroll(cell, p, xs, method="quasi_newton"))(params)
+    close(ys, lj.unroll(cell, params, xs)[0])  # converged under jit: numbers, not NaN
+
+
+def test_newton_refuses_jacobians_that_would_not_fit():
+    cell = lj.lstm(256)
+    params = cell.init(jax.random.PRNGKey(0), 4)
+    xs = jnp.zeros((16, 10_000, 4))
+    with pytest.raises(ValueError, match=r"full Jacobians \[T, B, N, N\] = \[10000, 16, 512"):
+        lj.unroll(cell, params, xs, method="newton")
+
+
+def test_affine_refuses_a_nonlinear_cell_and_bad_options():
+    cell, params, xs = setup(CELL_FACTORIES[0])
+    with pytest.raises(ValueError, match="affine in its carry"):
+        lj.unroll(cell, params, xs, method="affine")
+    with pytest.raises(ValueError, match="max_iters must be a positive int"):
+        lj.unroll(cell, params, xs, method="newton", max_iters=0)
+    with pytest.raises(ValueError, match="tol must be a positive number"):
+        lj.unroll_parallel(cell, params, xs, tol=-1.0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        lj.unroll_parallel(cell, params, xs, method="scan")
+
+
+def test_float32_tolerance():
+    """float32: equal to the float32 scan to 2e-5 (the documented tolerance)."""
+    for name in ("lstm", "gru"):
+        cell = CELL_FACTORIES[CELL_IDS.index(name)](jnp.float32)
+        params = cell.init(jax.random.PRNGKey(0), INPUT_SIZE)
+        xs = jax.random.normal(jax.random.PRNGKey(1), (B, 30, INPUT_SIZE), jnp.float32)
+        for method in SOLVERS:
+            close(lj.unroll(cell, params, xs, method=method),
+                  lj.unroll(cell, params, xs, method="scan"), atol=2e-5)  # fmt: skip
