@@ -63,7 +63,6 @@ def closed_loop_cell(step_fn, params, cell: lj.Cell) -> lj.Cell:
     return lj.Cell(
         init=lambda key, n: (),
         initial_carry=initial_carry,
-        step=lambda p, c, x: recur(p, c, x),
         project=lambda p, x: x,
         recur=recur,
         hidden_size=cell.hidden_size,

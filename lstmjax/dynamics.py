@@ -163,7 +163,6 @@ def map_cell(f: Callable[[Array], Array], size: int, *, name: str = "map") -> Ce
     return Cell(
         init=lambda key, input_size: (),
         initial_carry=initial_carry,
-        step=lambda params, carry, x: recur(params, carry, x),
         project=lambda params, x: x,
         recur=recur,
         hidden_size=size,

@@ -122,7 +122,9 @@ def test_sample_logits_follows_the_filtered_distribution():
 
 def test_step_is_traced_a_fixed_number_of_times(model):
     # The carry goes forward inside scans: the step function is traced a
-    # constant number of times, however many tokens are generated.
+    # constant number of times, however many tokens are generated (one more
+    # than the scans need: `sample` reads the vocabulary size off one traced
+    # step to check the prompt's ids).
     m, params = model
     calls = []
 
@@ -140,7 +142,7 @@ def test_step_is_traced_a_fixed_number_of_times(model):
             )
         )
         counts.append(len(calls))
-    assert counts[0] == counts[1] <= 3
+    assert counts[1] <= counts[0] <= 4  # the check's trace is cached after the first call
 
 
 def test_generate_text_with_a_vocabulary(model):

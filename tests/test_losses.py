@@ -284,7 +284,7 @@ def test_bad_inputs_raise_clear_errors():
         losses.cross_entropy(x, np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"labels.shape \+ \[num_classes\]"):
         losses.cross_entropy(x, np.zeros((2, 4), int))
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, vocab_size\) = \[0, 4\)"):
         losses.cross_entropy(x, np.full((2, 3), 4))
     with pytest.raises(ValueError, match="reduction"):
         losses.many_to_many(x, x, reduction="max")
