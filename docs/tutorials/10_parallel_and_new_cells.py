@@ -23,7 +23,7 @@
 # normalisation, projection, the continuous-time RNN, episode resets, recurrent dropout and
 # zoneout.
 #
-# *Quick sizes:* 8-16 units, 40-100 steps; `docs/guide/parallel.md` has the table of methods
+# *Quick sizes:* 8 units, 60 steps, float64; `docs/guide/parallel.md` has the table of methods
 # and `experiments/_bench_parallel.py` their timings.
 
 # %%
