@@ -36,8 +36,10 @@ class Recurrent(NamedTuple):
       init: `(key, input_size) -> params`, a tuple of `LayerParams`, one per layer.
       apply: `(params, xs, carry=None, *, lengths=None, resets=None, key=None) -> (o, carry)`.
       initial_carry: `(batch) -> carry` of zeros in PyTorch's layout.
-      cell, num_layers, bidirectional, dropout, time_major, input_dropout,
-        recurrent_dropout, zoneout, state_noise: the configuration.
+
+    The remaining fields (`cell`, `num_layers`, `bidirectional`, `dropout`,
+    `time_major`, `input_dropout`, `recurrent_dropout`, `zoneout`,
+    `state_noise`) hold the configuration `recurrent` was called with.
     """
 
     init: Callable[[jax.Array, int], tuple[LayerParams, ...]]

@@ -43,3 +43,15 @@ def _highest_matmul_precision_for_parity(request):
         return
     with jax.default_matmul_precision("highest"):
         yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    The suite compiles thousands of small programs in one process; kept alive
+    they exhaust the kernel's memory-map limit (vm.max_map_count, 65,530 by
+    default), and XLA's compiler then crashes with a segmentation fault.
+    """
+    yield
+    jax.clear_caches()

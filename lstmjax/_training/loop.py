@@ -165,8 +165,10 @@ def fit(
       TrainingDiverged: a step gave a non-finite loss, gradient or parameters.
         The message names the step and the last good checkpoint; no
         non-finite state is ever saved.
-      CheckpointLockedError, CheckpointCorruptError, CheckpointMismatchError,
-        OptimizerMismatchError: from `lstmjax.checkpoint`, before any step.
+      CheckpointLockedError: another writer holds the checkpoint directory.
+      CheckpointCorruptError: no intact checkpoint to resume from.
+      CheckpointMismatchError: the checkpoint's state does not fit this run.
+      OptimizerMismatchError: the checkpoint was written by another optimizer.
     """
     from lstmjax._checkpointing.fingerprint import optimizer_identity
     from lstmjax.checkpoint import Checkpointer  # orbax is imported only when needed
