@@ -19,22 +19,35 @@ backward in time with transposed coefficients.
   across all blocks, gives each block's total map (A, s); (2) a sequential
   pass across the blocks gives the state entering each; (3) a second pass
   within the blocks, from those states, gives every state. Depth about
-  3 sqrt(T), work about 2x the sequential one but in wide vector kernels,
-  no stored per-level copies: the fast form on XLA:CPU, where a loop
-  iteration costs ~10 us whatever it does;
+  3 sqrt(T), work about 2x the sequential one;
 - "log" (diagonal only, for a > 0 and b, h0 >= 0): Feng et al.'s log-space
   form, `log h_t = a*_t + logcumsumexp(log b'_t - a*_t)` with
   `a*_t = cumsum(log a_t)` (h0 folded into b'_0); depth O(log T) through
   `cumsum`/`cumlogsumexp`. Fails (NaN) where some a_t = 0 (a reset).
-- "auto": "blocked" on CPU, "associative" elsewhere (the default backend).
+- "auto": "sequential" on CPU, "associative" elsewhere (the default backend).
 
-All of them are plain JAX code: reverse-mode and forward-mode autodiff go
-through them, and they are exact (no iteration), so differentiating them is
-differentiating the recurrence.
+Why "sequential" on CPU: measured on the 2-core CPU (B = 16, H = 64,
+float32, forward pass), it took 24 ms at T = 10,000 against 59 ms blocked
+and 75 ms associative, and 39 ms against 285 ms and 414 ms with dense
+`[64, 64]` coefficients at T = 1,000. XLA:CPU runs a loop iteration of this
+body in about 2 us, while the other forms pay for extra passes over memory
+(blocked: transposes into block layout; associative: a copy per level).
+Depth, not work, decides on accelerators, hence "associative" there.
+
+Derivatives: `affine_scan` carries a `jax.custom_jvp` whose tangent is
+the same recurrence in the tangents, dh_t = a_t dh_{t-1} + (da_t h_{t-1} +
+db_t), solved by the same algorithm ("log" excepted: its tangent inputs
+may be negative, so it uses the "auto" form). Forward mode evaluates that;
+reverse mode is JAX's transpose of it: one affine scan backward in time
+with the same coefficients, lam_t = g_t + a_{t+1}^T lam_{t+1}, then
+db_t = lam_t and da_t = lam_t h_{t-1}^T. So differentiating any algorithm
+costs one more scan of the same kind, and never differentiates its
+internals (the blocked totals, the associative levels, the logarithms).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -59,10 +72,10 @@ def _compose(a2: Array, a1: Array, dense: bool) -> Array:
 
 
 def resolve_algorithm(algorithm: str) -> str:
-    """ "auto" -> "blocked" on CPU, "associative" on GPU/TPU (the default backend)."""
+    """ "auto" -> "sequential" on CPU, "associative" on GPU/TPU (the default backend)."""
     if algorithm != "auto":
         return algorithm
-    return "blocked" if jax.default_backend() == "cpu" else "associative"
+    return "sequential" if jax.default_backend() == "cpu" else "associative"
 
 
 def affine_scan(a: Array, b: Array, h0: Array, algorithm: str = "auto") -> Array:
@@ -78,20 +91,42 @@ def affine_scan(a: Array, b: Array, h0: Array, algorithm: str = "auto") -> Array
       `hs: [T, ..., H]`, `hs[t] = h_t`.
     """
     algorithm = resolve_algorithm(algorithm)
-    dense = _is_dense(a, b)
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"affine scan algorithm must be one of {ALGORITHMS}; got {algorithm!r}.")
+    if algorithm == "log" and _is_dense(a, b):
+        raise ValueError("the log-space affine scan needs a diagonal a_t.")
     if b.shape[0] == 0:
         return b
+    return _differentiable_scan(a, b, h0, algorithm)
+
+
+def _evaluate(a: Array, b: Array, h0: Array, algorithm: str) -> Array:
+    dense = _is_dense(a, b)
     if algorithm == "sequential":
         return _sequential(a, b, h0, dense)
     if algorithm == "associative":
         return _associative(a, b, h0, dense)
     if algorithm == "blocked":
         return _blocked(a, b, h0, dense)
-    if algorithm == "log":
-        if dense:
-            raise ValueError("the log-space affine scan needs a diagonal a_t.")
-        return _log_space(a, b, h0)
-    raise ValueError(f"affine scan algorithm must be one of {ALGORITHMS}; got {algorithm!r}.")
+    return _log_space(a, b, h0)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _differentiable_scan(a: Array, b: Array, h0: Array, algorithm: str) -> Array:
+    return _evaluate(a, b, h0, algorithm)
+
+
+@_differentiable_scan.defjvp
+def _scan_jvp(algorithm, primals, tangents):
+    """The tangent recurrence dh_t = a_t dh_{t-1} + da_t h_{t-1} + db_t (module docstring)."""
+    a, b, h0 = primals
+    da, db, dh0 = tangents
+    hs = _evaluate(a, b, h0, algorithm)
+    dense = _is_dense(a, b)
+    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+    tangent_algorithm = resolve_algorithm("auto") if algorithm == "log" else algorithm
+    u = _apply(da, h_prev, dense) + db
+    return hs, _evaluate(a, u, dh0, tangent_algorithm)
 
 
 def _sequential(a, b, h0, dense):

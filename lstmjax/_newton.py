@@ -9,8 +9,9 @@ recurrence
 
     h_t = J_t h_{t-1} + (F_t(g_{t-1}) - J_t g_{t-1}),   J_t = dF_t/dh at g_{t-1},
 
-with one affine scan (`_affine_scan.py`), depth O(log T) ("associative")
-or about 3 sqrt(T) ("blocked", the CPU default):
+with one affine scan (`_affine_scan.py`): depth O(log T) ("associative",
+the default on accelerators) or T ("sequential", the CPU default, which
+measured fastest there):
 
 - "newton" (DEER, Lim et al. 2024): J_t the full Jacobian [N, N] (N the
   carry's size, 2H for an LSTM). Memory O(T B N^2), work per iteration

@@ -93,3 +93,49 @@ def test_gradient_of_the_parallel_pass_equals_finite_differences(name):
         fd = (loss(params._replace(**{field: a + eps * v})) -
               loss(params._replace(**{field: a - eps * v}))) / (2 * eps)  # fmt: skip
         np.testing.assert_allclose(jnp.vdot(getattr(grad, field), v), fd, rtol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("chunk", [4, 5, 23])
+def test_chunked_pass_and_its_derivatives_equal_the_scan(name, chunk):
+    # T = 23 in chunks of 4 (5 chunks, a tail of 3), of 5 (4 chunks, a tail of 3)
+    # and 23 (one chunk): values, reverse-mode and forward-mode derivatives
+    # against the sequential scan, with lengths, a reset and reverse.
+    cell, params, xs = setup(name, T=23)
+    kw = dict(lengths=jnp.array([23, 11]), resets=jnp.zeros((2, 23), bool).at[0, 9].set(True))
+    carry = jnp.full((2, H), 0.3)
+
+    def run(p, x, c, **method):
+        ys, last = lj.unroll(cell, p, x, c, reverse=True, **kw, **method)
+        return jnp.sum(jnp.sin(ys)) + jnp.sum(last**2)
+
+    affine = dict(method="affine", affine_chunk=chunk)
+    got = lj.unroll(cell, params, xs, carry, reverse=True, **kw, **affine)
+    want = lj.unroll(cell, params, xs, carry, reverse=True, **kw, method="scan")
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    g_got = jax.grad(run, argnums=(0, 1, 2))(params, xs, carry, **affine)
+    g_want = jax.grad(run, argnums=(0, 1, 2))(params, xs, carry, method="scan")
+    for a, b in zip(jax.tree.leaves(g_got), jax.tree.leaves(g_want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    tangent = jax.tree.map(lambda v: jnp.ones_like(v) * 0.1, params)
+    jvp_got = jax.jvp(lambda p: run(p, xs, carry, **affine), (params,), (tangent,))[1]
+    jvp_want = jax.jvp(lambda p: run(p, xs, carry, method="scan"), (params,), (tangent,))[1]
+    np.testing.assert_allclose(jvp_got, jvp_want, rtol=1e-10)
+
+
+def test_a_linear_cell_whose_output_is_not_its_carry_takes_the_output_pass():
+    # A user cell affine in its carry whose output differs from it (y = tanh(2h)):
+    # the exact pass must evaluate `recur` for the outputs, not return the states.
+    base, params, xs = setup("min_gru", T=13)
+
+    def recur(p, h, px):
+        h, _ = base.recur(p, h, px)
+        return h, jnp.tanh(2.0 * h)
+
+    cell = base._replace(recur=recur)
+    kw = dict(lengths=jnp.array([13, 6]), affine_chunk=4)
+    got = lj.unroll(cell, params, xs, method="affine", **kw)
+    want = lj.unroll(cell, params, xs, method="scan", lengths=kw["lengths"])
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
