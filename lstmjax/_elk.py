@@ -11,11 +11,26 @@ h_t = a_t h_{t-1} + b_t with unit noise, observations g_t with variance
 smoother's mean. lambda = 0 is the quasi-Newton step; large lambda a small
 step towards it (a trust region).
 
-This implementation runs the filter and the Rauch-Tung-Striebel smoother
-as two sequential scans over time, elementwise over B and N: O(T B N)
-memory and work, but depth 2T per iteration. The parallel (associative)
-form of the smoother, which gives the papers' O(log T) depth, is left for
-later; on CPU the depth matters little, on accelerators it does.
+The filter and the Rauch-Tung-Striebel smoother are three scans, each
+parallel in time with the "associative" algorithm (depth O(log T)):
+
+1. the variances, which do not depend on the data: with the predicted
+   variance Q_t = a_t^2 P_{t-1} + 1 and the filtered one
+   P_t = Q_t / (1 + lambda Q_t), each step is the Moebius map
+   P -> (a^2 P + 1) / (lambda a^2 P + 1 + lambda), i.e. the 2x2 matrix
+   [[a^2, 1], [lambda a^2, 1 + lambda]] acting projectively, so the prefix
+   products of those matrices (normalised: scale does not change the map)
+   give every P_t from P_{-1} = 0;
+2. the filtered means, an affine recurrence once the gains
+   k_t = lambda Q_t / (1 + lambda Q_t) are known:
+   m_t = (1 - k_t) a_t m_{t-1} + ((1 - k_t) b_t + k_t g_t);
+3. the smoothed means, an affine recurrence backward in time with
+   c_t = P_t a_{t+1} / Q_{t+1}:
+   s_t = c_t s_{t+1} + (m_t - c_t (a_{t+1} m_t + b_{t+1})),  s_{T-1} = m_{T-1}.
+
+Steps 2 and 3 are the library's affine scan (`_affine_scan.py`); step 1
+a sequential scan or `lax.associative_scan` of the 2x2 maps. Memory and
+work O(T B N) per iteration (step 1's associative form: O(T log T)).
 """
 
 from __future__ import annotations
@@ -23,35 +38,58 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from lstmjax._affine_scan import affine_scan, resolve_algorithm
+
 Array = jax.Array
 
 
-def damped_step(a: Array, b: Array, g: Array, h0: Array, damping: float) -> Array:
-    """The smoother mean for diagonal a, b, guesses g `[T, B, N]`, known h0 `[B, N]`."""
+def filtered_variances(a: Array, lam: Array, algorithm: str) -> tuple[Array, Array]:
+    """`(P, Q)`: the filtered and predicted variances, each `[T, ...]`, from P_{-1} = 0."""
+    if resolve_algorithm(algorithm) == "sequential":
+
+        def step(P, a_t):
+            Q = a_t * a_t * P + 1.0
+            P = Q / (1.0 + lam * Q)
+            return P, (P, Q)
+
+        return jax.lax.scan(step, jnp.zeros_like(a[0]), a)[1]
+    a2 = a * a
+    one = jnp.ones_like(a)
+    maps = (a2, one, lam * a2, one + lam)  # [[m00, m01], [m10, m11]] of each step
+
+    def compose(earlier, later):  # later @ earlier, rescaled so that entries stay finite
+        e00, e01, e10, e11 = earlier
+        l00, l01, l10, l11 = later
+        m = (
+            l00 * e00 + l01 * e10,
+            l00 * e01 + l01 * e11,
+            l10 * e00 + l11 * e10,
+            l10 * e01 + l11 * e11,
+        )
+        scale = jnp.maximum(jnp.maximum(jnp.abs(m[0]), jnp.abs(m[1])),
+                            jnp.maximum(jnp.abs(m[2]), jnp.abs(m[3])))  # fmt: skip
+        return tuple(v / scale for v in m)
+
+    _, m01, _, m11 = jax.lax.associative_scan(compose, maps)
+    P = m01 / m11  # the prefix map applied to P_{-1} = 0
+    P_prev = jnp.concatenate([jnp.zeros_like(P[:1]), P[:-1]], axis=0)
+    return P, a2 * P_prev + 1.0
+
+
+def damped_step(
+    a: Array, b: Array, g: Array, h0: Array, damping: float, algorithm: str = "auto"
+) -> Array:
+    """The smoother mean for diagonal a, b, guesses g `[T, B, N]`, known h0 `[B, N]`.
+
+    `algorithm`: the scans' algorithm (`_affine_scan.ALGORITHMS`, not "log").
+    """
     lam = jnp.asarray(damping, g.dtype)
-
-    def filt(carry, inputs):  # carry: posterior mean and variance of h_{t-1}
-        m, P = carry
-        a_t, b_t, g_t = inputs
-        m_pred = a_t * m + b_t
-        P_pred = a_t * a_t * P + 1.0
-        k = P_pred * lam / (1.0 + P_pred * lam)  # gain for an observation of variance 1/lam
-        m_f = m_pred + k * (g_t - m_pred)
-        P_f = (1.0 - k) * P_pred
-        return (m_f, P_f), (m_f, P_f, P_pred)
-
-    _, (m_f, P_f, P_pred) = jax.lax.scan(filt, (h0, jnp.zeros_like(h0)), (a, b, g))
-
-    def smooth(m_next, inputs):  # backward: m_next is the smoothed mean of h_{t+1}
-        m_t, P_t, a_next, b_next, P_pred_next = inputs
-        c = P_t * a_next / P_pred_next
-        m_s = m_t + c * (m_next - (a_next * m_t + b_next))
-        return m_s, m_s
-
-    T = g.shape[0]
-    if T == 1:
-        return m_f
-    _, m_s = jax.lax.scan(
-        smooth, m_f[-1], (m_f[:-1], P_f[:-1], a[1:], b[1:], P_pred[1:]), reverse=True
-    )
-    return jnp.concatenate([m_s, m_f[-1:]], axis=0)
+    P, Q = filtered_variances(a, lam, algorithm)
+    k = lam * Q / (1.0 + lam * Q)
+    m = affine_scan((1.0 - k) * a, (1.0 - k) * b + k * g, h0, algorithm)
+    if g.shape[0] == 1:
+        return m
+    c = P[:-1] * a[1:] / Q[1:]
+    u = m[:-1] - c * (a[1:] * m[:-1] + b[1:])
+    s = affine_scan(c[::-1], u[::-1], m[-1], algorithm)[::-1]
+    return jnp.concatenate([s, m[-1:]], axis=0)

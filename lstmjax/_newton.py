@@ -146,7 +146,7 @@ def iterate(F, options: Options, h_init, h0, px, valid, reset):
         h, Fh, J, _, k = state
         hp = shift(h, h0)
         if options.method == "elk":
-            h = _elk.damped_step(J, Fh - J * hp, h, h0, options.damping)
+            h = _elk.damped_step(J, Fh - J * hp, h, h0, options.damping, options.algorithm)
         else:
             h = affine_scan(J, Fh - _apply(J, hp, dense), h0, options.algorithm)
         Fh, J, res = _evaluate(F, dense, h, h0, px, valid, reset)

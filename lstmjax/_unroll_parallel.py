@@ -34,6 +34,12 @@ def make_options(
 ) -> _newton.Options:
     """Checked solver options; tol None -> DEFAULT_TOL of the computation dtype."""
     check_choice("method", method, SOLVERS)
+    if algorithm == "log":  # its inputs must be positive; a Newton step's are not
+        raise ValueError(
+            f'{where}: affine_algorithm="log" is for method="affine" only (it needs positive '
+            f'coefficients, which a {method!r} step does not have); use "auto", '
+            '"sequential", "associative" or "blocked".'
+        )
     max_iters, tol = check_parallel_options(method, max_iters, tol, T, where)
     if tol is None:
         tol = DEFAULT_TOL.get(jnp.dtype(dtype).name, 1e-6)
