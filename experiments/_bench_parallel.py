@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 
 import jax
@@ -28,16 +29,24 @@ SOLVERS = ("quasi_newton", "elk", "newton")
 REPEATS = 3
 
 
-def depth(method: str, T: int, iterations: int) -> int:
-    """Sequential loop trips of one forward pass (blocked affine scan on CPU: ~3 sqrt(T))."""
-    blocked = 2 * max(1, math.isqrt(T)) + math.ceil(T / max(1, math.isqrt(T)))
+def log_depth(T: int) -> int:
+    """Levels of an associative scan over T steps (up and down the tree)."""
+    return 2 * max(1, math.ceil(math.log2(max(T, 2))))
+
+
+def depth(method: str, T: int, iterations: int, algorithm: str) -> int:
+    """Sequential loop trips (or scan levels) of one forward pass with `algorithm`.
+
+    "sequential" (the CPU default): the affine pass takes T trips (in chunks),
+    each solver iteration one T-trip scan (ELK: three, filter variances,
+    means and smoother). "associative" (the accelerator default): log depth.
+    """
+    per_scan = T if algorithm == "sequential" else log_depth(T)
     if method == "scan":
         return T
     if method == "affine":
-        return blocked
-    if method == "elk":
-        return iterations * 2 * T  # this implementation's sequential Kalman smoother
-    return iterations * blocked
+        return per_scan
+    return iterations * (3 if method == "elk" else 1) * per_scan
 
 
 def best_time(f, *args) -> float:
@@ -89,29 +98,105 @@ def measure(name: str, T: int, methods) -> list[dict]:
                 "inference_vs_scan": t_inf / base["inference"] if base else None,
                 "train_vs_scan": t_train / base["train"] if base else None,
                 "train_temp_mb": peak_bytes(train, params, xs) / 2**20,
-                "depth": depth(method, T, iters),
+                "depth_cpu_default": depth(method, T, iters, "sequential"),
+                "depth_associative": depth(method, T, iters, "associative"),
             }
         )
     return rows
 
 
-def min_cell_target(T: int) -> dict:
-    """Training step of the min cells (exact parallel pass) against the GRU's sequential one."""
+def min_cell_target(T: int, quick: bool = False) -> dict:
+    """Training step of the min cells (exact parallel pass) against the GRU's sequential one.
+
+    The defaults first (`method="auto"`: chunks of 512 steps, sequential
+    affine scan on CPU), then the alternatives: one whole-sequence pass, the
+    associative and blocked scans, and the min cells' own sequential scan.
+    """
     xs = jax.random.normal(jax.random.PRNGKey(1), (B, T, I))
-    times = {}
-    algorithms = ("blocked", "associative", "sequential")
-    runs = [("gru", "scan", "auto"), ("min_gru", "scan", "auto")]
-    runs += [(n, "affine", a) for n in ("min_gru", "min_lstm") for a in algorithms]
-    for name, method, algorithm in runs:
+    runs = {"gru/scan": ("gru", {})}
+    for name in ("min_gru",) if quick else ("min_gru", "min_lstm"):
+        affine = {"method": "affine"}
+        runs |= {
+            f"{name}/auto": (name, {}),
+            f"{name}/affine/one_pass": (name, affine | {"affine_chunk": T}),
+            f"{name}/affine/associative": (name, affine | {"affine_algorithm": "associative"}),
+            f"{name}/affine/blocked": (name, affine | {"affine_algorithm": "blocked"}),
+            f"{name}/scan": (name, {"method": "scan"}),
+        }
+    steps = {}
+    for label, (name, kw) in runs.items():
         cell = CELLS[name](H)
         params = cell.init(jax.random.PRNGKey(0), I)
-        kw = {"method": method, "affine_algorithm": algorithm}
-        train = jax.jit(
-            jax.grad(lambda p, x, c=cell, k=kw: jnp.mean(lj.unroll(c, p, x, **k)[0] ** 2))
-        )
-        times[f"{name}/{method}/{algorithm}"] = best_time(train, params, xs)
-    gru = times["gru/scan/auto"]
+        loss = lambda p, x, c=cell, k=kw: jnp.mean(lj.unroll(c, p, x, **k)[0] ** 2)  # noqa: E731
+        steps[label] = (jax.jit(jax.grad(loss)), params)
+    times = interleaved_best(steps, xs)
+    gru = times["gru/scan"]
     return {"T": T, "train_s": times, "gru_scan_over": {k: gru / v for k, v in times.items()}}
+
+
+def interleaved_best(steps: dict, xs, rounds: int = 5) -> dict:
+    """Best time of each step over `rounds` rounds run in turn (shared noise hits all)."""
+    for f, p in steps.values():
+        jax.block_until_ready(f(p, xs))
+    best = dict.fromkeys(steps, math.inf)
+    for _ in range(rounds):
+        for label, (f, p) in steps.items():
+            t = time.perf_counter()
+            jax.block_until_ready(f(p, xs))
+            best[label] = min(best[label], time.perf_counter() - t)
+    return best
+
+
+def methods_for(name: str, T: int) -> list[str]:
+    """What is measured: the scan, the exact pass (min cells), the solvers where affordable.
+
+    The solvers are left out of the min cells beyond T = 1,000 (their exact
+    pass is the point there), "newton" beyond T = 1,000 (its Jacobians,
+    O(T B N^2), pass the default memory limit at T = 10,000 for the LSTM)
+    and all of them at T = 100,000 (minutes per configuration here).
+    """
+    methods = ["scan"] + (["affine"] if name.startswith("min_") else [])
+    if T <= 1000 or (T <= 10_000 and not name.startswith("min_")):
+        methods += [m for m in SOLVERS if not (m == "newton" and T > 1000)]
+    return methods
+
+
+def _ratio(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def markdown(result: dict) -> str:
+    """The tables of `result` (the JSON this module writes), as Markdown."""
+    cfg = result["config"]
+    lines = [
+        "# Parallel in time: benchmark",
+        "",
+        f"B = {cfg['B']}, I = {cfg['I']}, H = {cfg['H']}, float32, CPU (load before/after: "
+        f"{cfg['load'][0]:.2f} / {cfg['load_after'][0]:.2f}). "
+        "Times are the best of interleaved repeats; ratios are against the scan timed in "
+        "the same run. Generated by `experiments/_bench_parallel.py`.",
+    ]
+    target = result.get("min_cell_target")
+    if target:
+        title = f"## Training step against the GRU's sequential scan, T = {target['T']:,}"
+        lines += ["", title, "", "| run | train ms | GRU scan time / this |", "|---|---|---|"]
+        for label, t in target["train_s"].items():
+            lines.append(f"| {label} | {1e3 * t:.1f} | {target['gru_scan_over'][label]:.2f} |")
+    lines += ["", "## Every method against the scan", "",
+              "| cell | T | method | iterations | infer / scan | train / scan | train temp MB "
+              "| depth (CPU default) | depth (associative) |",
+              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in result["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['cell']} | {r['T']:,} | {r['method']} | {r['error']} |||||| ")
+            continue
+        lines.append(
+            f"| {r['cell']} | {r['T']:,} | {r['method']} | {r['iterations'] or '-'} "
+            f"| {_ratio(r['inference_vs_scan'])} | {_ratio(r['train_vs_scan'])} "
+            f"| {r['train_temp_mb']:.1f} | {r['depth_cpu_default']:,} "
+            f"| {r['depth_associative']:,} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -125,25 +210,28 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     lengths = [50] if args.quick else args.lengths
     cells = ["gru", "min_gru"] if args.quick else args.cells
-    rows = []
-    target = None if args.skip_target else min_cell_target(100 if args.quick else 10_000)
+    rows, load = [], os.getloadavg()
+    target_T = 100 if args.quick else 10_000
+    target = None if args.skip_target else min_cell_target(target_T, args.quick)
     print(json.dumps(target))
     for T in [] if args.target_only else lengths:
         for name in cells:
-            methods = ["scan"] + (["affine"] if name.startswith("min_") else [])
-            if T <= 1000 or not name.startswith("min_"):
-                methods += [m for m in SOLVERS if not (m == "newton" and T > 1000)]
+            methods = methods_for(name, T)
             rows += measure(name, T, methods)
             for row in rows[-len(methods) :]:
                 print(json.dumps(row))
     result = {
-        "config": {"B": B, "I": I, "H": H, "load": os.getloadavg()},
+        "config": {"B": B, "I": I, "H": H, "load": load, "load_after": os.getloadavg()},
+        "command": "python experiments/_bench_parallel.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "rows": rows,
         "min_cell_target": target,
     }
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
+    with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
+        f.write(markdown(result))
     return result
 
 

@@ -234,3 +234,30 @@ def test_bad_arguments_name_what_is_allowed(capsys):
     with pytest.raises(SystemExit):
         benchmark.parse(["--profiles", "turbo"])
     assert "1-thread" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def parallel_quick(tmp_path_factory):
+    import _bench_parallel as parallel
+
+    out = tmp_path_factory.mktemp("parallel") / "bench_parallel.json"
+    result = parallel.main(["--quick", "--out", str(out)])
+    return result, out.with_suffix(".md").read_text()
+
+
+def test_parallel_mode_measures_every_method_against_the_scan(parallel_quick):
+    result, table = parallel_quick
+    rows = {(r["cell"], r["method"]): r for r in result["rows"]}
+    assert set(rows) == {("gru", m) for m in ("scan", "quasi_newton", "elk", "newton")} | {
+        ("min_gru", m) for m in ("scan", "affine", "quasi_newton", "elk", "newton")
+    }
+    for (cell, method), r in rows.items():
+        assert r["train_s"] > 0 and r["inference_s"] > 0
+        assert (r["train_vs_scan"] == 1.0) == (method == "scan")
+        # An affine step is solved exactly by one Newton-type iteration.
+        if cell == "min_gru" and method in ("newton", "quasi_newton"):
+            assert r["iterations"] == 1
+    assert rows[("gru", "newton")]["iterations"] < rows[("gru", "quasi_newton")]["iterations"]
+    target = result["min_cell_target"]
+    assert target["gru_scan_over"]["gru/scan"] == 1.0 and "min_gru/auto" in target["train_s"]
+    assert "| min_gru | 50 | affine |" in table and "GRU scan time / this" in table
