@@ -349,7 +349,9 @@ def _path_name(path) -> str:
     return "/".join(parts)
 
 
-def param_group_grad_norms(grads: Any, depth: Optional[int] = 1) -> dict[str, Array]:
+def param_group_grad_norms(
+    grads: Any, depth: Optional[int] = 1, *, bare: str = "all"
+) -> dict[str, Array]:
     """Euclidean norm of the gradient of each parameter group.
 
     Groups are named by their path in the pytree, parts joined by "/": the
@@ -367,12 +369,14 @@ def param_group_grad_norms(grads: Any, depth: Optional[int] = 1) -> dict[str, Ar
         one norm per top-level field (per layer for an `lj.recurrent` stack,
         per sub-model for `{"rnn": ..., "readout": ...}`); None gives one
         group per array.
+      bare: the name of the one group when `grads` is a bare array ("all";
+        the training metrics call it "params").
 
     Returns:
       A dict from group name to a scalar norm, in pytree order.
     """
     squares: dict[str, Array] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
-        name = _path_name(path if depth is None else path[:depth]) or "all"
+        name = _path_name(path if depth is None else path[:depth]) or bare
         squares[name] = squares.get(name, 0.0) + jnp.sum(jnp.square(leaf))
     return {name: jnp.sqrt(s) for name, s in squares.items()}

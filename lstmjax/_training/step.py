@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lstmjax import diagnostics
+
 Array = jax.Array
 Batch = Any  # a pair (xs, ys) of arrays or pytrees
 ApplyFn = Callable[..., Any]  # (params, xs) -> predictions, or (params, xs, key)
@@ -92,16 +94,9 @@ def group_norms(tree: Any) -> dict[str, Array]:
     NamedTuple fields and dict keys give the names; tuple and list entries
     are named by position ("0", "1", ...); a bare array is one group,
     "params". Parts with no arrays (e.g. `backward=None`) are left out.
+    The grouping is `lstmjax.diagnostics.param_group_grad_norms` at depth 1.
     """
-    if hasattr(tree, "_fields"):
-        parts = zip(tree._fields, tree, strict=True)
-    elif isinstance(tree, dict):
-        parts = ((str(k), v) for k, v in tree.items())
-    elif isinstance(tree, (list, tuple)):
-        parts = ((str(i), v) for i, v in enumerate(tree))
-    else:
-        parts = [("params", tree)]
-    return {name: optax.tree.norm(part) for name, part in parts if jax.tree_util.tree_leaves(part)}
+    return diagnostics.param_group_grad_norms(tree, depth=1, bare="params")
 
 
 def all_finite(tree: Any) -> Array:
