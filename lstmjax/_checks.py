@@ -196,6 +196,19 @@ def path_name(root: str, path) -> str:
     return root + jax.tree_util.keystr(path, simple=False) if path else root
 
 
+def check_remat(remat) -> int | bool | None:
+    """`remat` as False, None (segments of sqrt(T) steps) or a positive int k."""
+    if remat is False:
+        return False
+    if remat is True:
+        return None
+    if isinstance(remat, int) and not isinstance(remat, bool) and remat >= 1:
+        return remat
+    raise ValueError(
+        f"remat must be False, True or a positive int (steps per segment); got {remat!r}."
+    )
+
+
 def check_carry(carry, expected, where: str, name: str = "carry"):
     """Check that `carry` has the structure, shapes and a real dtype of `expected`.
 

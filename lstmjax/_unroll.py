@@ -33,25 +33,13 @@ from lstmjax._checks import (
     check_optional_size,
     check_params,
     check_rank,
+    check_remat,
     check_resets,
     check_size,
 )
 from lstmjax._placement import resolve_placement
 
 METHODS = ("auto", "scan", "affine", "newton", "quasi_newton", "elk")
-
-
-def check_remat(remat) -> Optional[int] | bool:
-    """`remat` as False, None (segments of sqrt(T) steps) or a positive int k."""
-    if remat is False:
-        return False
-    if remat is True:
-        return None
-    if isinstance(remat, int) and not isinstance(remat, bool) and remat >= 1:
-        return remat
-    raise ValueError(
-        f"remat must be False, True or a positive int (steps per segment); got {remat!r}."
-    )
 
 
 def initial_carry(cell: Cell, carry, batch: int, dtype, where: str) -> Carry:
