@@ -1,4 +1,4 @@
-"""Long-range memory: the adding problem and the copy task for RNN, LSTM and GRU.
+"""Long-range memory: the adding problem and the copy task for RNN, LSTM, GRU and the min cells.
 
 Each cell (with a linear readout) is trained with Adam and global-norm
 clipping on
@@ -51,7 +51,10 @@ CELLS |= {
     "ctrnn": partial(lj.ctrnn, tau=10.0, dt=1.0),
 }
 STYLE |= {"lstm_ln": ("C1", "D"), "ctrnn": ("C4", "v")}
-QUICK_CELLS = ("rnn", "lstm", "gru")
+# minGRU and minLSTM (Feng et al. 2024): gates from x_t alone, one exact affine scan per sequence.
+CELLS |= {"min_gru": lj.min_gru, "min_lstm": lj.min_lstm}
+STYLE |= {"min_gru": ("C5", "P"), "min_lstm": ("C6", "X")}
+QUICK_CELLS = ("rnn", "lstm", "gru", "min_gru", "min_lstm")
 
 ADDING_ANCHOR_T = 100  # the issue's anchors: adding at T = 100, copy at T = 20
 COPY_ANCHOR_T = 20
