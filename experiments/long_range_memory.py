@@ -329,10 +329,16 @@ def report(result: dict) -> Report:
     for kind in ("adding", "copy"):
         for t, setting in res[kind].items():
             losses_at = ", ".join(
-                f"{label} {fmt(r['final_test_loss'])}" for label, r in setting["cells"].items()
+                f"{label} {fmt(r['final_test_loss'])}"
+                + (f" (recall {fmt(r['recall_accuracy'])})" if "recall_accuracy" in r else "")
+                for label, r in setting["cells"].items()
             )
             parts.append(f"{kind} T = {t}: {losses_at} (baseline {fmt(setting['baseline'])})")
-    finding = "Final test loss: " + "; ".join(parts) + "."
+    finding = (
+        "Final test loss (copy: and the recall accuracy of the last 10 steps, chance 1/8): "
+        + "; ".join(parts)
+        + "."
+    )
     return Report([(result["figures"][0], finding)], result["anchors"])
 
 
