@@ -11,12 +11,15 @@ contracting nets; for chaotic ones it stalls or blows up until the exact
 prefix has grown (one state per iteration); the damped method stays finite.
 The min cells' step is affine in the carry, so one Newton step is exact and
 their exact pass (`unroll(method="affine")`, one affine scan) is compared
-with the sequential scan as well.
+with the sequential scan as well. Iteration counts to 1e-10 also come from
+one solve per cell and method at a longer T (1000), with the same parameters.
 
     python experiments/parallel_in_time.py [--quick] [--out DIR]
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -67,30 +70,52 @@ def as_states(cell: lj.Cell, ys: jax.Array, carry):
     return treedef.unflatten(jnp.split(states, cuts, axis=-1))
 
 
-def curve(cell, params, xs, method: str, iters: int) -> list[float]:
+class Solvers(NamedTuple):
+    """One cell's jitted solver calls, compiled once per method and shared by its settings."""
+
+    iterate: dict  # method -> `(params, xs, init) -> (next iterate, its residual)`
+    solve: dict  # method -> `(params, xs) -> ParallelInfo` of a solve of at most T iterations
+
+
+def solvers(cell: lj.Cell) -> Solvers:
+    wcell = traced(cell)
+
+    def iterate(method):
+        def one(params, xs, init):
+            ys, carry, info = lj.unroll_parallel(
+                wcell, params, xs, method=method, max_iters=1, tol=1e-300, init=init
+            )
+            return as_states(cell, ys, carry), info.residual
+
+        return jax.jit(one)
+
+    def solve(method):
+        def whole(params, xs):
+            T = xs.shape[1]
+            return lj.unroll_parallel(cell, params, xs, method=method, max_iters=T, tol=TOL)[2]
+
+        return jax.jit(whole)
+
+    return Solvers({m: iterate(m) for m in METHODS}, {m: solve(m) for m in METHODS})
+
+
+def curve(cell, params, xs, method: str, iters: int, fns: Optional[Solvers] = None) -> list[float]:
     """Residual after k = 1..iters iterations from the zero guess (inf/NaN kept: divergence).
 
     Each iteration is one call with `max_iters=1` from the previous iterate
     (`init`): the methods keep no state between iterations (ELK's damping is
     fixed), so this is the same sequence of iterates as one solve of k
-    iterations, at one compilation instead of one per k.
+    iterations, at one compilation instead of one per k. `fns`: the cell's
+    `solvers` (built here if None).
     """
-    wcell = traced(cell)
-
-    @jax.jit
-    def one(init):
-        ys, carry, info = lj.unroll_parallel(
-            wcell, params, xs, method=method, max_iters=1, tol=1e-300, init=init
-        )
-        return as_states(cell, ys, carry), info.residual
-
+    one = (fns or solvers(cell)).iterate[method]
     T, B = xs.shape[1], xs.shape[0]
     state = jax.tree_util.tree_map(
         lambda c: jnp.zeros((T,) + c.shape, c.dtype), cell.initial_carry((B,))
     )
     out = []
     for _ in range(iters):
-        state, residual = one(state)
+        state, residual = one(params, xs, state)
         out.append(float(residual))
     return out
 
@@ -141,6 +166,18 @@ def flip_flop(key, batch: int, config: dict):
     return tasks.flip_flop(key, batch, config["steps"], bits=config["bits"], dtype=jnp.float64)
 
 
+def solve_count(fns: Solvers, params, xs, method: str) -> dict:
+    """One solve (at most T iterations): its iterations and final residual."""
+    info = fns.solve[method](params, xs)
+    return {"iterations": int(info.iterations), "residual": float(info.residual)}
+
+
+def converged_in(solve: dict):
+    """The iterations of a solve that reached TOL (finite residual), or None."""
+    ok = np.isfinite(solve["residual"]) and solve["residual"] <= TOL
+    return solve["iterations"] if ok else None
+
+
 def first_below(ys, tol: float = TOL):
     """The first iteration (1-based) whose residual is finite and <= tol, or None."""
     return next((k + 1 for k, y in enumerate(ys) if np.isfinite(y) and y <= tol), None)
@@ -149,28 +186,34 @@ def first_below(ys, tol: float = TOL):
 def run_settings(config: dict, key) -> dict:
     """Curves, iteration counts and training losses for every cell and setting."""
     xs, _ = flip_flop(jax.random.fold_in(key, 0), config["batch"], config)
+    long_xs, _ = flip_flop(
+        jax.random.fold_in(key, 1), config["batch"], config | {"steps": config["long_steps"]}
+    )
     curves = {"init": {}, "trained": {}, "chaotic": {}}
+    at_length = {"T": config["long_steps"], "init": {}, "trained": {}, "chaotic": {}}
     affine, train_loss = {"init": {}, "trained": {}}, {}
+    iters = config["iters"]
     for i, (name, make) in enumerate(CELLS.items()):
         cell = make(config["hidden"], dtype=jnp.float64)
+        fns = solvers(cell)
         params = cell.init(jax.random.fold_in(key, 1 + i), config["bits"])
         trained, history = train_flip_flop(cell, params, jax.random.fold_in(key, 100 + i), config)
         train_loss[name] = {"first": history[0], "last": history[-1]}
         for setting, p in (("init", params), ("trained", trained)):
-            curves[setting][name] = {m: curve(cell, p, xs, m, config["iters"]) for m in METHODS}
+            curves[setting][name] = {m: curve(cell, p, xs, m, iters, fns) for m in METHODS}
+            at_length[setting][name] = {m: solve_count(fns, p, long_xs, m) for m in METHODS}
             if name in MIN_CELLS:
                 affine[setting][name] = affine_check(cell, p, xs)
         if name == "rnn":
             chaotic = params._replace(w_h=config["chaotic_gain"] * params.w_h)
-            curves["chaotic"][name] = {
-                m: curve(cell, chaotic, xs, m, config["iters"]) for m in METHODS
-            }
+            curves["chaotic"][name] = {m: curve(cell, chaotic, xs, m, iters, fns) for m in METHODS}
+            at_length["chaotic"][name] = {m: solve_count(fns, chaotic, long_xs, m) for m in METHODS}
     iterations = {
         setting: {n: {m: first_below(ys) for m, ys in per.items()} for n, per in c.items()}
         for setting, c in curves.items()
     }
     return {"curves": curves, "iterations_to_tol": iterations, "affine_pass": affine,
-            "train_loss": train_loss}  # fmt: skip
+            "train_loss": train_loss, "iterations_at_length": at_length}  # fmt: skip
 
 
 def anchors_of(result: dict) -> list[dict]:
@@ -251,9 +294,10 @@ def main(argv=None) -> dict:
     enable_x64()
     config = {"hidden": 16, "bits": 3, "steps": 100, "batch": 4, "iters": 100, "chaotic_gain": 3.0}
     config |= {"train_steps": 500, "train_batch": 32, "learning_rate": 1e-2, "clip_norm": 1.0}
+    config |= {"long_steps": 1000}  # one solve per cell and method at this T: iterations only
     if args.quick:
         config |= {"hidden": 4, "steps": 10, "batch": 2, "iters": 10, "train_steps": 20}
-        config |= {"train_batch": 8}
+        config |= {"train_batch": 8, "long_steps": 20}
     out = run_settings(config, jax.random.PRNGKey(args.seed))
     few = {n: out["iterations_to_tol"]["init"][n]["newton"] for n in ("rnn", "gru", "lstm")}
     data = {**out, "newton_iterations_to_1e-10": few}
@@ -279,6 +323,25 @@ def report(result: dict) -> Report:
             f"{method}: at init {counts(it['init'], method, cap)}; after training "
             f"{counts(it['trained'], method, cap)}."
         )
+    long = {
+        k: v
+        if k == "T"
+        else {n: {m: converged_in(r) for m, r in per.items()} for n, per in v.items()}
+        for k, v in result["iterations_at_length"].items()
+    }
+    chaos = result["iterations_at_length"]["chaotic"]["rnn"]
+    parts.append(
+        f"At T = {long['T']} (one solve each, at most T iterations; same parameters): "
+        + "; ".join(
+            f"{m} at init {counts(long['init'], m, long['T'])}, after training "
+            f"{counts(long['trained'], m, long['T'])}, chaotic rnn "
+            f"{long['chaotic']['rnn'][m] or '> ' + str(long['T'])}"
+            for m in METHODS
+        )
+        + " (chaotic rnn's final residuals: "
+        + ", ".join(f"{m} {fmt(chaos[m]['residual'])}" for m in METHODS)
+        + ")."
+    )
     parts.append(
         "Flip-flop training MSE, first to last step: "
         + ", ".join(f"{n} {fmt(v['first'])} -> {fmt(v['last'])}" for n, v in loss.items())

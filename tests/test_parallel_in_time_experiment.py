@@ -46,6 +46,9 @@ def test_newton_within_t_iterations(quick):
             newton = quick["curves"][setting][name]["newton"]
             assert newton[-1] < 1e-10 and newton[0] > 1e-6, (setting, name)
             assert quick["iterations_to_tol"][setting][name]["newton"] <= 10
+            # The same holds for one whole solve at T = 20 (within T iterations).
+            solve = quick["iterations_at_length"][setting][name]["newton"]
+            assert solve["iterations"] <= 20 and solve["residual"] <= 1e-10, (setting, name)
 
 
 def test_min_cells_are_solved_in_one_step(quick):
@@ -57,6 +60,9 @@ def test_min_cells_are_solved_in_one_step(quick):
                 assert quick["curves"][setting][name][method][0] < 1e-13, (setting, name, method)
                 assert quick["iterations_to_tol"][setting][name][method] == 1
             assert quick["affine_pass"][setting][name]["max_abs_vs_scan"] < 1e-13
+            solves = quick["iterations_at_length"][setting][name]  # one solve each at T = 20
+            assert solves["newton"]["iterations"] == solves["quasi_newton"]["iterations"] == 1
+            assert solves["newton"]["residual"] <= 1e-10
 
 
 @pytest.mark.parametrize("method", ["newton", "elk"])
