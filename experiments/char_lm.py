@@ -1,10 +1,11 @@
-"""Character-level language models (RNN, LSTM, GRU) trained with truncated BPTT.
+"""Character-level language models (RNN, LSTM, GRU, minGRU, minLSTM) trained with truncated BPTT.
 
 The corpus is the Python standard library's own source
 (`lstmjax.tasks.char_corpus`), so nothing is downloaded. Each model is an
 embedding, one recurrent layer and a linear readout
 (`lstmjax.lm.language_model`); the hidden sizes are chosen so that the
-three models have the same number of parameters to within a few percent.
+models have the same number of parameters to within a few percent (the min
+cells, whose gates see only x_t, get a wider state for the same count).
 
 Training reads the text as `batch` parallel streams (`tasks.stream_rows`)
 in chunks of `chunk_len` characters, one Adam update per chunk, driven by
@@ -47,7 +48,8 @@ from lstmjax.lm import LanguageModel, language_model
 NAME = "char_lm"
 
 CELLS: dict[str, Callable[[int], lj.Cell]] = {"rnn": lj.rnn, "lstm": lj.lstm, "gru": lj.gru}
-COLORS = {"rnn": "C3", "lstm": "C0", "gru": "C2"}
+CELLS |= {"min_gru": lj.min_gru, "min_lstm": lj.min_lstm}  # Feng et al. 2024
+COLORS = {"rnn": "C3", "lstm": "C0", "gru": "C2", "min_gru": "C5", "min_lstm": "C6"}
 
 
 def parameter_count(tree) -> int:

@@ -1,4 +1,4 @@
-"""Long-range memory: the adding problem and the copy task for RNN, LSTM and GRU.
+"""Long-range memory: the adding problem and the copy task for RNN, LSTM, GRU and the min cells.
 
 Each cell (with a linear readout) is trained with Adam and global-norm
 clipping on
@@ -51,7 +51,10 @@ CELLS |= {
     "ctrnn": partial(lj.ctrnn, tau=10.0, dt=1.0),
 }
 STYLE |= {"lstm_ln": ("C1", "D"), "ctrnn": ("C4", "v")}
-QUICK_CELLS = ("rnn", "lstm", "gru")
+# minGRU and minLSTM (Feng et al. 2024): gates from x_t alone, one exact affine scan per sequence.
+CELLS |= {"min_gru": lj.min_gru, "min_lstm": lj.min_lstm}
+STYLE |= {"min_gru": ("C5", "P"), "min_lstm": ("C6", "X")}
+QUICK_CELLS = ("rnn", "lstm", "gru", "min_gru", "min_lstm")
 
 ADDING_ANCHOR_T = 100  # the issue's anchors: adding at T = 100, copy at T = 20
 COPY_ANCHOR_T = 20
@@ -326,10 +329,16 @@ def report(result: dict) -> Report:
     for kind in ("adding", "copy"):
         for t, setting in res[kind].items():
             losses_at = ", ".join(
-                f"{label} {fmt(r['final_test_loss'])}" for label, r in setting["cells"].items()
+                f"{label} {fmt(r['final_test_loss'])}"
+                + (f" (recall {fmt(r['recall_accuracy'])})" if "recall_accuracy" in r else "")
+                for label, r in setting["cells"].items()
             )
             parts.append(f"{kind} T = {t}: {losses_at} (baseline {fmt(setting['baseline'])})")
-    finding = "Final test loss: " + "; ".join(parts) + "."
+    finding = (
+        "Final test loss (copy: and the recall accuracy of the last 10 steps, chance 1/8): "
+        + "; ".join(parts)
+        + "."
+    )
     return Report([(result["figures"][0], finding)], result["anchors"])
 
 

@@ -36,6 +36,7 @@ EXPERIMENTS = [
     "lyapunov_gradients",
     "lorenz_lyapunov",
     "flipflop_fixed_points",
+    "parallel_in_time",
 ]
 
 
