@@ -127,9 +127,19 @@ def _apply(J, h, dense):
 # --- the solve ----------------------------------------------------------------------
 
 
+def residual(h: Array, Fh: Array) -> Array:
+    """max_t |h_t - F_t(h_{t-1})|, inf where any entry is NaN.
+
+    XLA's max skips NaN (an all-NaN iterate would give -inf and pass any
+    tolerance), so NaN is made inf first: a NaN iterate never converges.
+    """
+    gap = jnp.abs(h - Fh)
+    return jnp.max(jnp.where(jnp.isnan(gap), jnp.inf, gap))
+
+
 def _evaluate(F, dense, h, h0, px, valid, reset):
     Fh, J = jax.vmap(step_and_jacobian(F, dense))(shift(h, h0), px, valid, reset)
-    return Fh, J, jnp.max(jnp.abs(h - Fh))
+    return Fh, J, residual(h, Fh)
 
 
 def iterate(F, options: Options, h_init, h0, px, valid, reset):

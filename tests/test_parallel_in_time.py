@@ -110,6 +110,29 @@ def test_non_convergence_raises_naming_residual_and_iterations():
     assert not bool(info.converged) and int(info.iterations) == 3 and float(info.residual) > 1e-3
 
 
+@pytest.mark.parametrize("method", ["newton", "quasi_newton", "elk"])
+def test_a_nan_iterate_never_counts_as_converged(method):
+    # XLA's max skips NaN: an all-NaN guess once gave residual -inf, "converged".
+    cell = lj.gru(4, dtype=jnp.float64)
+    params = cell.init(jax.random.PRNGKey(0), 3)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 3), jnp.float64)
+    init = jnp.full((6, 2, 4), jnp.nan)
+    solve = jax.jit(
+        lambda p, k: lj.unroll_parallel(cell, p, xs, method=method, init=init, max_iters=k),
+        static_argnums=1,
+    )
+    _, _, info = solve(params, 2)  # states 2..5 still NaN after two iterations
+    assert not bool(info.converged) and float(info.residual) == np.inf
+    ys, _, info = solve(params, 60)
+    if method == "elk":  # the guess is ELK's observation: NaN stays, and it says so
+        assert not bool(info.converged) and float(info.residual) == np.inf
+        return
+    # Each Newton iteration makes one more leading state exact, so from the
+    # NaN guess the solve still reaches the scan's answer, and says so.
+    assert bool(info.converged)
+    close(ys, lj.unroll(cell, params, xs)[0])
+
+
 def test_non_convergence_under_jit_gives_nan_everywhere():
     cell, params, xs = chaotic()
     f = jax.jit(lambda p: lj.unroll(cell, p, xs, method="quasi_newton", max_iters=3))
