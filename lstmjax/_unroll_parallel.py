@@ -122,8 +122,10 @@ def unroll_parallel(
         grows with lambda).
       jacobian_limit: bytes "newton" may use for its Jacobians before it
         refuses with a message (default 2 GiB).
-      affine_algorithm: the affine scan's algorithm (`_affine_scan.py`:
-        "auto", "blocked", "associative", "sequential").
+      affine_algorithm: the algorithm of every scan of the solve (the
+        Newton steps, ELK's filter and smoother, the adjoint): "auto"
+        (sequential on CPU, where it measured fastest; associative, depth
+        O(log T), elsewhere), "sequential", "associative" or "blocked".
 
     Returns:
       `(ys, carry, info)`: as `unroll`, plus `ParallelInfo(iterations, residual,
