@@ -71,6 +71,11 @@ def _compose(a2: Array, a1: Array, dense: bool) -> Array:
     return a2 @ a1 if dense else a2 * a1
 
 
+def entering(hs: Array, h0: Array) -> Array:
+    """`[h0, h_0, ..., h_{T-2}]`: the state entering each step (`hs: [T, ...]`)."""
+    return jnp.concatenate([h0[None], hs[:-1]], axis=0)[: hs.shape[0]]
+
+
 def resolve_algorithm(algorithm: str) -> str:
     """ "auto" -> "sequential" on CPU, "associative" on GPU/TPU (the default backend)."""
     if algorithm != "auto":
@@ -123,7 +128,7 @@ def _scan_jvp(algorithm, primals, tangents):
     da, db, dh0 = tangents
     hs = _evaluate(a, b, h0, algorithm)
     dense = _is_dense(a, b)
-    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+    h_prev = entering(hs, h0)
     tangent_algorithm = resolve_algorithm("auto") if algorithm == "log" else algorithm
     u = _apply(da, h_prev, dense) + db
     return hs, _evaluate(a, u, dh0, tangent_algorithm)

@@ -34,9 +34,9 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._affine_scan import affine_scan, resolve_algorithm
+from lstmjax._affine_scan import affine_scan, entering, resolve_algorithm
 from lstmjax._cell import Array, Carry, Cell, Params
-from lstmjax._sequence import Sequences, masked_recur
+from lstmjax._sequence import Sequences, masked_recur, zero_invalid
 
 CPU_CHUNK_STEPS = 512  # the measured default chunk on CPU (module docstring)
 
@@ -59,9 +59,7 @@ def step_fn(cell: Cell, params: Params, carry0: Carry):
 
 def shifted(hs: Carry, carry0: Carry) -> Carry:
     """`[carry0, h_0, ..., h_{T-2}]`: the carry entering each step, leaf by leaf."""
-    return jax.tree_util.tree_map(
-        lambda h, c: jnp.concatenate([c[None], h[:-1]], axis=0)[: h.shape[0]], hs, carry0
-    )
+    return jax.tree_util.tree_map(entering, hs, carry0)
 
 
 def last(hs: Carry, carry0: Carry) -> Carry:
@@ -115,9 +113,7 @@ def linear_pass(
     a, b = jax.vmap(coefficients)(px, seq.valid, seq.reset)
     hs = jax.tree_util.tree_map(lambda a_, b_, h0: affine_scan(a_, b_, h0, algorithm), a, b, start)
     if output_is_carry(cell, params, start, px):
-        h = jax.tree_util.tree_leaves(hs)[0]
-        valid = seq.valid
-        ys = h if valid is None else jnp.where(valid[..., None], h, jnp.zeros_like(h))
+        ys = zero_invalid(jax.tree_util.tree_leaves(hs)[0], seq.valid)
     else:
         ys = jax.vmap(lambda h, p, v, r: f(h, p, v, r)[1])(
             shifted(hs, start), px, seq.valid, seq.reset

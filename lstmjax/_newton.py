@@ -46,7 +46,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lstmjax._affine_scan import affine_scan
+from lstmjax._affine_scan import affine_scan, entering
 from lstmjax._cell import Array, Carry, Cell, Params
 from lstmjax._sequence import Sequences, masked_recur
 
@@ -84,11 +84,6 @@ def unraveler(carry0: Carry):
         return treedef.unflatten(jnp.split(v, cuts, axis=-1))
 
     return unravel
-
-
-def shift(h: Array, h0: Array) -> Array:
-    """`[h0, h_0, ..., h_{T-2}]`: the state entering each step."""
-    return jnp.concatenate([h0[None], h[:-1]], axis=0)[: h.shape[0]]
 
 
 # --- the masked step and its Jacobians ------------------------------------------------
@@ -138,7 +133,7 @@ def residual(h: Array, Fh: Array) -> Array:
 
 
 def _evaluate(F, dense, h, h0, px, valid, reset):
-    Fh, J = jax.vmap(step_and_jacobian(F, dense))(shift(h, h0), px, valid, reset)
+    Fh, J = jax.vmap(step_and_jacobian(F, dense))(entering(h, h0), px, valid, reset)
     return Fh, J, residual(h, Fh)
 
 
@@ -154,7 +149,7 @@ def iterate(F, options: Options, h_init, h0, px, valid, reset):
 
     def body(state):
         h, Fh, J, _, k = state
-        hp = shift(h, h0)
+        hp = entering(h, h0)
         if options.method == "elk":
             h = _elk.damped_step(J, Fh - J * hp, h, h0, options.damping, options.algorithm)
         else:
@@ -185,7 +180,7 @@ def _fixed_point_bwd(cell_F, options, res, cotangents):
     gbar = cotangents[0]
     F = cell_F(params, carry0)
     h0 = ravel(carry0)
-    hp = shift(h, h0)
+    hp = entering(h, h0)
     if options.method == "newton":
         _, J = jax.vmap(step_and_jacobian(F, True))(hp, px, valid, reset)
         # lambda_t = gbar_t + J_{t+1}^T lambda_{t+1}, as a forward scan over reversed time.
@@ -204,7 +199,7 @@ def _fixed_point_bwd(cell_F, options, res, cotangents):
     def all_steps(params, px, carry0):
         Fp = cell_F(params, carry0)
         return jax.vmap(lambda a, p, v, r: Fp(a, p, v, r)[0])(
-            shift(h, ravel(carry0)), px, valid, reset
+            entering(h, ravel(carry0)), px, valid, reset
         )
 
     _, vjp = jax.vjp(all_steps, params, px, carry0)
@@ -238,7 +233,7 @@ def solve(
     h, info = fixed_point(cell_F, options, params, px, seq.carry0, seq.valid, seq.reset, h_init)
     info = jax.tree_util.tree_map(jax.lax.stop_gradient, info)
     F = cell_F(params, seq.carry0)
-    ys = jax.vmap(lambda a, p, v, r: F(a, p, v, r)[1])(shift(h, h0), px, seq.valid, seq.reset)
+    ys = jax.vmap(lambda a, p, v, r: F(a, p, v, r)[1])(entering(h, h0), px, seq.valid, seq.reset)
     unravel = unraveler(seq.carry0)
     carry = unravel(h[-1]) if T else seq.carry0
     return ys, carry, info

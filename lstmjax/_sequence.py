@@ -85,7 +85,7 @@ def prepare(
     valid = None
     if lengths is not None:
         valid = jnp.arange(T)[:, None] < lengths[None, :]  # [T, B]
-        xs_t = jnp.where(valid[..., None], xs_t, jnp.zeros_like(xs_t))
+        xs_t = zero_invalid(xs_t, valid)
     reset = None
     if resets is not None:
         reset = jnp.swapaxes(resets, 0, 1)
@@ -104,6 +104,11 @@ def finish(ys_t: Array, lengths: Optional[Array], reverse: bool, time_major: boo
     """Outputs back in original time order and the caller's layout."""
     ys_t = _to_processing_order(ys_t, lengths, reverse)
     return ys_t if time_major else jnp.swapaxes(ys_t, 0, 1)
+
+
+def zero_invalid(x: Array, valid: Optional[Array]) -> Array:
+    """`x` `[..., F]` with zeros where `valid` `[...]` is False (padding: inputs, outputs)."""
+    return x if valid is None else jnp.where(valid[..., None], x, jnp.zeros_like(x))
 
 
 def _select(mask: Array, a: Carry, b: Carry) -> Carry:
@@ -128,5 +133,5 @@ def masked_recur(
     new_carry, y = recur(params, carry, px)
     if valid is not None:
         new_carry = _select(valid, new_carry, carry)
-        y = jnp.where(valid[:, None], y, jnp.zeros_like(y))
+        y = zero_invalid(y, valid)
     return new_carry, y
