@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lstmjax._arrays import is_concrete, is_tracer, path_name, row  # noqa: F401 (re-exported)
+
 MAX_LISTED = 5  # offenders named in a value error; the rest are counted
 
 
@@ -191,11 +193,6 @@ def check_features(x, input_size: int, where: str, name: str = "x") -> None:
         )
 
 
-def path_name(root: str, path) -> str:
-    """One way to name a pytree leaf: `params.w_h`, `carry.c`, `params[1].forward.b`."""
-    return root + jax.tree_util.keystr(path, simple=False) if path else root
-
-
 def check_remat(remat) -> int | bool | None:
     """`remat` as False, None (segments of sqrt(T) steps) or a positive int k."""
     if remat is False:
@@ -236,15 +233,6 @@ def check_carry(carry, expected, where: str, name: str = "carry"):
             )
         check_float(got, leaf)
     return carry
-
-
-def is_tracer(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
-
-
-def is_concrete(x) -> bool:
-    """True when `x` holds values now (not a tracer inside jit/grad/vmap)."""
-    return not is_tracer(x)
 
 
 def _offenders(values: np.ndarray, bad: np.ndarray) -> str:
@@ -334,15 +322,6 @@ def check_top_k(top_k, vocab_size: int) -> int:
     if top_k > vocab_size:
         raise ValueError(f"top_k must be an int in [1, V] = [1, {vocab_size}]; got {top_k!r}.")
     return top_k
-
-
-def row(v, like):
-    """Reshape a vector `[n]` to `[1, ..., 1, n]` to broadcast against `like`.
-
-    Written out because the tests run with `jax_numpy_rank_promotion="raise"`,
-    so that no accidental broadcast between ranks goes unnoticed.
-    """
-    return jnp.reshape(v, (1,) * (jnp.ndim(like) - 1) + jnp.shape(v))
 
 
 # --- cells and their parameters -------------------------------------------------

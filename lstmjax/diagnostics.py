@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lstmjax._arrays import group_norms
 from lstmjax._cell import Array, Carry, Cell, Params
 
 LossFn = Callable[[Array], Array]  # ys [B, T, O] -> per-example losses [B]
@@ -335,20 +336,6 @@ def spectral_radius(w: Array) -> Array:
     return jnp.max(jnp.abs(jnp.linalg.eigvals(w)))
 
 
-def _path_name(path) -> str:
-    parts = []
-    for key in path:
-        if isinstance(key, jax.tree_util.GetAttrKey):
-            parts.append(key.name)
-        elif isinstance(key, jax.tree_util.SequenceKey):
-            parts.append(str(key.idx))
-        elif isinstance(key, jax.tree_util.DictKey):
-            parts.append(str(key.key))
-        else:
-            parts.append(str(key))
-    return "/".join(parts)
-
-
 def param_group_grad_norms(
     grads: Any, depth: Optional[int] = 1, *, bare: str = "all"
 ) -> dict[str, Array]:
@@ -375,8 +362,4 @@ def param_group_grad_norms(
     Returns:
       A dict from group name to a scalar norm, in pytree order.
     """
-    squares: dict[str, Array] = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
-        name = _path_name(path if depth is None else path[:depth]) or bare
-        squares[name] = squares.get(name, 0.0) + jnp.sum(jnp.square(leaf))
-    return {name: jnp.sqrt(s) for name, s in squares.items()}
+    return group_norms(grads, depth, bare)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lstmjax import diagnostics
+from lstmjax._arrays import group_norms as _group_norms
 
 Array = jax.Array
 Batch = Any  # a pair (xs, ys) of arrays or pytrees
@@ -96,7 +96,7 @@ def group_norms(tree: Any) -> dict[str, Array]:
     "params". Parts with no arrays (e.g. `backward=None`) are left out.
     The grouping is `lstmjax.diagnostics.param_group_grad_norms` at depth 1.
     """
-    return diagnostics.param_group_grad_norms(tree, depth=1, bare="params")
+    return _group_norms(tree, depth=1, bare="params")
 
 
 def all_finite(tree: Any) -> Array:
