@@ -1,62 +1,108 @@
-"""The `Cell` type shared by every recurrent cell.
+"""The `Cell` type shared by every recurrent cell, and the checks of its contract.
 
-A cell is a NamedTuple of pure functions plus the static sizes the layers
-need. The step is split in two so that `unroll` may compute the input
-projection of all time steps at once (one big matmul) or inside each step,
-whichever measures faster on the device, without a second implementation of
-any cell. `step` is not stored: it is derived from the other two, so that
+A cell is an immutable value: a frozen dataclass holding its configuration
+(sizes, options, initialisers, dtype) with pure methods. Two cells built with
+the same factory and options are equal and hash equal, so `jax.jit` reuses
+one compiled program for both; a cell is a pytree with no leaves, so it may
+also be passed to a jitted function as an ordinary argument.
+
+The step is split in two so that `unroll` may compute the input projection
+of all time steps at once (one big matmul) or inside each step, whichever
+measures faster on the device, without a second implementation of any cell.
+`step` is derived from the other two:
 
     cell.step(params, carry, x) == cell.recur(params, carry, cell.project(params, x))
 
-holds for every cell, also after `cell._replace(recur=...)`.
+and every cell says how its output is read from its carry (`output`):
+
+    carry_t, y_t = cell.recur(params, carry, px)   =>   y_t == cell.output(carry_t)
+
+Structural checks of a cell's params and carry live here, next to the type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+import dataclasses
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import check_carry, check_float, check_params, check_size
-
-Array = jax.Array
-PRNGKey = jax.Array
-Params = Any  # a NamedTuple of arrays, one type per cell
-Carry = Any  # an array, or a NamedTuple of arrays (LSTM: (h, c))
-Initializer = Callable[..., Array]  # any jax.nn.initializers function
+from lstmjax._arrays import path_name, row
+from lstmjax._checks import check_float, check_size
+from lstmjax._typing import Array, Carry, Params
 
 
-class Cell(NamedTuple):
-    """A recurrent cell as pure functions.
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """Base class of every cell: a frozen, hashable configuration with pure methods.
 
-    Build one with a factory (`lj.lstm(64)`), or for a cell of your own with
-    keywords: `Cell(init=..., initial_carry=..., project=..., recur=...,
-    hidden_size=..., output_size=..., name=...)`.
+    Build one with a factory (`lj.lstm(64)`). A cell of your own is a frozen
+    dataclass deriving from `Cell`, with fields for its configuration, the
+    attributes `hidden_size` and `output_size` (fields or properties), and
+    the methods below:
 
-    Attributes:
+        @dataclasses.dataclass(frozen=True)
+        class Leaky(lj.Cell):
+            hidden_size: int
+            rate: float = 0.5
+
+            @property
+            def output_size(self): return self.hidden_size
+            def init(self, key, input_size):
+                return jax.random.normal(key, (input_size, self.hidden_size)) * 0.1
+            def initial_carry(self, batch_shape=()):
+                return jnp.zeros(lj.batch_shape_tuple(batch_shape) + (self.hidden_size,))
+            def project(self, params, x): return x @ params
+            def recur(self, params, h, px):
+                h = (1 - self.rate) * h + self.rate * jnp.tanh(px)
+                return h, h
+            def output(self, h): return h
+
+    Methods:
       init: `(key, input_size) -> params`.
       initial_carry: `(batch_shape) -> carry` of zeros, each leaf
         `[*batch_shape, size]`.
       project: `(params, x) -> px`, the part of a step that depends on `x`
         alone (`x @ w_x + b`, every gate fused), `px: [..., gates*hidden]`.
       recur: `(params, carry, px) -> (carry, y)`, the rest of the step.
+      output: `carry -> y`, how the output is read from the new carry.
+      step: `(params, carry, x) -> (carry, y)`, derived (checked at trace time).
+
+    Attributes:
       hidden_size: units in the recurrent state.
-      output_size: size of `y` (equal to `hidden_size` except for Jordan).
-      name: short name, for messages and plots.
+      output_size: size of `y` (equal to `hidden_size` except for Jordan and
+        the projected LSTM).
+      name: short name, for messages and plots (the class name by default).
       linear_in_carry: True when `recur` is affine in the carry (the min
         cells), so the whole sequence has an exact parallel solution.
     """
 
-    init: Callable[[PRNGKey, int], Params]
-    initial_carry: Callable[..., Carry]
-    project: Callable[[Params, Array], Array]
-    recur: Callable[[Params, Carry, Array], tuple[Carry, Array]]
-    hidden_size: int
-    output_size: int
-    name: str
-    linear_in_carry: bool = False
+    linear_in_carry: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A pytree without leaves: the whole value is static (hashed by jit).
+        jax.tree_util.register_static(cls)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def init(self, key: jax.Array, input_size: int) -> Params:
+        raise NotImplementedError(f"{type(self).__name__} must define init(key, input_size).")
+
+    def initial_carry(self, batch_shape: int | tuple[int, ...] = ()) -> Carry:
+        raise NotImplementedError(f"{type(self).__name__} must define initial_carry(batch_shape).")
+
+    def project(self, params: Params, x: Array) -> Array:
+        raise NotImplementedError(f"{type(self).__name__} must define project(params, x).")
+
+    def recur(self, params: Params, carry: Carry, px: Array) -> tuple[Carry, Array]:
+        raise NotImplementedError(f"{type(self).__name__} must define recur(params, carry, px).")
+
+    def output(self, carry: Carry) -> Array:
+        raise NotImplementedError(f"{type(self).__name__} must define output(carry).")
 
     def step(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
         """One step: `(params, carry, x: [..., input_size]) -> (carry, y: [..., output_size])`.
@@ -73,8 +119,115 @@ class Cell(NamedTuple):
         return self.recur(params, carry, self.project(params, x))
 
 
+# --- small helpers shared by the cells --------------------------------------------
+
+
 def batch_shape_tuple(batch_shape) -> tuple[int, ...]:
     """Accept an int or a tuple for `initial_carry`'s batch shape."""
     if isinstance(batch_shape, int):
         return (check_size("batch_shape", batch_shape, minimum=0),)
     return tuple(check_size("batch_shape", b, minimum=0) for b in batch_shape)
+
+
+def zeros_state(batch_shape, size: int, dtype) -> Array:
+    """A state of zeros `[*batch_shape, size]`."""
+    return jnp.zeros(batch_shape_tuple(batch_shape) + (size,), dtype)
+
+
+def dense_projection(params: Any, x: Array) -> Array:
+    """`x @ params.w_x + params.b`: the input projection of most cells."""
+    return x @ params.w_x + row(params.b, x)
+
+
+# --- the contract's checks ------------------------------------------------------------
+
+
+def check_cell(cell, where: str) -> Cell:
+    """`cell` must be a `Cell` (a factory's result), not the factory itself."""
+    if isinstance(cell, Cell):
+        return cell
+    if callable(cell) and getattr(cell, "__module__", "").startswith("lstmjax"):
+        name = getattr(cell, "__name__", repr(cell))
+        raise TypeError(
+            f"{where}: cell must be a Cell; got the factory lstmjax.{name} itself. "
+            f"Call it with a hidden size first, e.g. lj.{name}(64)."
+        )
+    raise TypeError(f"{where}: cell must be a Cell (e.g. lj.lstm(64)); got {type(cell).__name__}.")
+
+
+def check_params(cell: Cell, params, input_size: int, where: str, name: str = "params") -> None:
+    """Check `params` against what `cell.init(key, input_size)` would give.
+
+    Type (a cell names the params type it expects), fields, every shape and
+    a real dtype. `input_size` is the feature size of the user's inputs, so a
+    mismatch is reported as such when the params carry a `w_x: [I, ...]` field.
+    """
+    hint = f"create them with cell.init(key, input_size={input_size})"
+    if params is None:
+        raise TypeError(f"{where}: {name} is None; {hint}.")
+    expected = jax.eval_shape(lambda: cell.init(jax.random.key(0), input_size))
+    if type(params) is not type(expected):
+        raise TypeError(
+            f"{where}: cell {cell.name!r} expects {name} of type {type(expected).__name__}; "
+            f"got {type(params).__name__}. Parameters of one cell cannot drive another; {hint}."
+        )
+    w_x = getattr(params, "w_x", None)
+    if w_x is not None and jnp.ndim(w_x) == 2 and jnp.shape(w_x)[0] != input_size:
+        raise ValueError(
+            f"{where}: the inputs have {input_size} features but {name}.w_x has shape "
+            f"{jnp.shape(w_x)}, i.e. the parameters expect input_size={jnp.shape(w_x)[0]}."
+        )
+    got = jax.tree_util.tree_flatten_with_path(params, is_leaf=lambda v: v is None)[0]
+    want = jax.tree_util.tree_flatten(expected, is_leaf=lambda v: v is None)[0]
+    if len(got) != len(want):
+        raise ValueError(
+            f"{where}: {name} has {len(got)} leaves, but cell {cell.name!r} expects "
+            f"{len(want)}; {hint}."
+        )
+    for (path, g), w in zip(got, want, strict=True):
+        leaf = path_name(name, path)
+        if (g is None) != (w is None):
+            state = "is None" if g is None else f"has shape {jnp.shape(g)}"
+            wanted = "None" if w is None else f"an array of shape {w.shape}"
+            raise ValueError(
+                f"{where}: {leaf} {state}, but cell {cell.name!r} expects {wanted} "
+                "(the params were made by a cell with other options)."
+            )
+        if g is None:
+            continue
+        if jnp.shape(g) != w.shape:
+            raise ValueError(
+                f"{where}: {leaf} has shape {jnp.shape(g)}, but cell {cell.name!r} "
+                f"(hidden_size={cell.hidden_size}) with input_size={input_size} expects "
+                f"{w.shape}; {hint}."
+            )
+        check_float(g, leaf)
+
+
+def check_carry(carry, expected, where: str, name: str = "carry"):
+    """Check that `carry` has the structure, shapes and a real dtype of `expected`.
+
+    A plain tuple is accepted where a NamedTuple carry is expected (so that
+    PyTorch-style `(h, c)` works for the LSTM); it is returned converted.
+    """
+    if (
+        isinstance(expected, tuple)
+        and hasattr(expected, "_fields")
+        and type(carry) is tuple
+        and len(carry) == len(expected)
+    ):
+        carry = type(expected)(*carry)
+    got_def = jax.tree_util.tree_structure(carry)
+    want_def = jax.tree_util.tree_structure(expected)
+    if got_def != want_def:
+        raise ValueError(f"{where}: {name} has structure {got_def}, expected {want_def}.")
+    got_leaves = jax.tree_util.tree_leaves_with_path(carry)
+    for (path, got), want in zip(got_leaves, jax.tree_util.tree_leaves(expected), strict=True):
+        leaf = path_name(name, path)
+        if jnp.shape(got) != jnp.shape(want):
+            raise ValueError(
+                f"{where}: {leaf} has shape {jnp.shape(got)}, expected {jnp.shape(want)} "
+                "(the batch shape of the inputs followed by the state size)."
+            )
+        check_float(got, leaf)
+    return carry

@@ -8,12 +8,10 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Carry, Cell, Params
+from lstmjax._cell import Array, Carry, Cell, Params, check_cell, check_params
 from lstmjax._checks import (
     check_bool,
-    check_cell,
     check_key,
-    check_net_params,
     check_rate,
     check_real,
     check_size,
@@ -54,6 +52,38 @@ class Recurrent(NamedTuple):
     recurrent_dropout: float = 0.0
     zoneout: float = 0.0
     state_noise: float = 0.0
+
+
+def check_net_params(net, params, input_size: int, where: str, name: str = "params") -> None:
+    """Check a `recurrent` net's params: one `LayerParams` per layer, each direction present
+    exactly when the net is bidirectional, and every cell's params against its input size."""
+    if params is None:
+        raise TypeError(f"{where}: {name} is None; create them with net.init(key, input_size).")
+    if type(params) not in (tuple, list):
+        raise TypeError(
+            f"{where}: {name} must be a tuple of LayerParams, one per layer (from net.init); "
+            f"got {type(params).__name__}."
+        )
+    if len(params) != net.num_layers:
+        raise ValueError(
+            f"{where}: {name} hold {len(params)} layers; this net has {net.num_layers}."
+        )
+    directions = 2 if net.bidirectional else 1
+    for layer, p in enumerate(params):
+        leaf = f"{name}[{layer}]"
+        if not isinstance(p, LayerParams):
+            raise TypeError(f"{where}: {leaf} must be LayerParams; got {type(p).__name__}.")
+        if (p.backward is not None) != net.bidirectional:
+            has = "has" if p.backward is not None else "has no"
+            raise ValueError(
+                f"{where}: {leaf} {has} backward direction, but this net is "
+                f"{'bidirectional' if net.bidirectional else 'unidirectional'}; the params "
+                f"were made by a net with bidirectional={p.backward is not None}."
+            )
+        check_params(net.cell, p.forward, input_size, where, f"{leaf}.forward")
+        if p.backward is not None:
+            check_params(net.cell, p.backward, input_size, where, f"{leaf}.backward")
+        input_size = directions * net.cell.output_size
 
 
 def _stack(carries: list) -> Carry:

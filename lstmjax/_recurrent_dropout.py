@@ -23,11 +23,10 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Carry, Cell, Params
+from lstmjax._cell import Array, Carry, Cell, Params, check_cell
 from lstmjax._checks import (
     as_array,
     check_bool,
-    check_cell,
     check_float,
     check_key,
     check_rank,

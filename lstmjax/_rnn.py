@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Cell, batch_shape_tuple
-from lstmjax._checks import check_activation, check_factory_options, check_size, row
+from lstmjax._cell import Cell, dense_projection, zeros_state
+from lstmjax._checks import check_activation, check_factory_options, check_size
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,
     default_recurrent_init,
 )
+from lstmjax._typing import Array, Initializer
 
 
 class RNNParams(NamedTuple):
@@ -50,37 +52,54 @@ def rnn(
     Returns:
       A `Cell`; its carry is `h: [..., H]`.
     """
-    hidden_size = check_size("hidden_size", hidden_size)
-    activation = check_activation("activation", activation)
-    dtype = check_factory_options(
-        dtype, kernel_init=kernel_init, recurrent_init=recurrent_init, bias_init=bias_init
+    return RNNCell(
+        hidden_size=check_size("hidden_size", hidden_size),
+        activation=check_activation("activation", activation),
+        kernel_init=kernel_init,
+        recurrent_init=recurrent_init,
+        bias_init=bias_init,
+        dtype=check_factory_options(
+            dtype, kernel_init=kernel_init, recurrent_init=recurrent_init, bias_init=bias_init
+        ),
     )
 
-    def init(key, input_size: int) -> RNNParams:
+
+@dataclasses.dataclass(frozen=True)
+class RNNCell(Cell):
+    """The Elman cell's configuration (built by `lj.rnn`); carry `h: [..., H]`."""
+
+    hidden_size: int
+    activation: Callable[[Array], Array]
+    kernel_init: Initializer
+    recurrent_init: Initializer
+    bias_init: Initializer
+    dtype: Any
+
+    name = "rnn"
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def init(self, key, input_size: int) -> RNNParams:
         check_size("input_size", input_size)
         kx, kh, kb = jax.random.split(key, 3)
+        H, dtype = self.hidden_size, self.dtype
         return RNNParams(
-            w_x=kernel_init(kx, (input_size, hidden_size), dtype),
-            w_h=recurrent_init(kh, (hidden_size, hidden_size), dtype),
-            b=bias_init(kb, (hidden_size,), dtype),
+            w_x=self.kernel_init(kx, (input_size, H), dtype),
+            w_h=self.recurrent_init(kh, (H, H), dtype),
+            b=self.bias_init(kb, (H,), dtype),
         )
 
-    def initial_carry(batch_shape=()) -> Array:
-        return jnp.zeros(batch_shape_tuple(batch_shape) + (hidden_size,), dtype)
+    def initial_carry(self, batch_shape=()) -> Array:
+        return zeros_state(batch_shape, self.hidden_size, self.dtype)
 
-    def project(params: RNNParams, x: Array) -> Array:
-        return x @ params.w_x + row(params.b, x)
+    def project(self, params: RNNParams, x: Array) -> Array:
+        return dense_projection(params, x)
 
-    def recur(params: RNNParams, h: Array, px: Array):
-        h = activation(px + h @ params.w_h)
+    def recur(self, params: RNNParams, h: Array, px: Array):
+        h = self.activation(px + h @ params.w_h)
         return h, h
 
-    return Cell(
-        init=init,
-        initial_carry=initial_carry,
-        project=project,
-        recur=recur,
-        hidden_size=hidden_size,
-        output_size=hidden_size,
-        name="rnn",
-    )
+    def output(self, h: Array) -> Array:
+        return h

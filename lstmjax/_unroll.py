@@ -20,18 +20,15 @@ import jax.numpy as jnp
 
 from lstmjax import _linear_unroll, _newton, _scan, _sequence, _unroll_parallel
 from lstmjax._affine_scan import ALGORITHMS
-from lstmjax._cell import Array, Carry, Cell, Params
+from lstmjax._cell import Array, Carry, Cell, Params, check_carry, check_cell, check_params
 from lstmjax._checks import (
     as_array,
     check_bool,
-    check_carry,
-    check_cell,
     check_choice,
     check_float,
     check_lengths,
     check_linear_in_carry,
     check_optional_size,
-    check_params,
     check_rank,
     check_remat,
     check_resets,

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax import _newton, _sequence
-from lstmjax._cell import Array, Carry, Cell, Params
+from lstmjax._cell import Array, Carry, Cell, Params, check_carry
 from lstmjax._checks import (
     DEFAULT_TOL,
     check_choice,
@@ -144,8 +144,6 @@ def unroll_parallel(
     if init is not None:
         expected = jax.eval_shape(lambda: jax.tree_util.tree_map(
             lambda c: jnp.zeros((T,) + c.shape, c.dtype), seq.carry0))  # fmt: skip
-        from lstmjax._checks import check_carry
-
         init = check_carry(init, expected, "unroll_parallel (init)")
         h_init = _newton.ravel(jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init))
     ys_t, carry, info = _newton.solve(cell, params, seq, options, h_init)

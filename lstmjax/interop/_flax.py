@@ -18,8 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Carry, Cell, Params
-from lstmjax._checks import check_cell
+from lstmjax._cell import Array, Carry, Cell, Params, check_cell
 from lstmjax._gru import GRUParams, gru
 from lstmjax._lstm import LSTMCarry, LSTMParams, lstm
 from lstmjax._rnn import RNNParams, rnn
