@@ -77,13 +77,16 @@ class Solvers(NamedTuple):
     solve: dict  # method -> `(params, xs) -> ParallelInfo` of a solve of at most T iterations
 
 
+SOLVERS = {"newton": lj.Newton, "quasi_newton": lj.QuasiNewton, "elk": lj.ELK}
+
+
 def solvers(cell: lj.Cell) -> Solvers:
     wcell = traced(cell)
 
     def iterate(method):
         def one(params, xs, init):
             ys, carry, info = lj.unroll_parallel(
-                wcell, params, xs, method=method, max_iters=1, tol=1e-300, init=init
+                wcell, params, xs, method=SOLVERS[method](max_iters=1, tol=1e-300), init=init
             )
             return as_states(cell, ys, carry), info.residual
 
@@ -92,7 +95,7 @@ def solvers(cell: lj.Cell) -> Solvers:
     def solve(method):
         def whole(params, xs):
             T = xs.shape[1]
-            return lj.unroll_parallel(cell, params, xs, method=method, max_iters=T, tol=TOL)[2]
+            return lj.unroll_parallel(cell, params, xs, method=SOLVERS[method](max_iters=T, tol=TOL))[2]
 
         return jax.jit(whole)
 

@@ -10,9 +10,11 @@ from lstmjax import interop as interop
 from lstmjax import lm as lm
 from lstmjax import losses as losses
 from lstmjax import tasks as tasks
+from lstmjax._affine import Affine as Affine
 from lstmjax._cell import Cell as Cell
 from lstmjax._ctrnn import CTRNNParams as CTRNNParams
 from lstmjax._ctrnn import ctrnn as ctrnn
+from lstmjax._elk import ELK as ELK
 from lstmjax._feedforward import DenseParams as DenseParams
 from lstmjax._feedforward import EmbeddingParams as EmbeddingParams
 from lstmjax._feedforward import Layer as Layer
@@ -36,17 +38,22 @@ from lstmjax._min_gru import MinGRUParams as MinGRUParams
 from lstmjax._min_gru import min_gru as min_gru
 from lstmjax._min_lstm import MinLSTMParams as MinLSTMParams
 from lstmjax._min_lstm import min_lstm as min_lstm
+from lstmjax._newton import Newton as Newton
 from lstmjax._newton import ParallelInfo as ParallelInfo
+from lstmjax._newton import QuasiNewton as QuasiNewton
 from lstmjax._recurrent_dropout import MaskedParams as MaskedParams
 from lstmjax._recurrent_dropout import recurrent_dropout as recurrent_dropout
 from lstmjax._rnn import RNNParams as RNNParams
 from lstmjax._rnn import rnn as rnn
+from lstmjax._scan import Scan as Scan
 from lstmjax._unroll import unroll as unroll
-from lstmjax._unroll_parallel import unroll_parallel as unroll_parallel
+from lstmjax._unroll import unroll_parallel as unroll_parallel
 
 # The public surface: every name here has a page in the API reference
 # (tests/test_docs_api.py checks both directions).
 __all__ = [
+    "ELK",
+    "Affine",
     "CTRNNParams",
     "Cell",
     "DenseParams",
@@ -61,9 +68,12 @@ __all__ = [
     "MaskedParams",
     "MinGRUParams",
     "MinLSTMParams",
+    "Newton",
     "ParallelInfo",
+    "QuasiNewton",
     "RNNParams",
     "Recurrent",
+    "Scan",
     "ctrnn",
     "dense",
     "diagnostics",

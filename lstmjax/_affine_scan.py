@@ -24,7 +24,11 @@ backward in time with transposed coefficients.
   form, `log h_t = a*_t + logcumsumexp(log b'_t - a*_t)` with
   `a*_t = cumsum(log a_t)` (h0 folded into b'_0); depth O(log T) through
   `cumsum`/`cumlogsumexp`. Fails (NaN) where some a_t = 0 (a reset).
-- "auto": "sequential" on CPU, "associative" elsewhere (the default backend).
+
+The strategies' option objects (`lj.Affine`, `lj.Newton`, ...) accept
+"auto", resolved once from the arrays' platform (`_methods.resolve`):
+"sequential" on CPU, "associative" elsewhere; this primitive takes only a
+concrete algorithm.
 
 Why "sequential" on CPU: measured on the 2-core CPU (B = 16, H = 64,
 float32, forward pass), it took 24 ms at T = 10,000 against 59 ms blocked
@@ -37,7 +41,7 @@ Depth, not work, decides on accelerators, hence "associative" there.
 Derivatives: `affine_scan` carries a `jax.custom_jvp` whose tangent is
 the same recurrence in the tangents, dh_t = a_t dh_{t-1} + (da_t h_{t-1} +
 db_t), solved by the same algorithm ("log" excepted: its tangent inputs
-may be negative, so it uses the "auto" form). Forward mode evaluates that;
+may be negative, so it uses the associative form). Forward mode evaluates that;
 reverse mode is JAX's transpose of it: one affine scan backward in time
 with the same coefficients, lam_t = g_t + a_{t+1}^T lam_{t+1}, then
 db_t = lam_t and da_t = lam_t h_{t-1}^T. So differentiating any algorithm
@@ -54,7 +58,7 @@ import jax
 import jax.numpy as jnp
 
 Array = jax.Array
-ALGORITHMS = ("auto", "sequential", "associative", "blocked", "log")
+ALGORITHMS = ("sequential", "associative", "blocked", "log")
 
 
 def _is_dense(a: Array, b: Array) -> bool:
@@ -76,14 +80,12 @@ def entering(hs: Array, h0: Array) -> Array:
     return jnp.concatenate([h0[None], hs[:-1]], axis=0)[: hs.shape[0]]
 
 
-def resolve_algorithm(algorithm: str) -> str:
-    """ "auto" -> "sequential" on CPU, "associative" on GPU/TPU (the default backend)."""
-    if algorithm != "auto":
-        return algorithm
-    return "sequential" if jax.default_backend() == "cpu" else "associative"
+def default_algorithm(platform: str) -> str:
+    """What "auto" means on `platform`: "sequential" on CPU, "associative" elsewhere."""
+    return "sequential" if platform == "cpu" else "associative"
 
 
-def affine_scan(a: Array, b: Array, h0: Array, algorithm: str = "auto") -> Array:
+def affine_scan(a: Array, b: Array, h0: Array, algorithm: str) -> Array:
     """All states of `h_t = a_t h_{t-1} + b_t`, t = 0..T-1, from `h_{-1} = h0`.
 
     Args:
@@ -95,7 +97,6 @@ def affine_scan(a: Array, b: Array, h0: Array, algorithm: str = "auto") -> Array
     Returns:
       `hs: [T, ..., H]`, `hs[t] = h_t`.
     """
-    algorithm = resolve_algorithm(algorithm)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"affine scan algorithm must be one of {ALGORITHMS}; got {algorithm!r}.")
     if algorithm == "log" and _is_dense(a, b):
@@ -129,7 +130,9 @@ def _scan_jvp(algorithm, primals, tangents):
     hs = _evaluate(a, b, h0, algorithm)
     dense = _is_dense(a, b)
     h_prev = entering(hs, h0)
-    tangent_algorithm = resolve_algorithm("auto") if algorithm == "log" else algorithm
+    # The log-space form needs positive inputs, which tangents are not; its
+    # tangent takes the other depth-O(log T) form.
+    tangent_algorithm = "associative" if algorithm == "log" else algorithm
     u = _apply(da, h_prev, dense) + db
     return hs, _evaluate(a, u, dh0, tangent_algorithm)
 

@@ -193,19 +193,6 @@ def check_features(x, input_size: int, where: str, name: str = "x") -> None:
         )
 
 
-def check_remat(remat) -> int | bool | None:
-    """`remat` as False, None (segments of sqrt(T) steps) or a positive int k."""
-    if remat is False:
-        return False
-    if remat is True:
-        return None
-    if isinstance(remat, int) and not isinstance(remat, bool) and remat >= 1:
-        return remat
-    raise ValueError(
-        f"remat must be False, True or a positive int (steps per segment); got {remat!r}."
-    )
-
-
 def _offenders(values: np.ndarray, bad: np.ndarray) -> str:
     """The first few bad values with their positions, and how many there are."""
     where = np.argwhere(bad)
@@ -243,19 +230,28 @@ def check_lengths(lengths, batch: int, time: int, where: str = "unroll", name: s
     return jnp.clip(jnp.asarray(lengths).astype(jnp.int32), 0, time)
 
 
-def check_resets(resets, batch: int, time: int, where: str = "unroll", name: str = "resets"):
-    """A boolean `[batch, time]` array of episode boundaries."""
-    resets = as_array(resets, name)
-    if jnp.shape(resets) != (batch, time):
+def check_step_flags(flags, batch: int, time: int, time_major: bool, where: str, name: str):
+    """A boolean array with one flag per step (`mask`, `resets`), in the inputs' layout.
+
+    `[batch, time]`, or `[time, batch]` with `time_major=True`; returned
+    time-major, `[time, batch]`.
+    """
+    flags = as_array(flags, name)
+    shape = (time, batch) if time_major else (batch, time)
+    layout = "[time, batch]" if time_major else "[batch, time]"
+    if jnp.shape(flags) != shape:
+        hint = ""
+        if jnp.shape(flags) == shape[::-1] and time != batch:
+            hint = " (the transpose: it follows the layout of xs, set by time_major)"
         raise ValueError(
-            f"{where}: {name} must have shape [batch, time] = ({batch}, {time}); "
-            f"got shape {jnp.shape(resets)}."
+            f"{where}: {name} must have shape {layout} = {shape}; got shape "
+            f"{jnp.shape(flags)}{hint}."
         )
-    if jnp.result_type(resets) != jnp.bool_:
+    if jnp.result_type(flags) != jnp.bool_:
         raise TypeError(
-            f"{where}: {name} must be a bool array; got dtype {jnp.result_type(resets)}."
+            f"{where}: {name} must be a bool array; got dtype {jnp.result_type(flags)}."
         )
-    return resets
+    return flags if time_major else jnp.swapaxes(flags, 0, 1)
 
 
 def check_token_ids(ids, vocab_size: int, where: str, name: str = "ids"):

@@ -35,17 +35,52 @@ work O(T B N) per iteration (step 1's associative form: O(T log T)).
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 
-from lstmjax._affine_scan import affine_scan, resolve_algorithm
+from lstmjax._affine_scan import affine_scan, entering
+from lstmjax._checks import check_real
+from lstmjax._newton import Solver
+from lstmjax._typing import Array
 
-Array = jax.Array
+
+@dataclasses.dataclass(frozen=True)
+class ELK(Solver):
+    """ELK (Gonzalez et al. 2024): the quasi-Newton step damped by Levenberg-Marquardt.
+
+    Attributes:
+      max_iters: iteration cap; None (default): 4 T + 20 (a damped step no
+        longer makes one state exact per iteration).
+      tol: as `lj.Newton`'s; None (default): by dtype.
+      algorithm: as `lj.Newton`'s (the filter's, smoother's and adjoint's scans).
+      damping: lambda >= 0 (default 0.01; 0 is quasi-Newton; larger is more
+        cautious and converges more slowly, linearly at a rate that grows
+        with lambda).
+    """
+
+    damping: float = 0.01
+
+    shorthand: ClassVar[str] = "elk"
+
+    def __post_init__(self):
+        super().__post_init__()
+        damping = check_real("ELK: damping", self.damping)
+        if damping < 0:
+            raise ValueError(f"ELK: damping must be >= 0; got {self.damping!r}.")
+
+    def default_max_iters(self, T: int) -> int:
+        return 4 * T + 20
+
+    def update(self, J: Array, Fh: Array, h: Array, h0: Array) -> Array:
+        return damped_step(J, Fh - J * entering(h, h0), h, h0, self.damping, self.algorithm)
 
 
 def filtered_variances(a: Array, lam: Array, algorithm: str) -> tuple[Array, Array]:
     """`(P, Q)`: the filtered and predicted variances, each `[T, ...]`, from P_{-1} = 0."""
-    if resolve_algorithm(algorithm) == "sequential":
+    if algorithm == "sequential":
 
         def step(P, a_t):
             Q = a_t * a_t * P + 1.0
@@ -76,9 +111,7 @@ def filtered_variances(a: Array, lam: Array, algorithm: str) -> tuple[Array, Arr
     return P, a2 * P_prev + 1.0
 
 
-def damped_step(
-    a: Array, b: Array, g: Array, h0: Array, damping: float, algorithm: str = "auto"
-) -> Array:
+def damped_step(a: Array, b: Array, g: Array, h0: Array, damping: float, algorithm: str) -> Array:
     """The smoother mean for diagonal a, b, guesses g `[T, B, N]`, known h0 `[B, N]`.
 
     `algorithm`: the scans' algorithm (`_affine_scan.ALGORITHMS`, not "log").

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple, Optional
+import dataclasses
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +16,9 @@ from lstmjax._checks import (
     check_real,
     check_size,
 )
+from lstmjax._methods import as_method
 from lstmjax._recurrent_dropout import recurrent_dropout as _recurrent_dropout
+from lstmjax._unroll import MethodArg
 from lstmjax._unroll import unroll as unroll_cell
 
 
@@ -25,33 +27,6 @@ class LayerParams(NamedTuple):
 
     forward: Params  # the cell's parameters for the forward direction
     backward: Optional[Params] = None  # the reverse direction (bidirectional only)
-
-
-class Recurrent(NamedTuple):
-    """A stack of recurrent layers as pure functions.
-
-    Attributes:
-      init: `(key, input_size) -> params`, a tuple of `LayerParams`, one per layer.
-      apply: `(params, xs, carry=None, *, lengths=None, resets=None, key=None) -> (o, carry)`.
-      initial_carry: `(batch) -> carry` of zeros in PyTorch's layout.
-
-    The remaining fields (`cell`, `num_layers`, `bidirectional`, `dropout`,
-    `time_major`, `input_dropout`, `recurrent_dropout`, `zoneout`,
-    `state_noise`) hold the configuration `recurrent` was called with.
-    """
-
-    init: Callable[[jax.Array, int], tuple[LayerParams, ...]]
-    apply: Callable[..., tuple[Array, Carry]]
-    initial_carry: Callable[[int], Carry]
-    cell: Cell
-    num_layers: int
-    bidirectional: bool
-    dropout: float
-    time_major: bool = False
-    input_dropout: float = 0.0
-    recurrent_dropout: float = 0.0
-    zoneout: float = 0.0
-    state_noise: float = 0.0
 
 
 def check_net_params(net, params, input_size: int, where: str, name: str = "params") -> None:
@@ -100,11 +75,8 @@ def recurrent(
     bidirectional: bool = False,
     dropout: float = 0.0,
     *,
-    unroll: int = 1,
-    remat: bool | int = False,
     time_major: bool = False,
-    method: str = "auto",
-    projection: str = "auto",
+    method: MethodArg = "auto",
     input_dropout: float = 0.0,
     recurrent_dropout: float = 0.0,
     zoneout: float = 0.0,
@@ -114,12 +86,14 @@ def recurrent(
 
     Layout follows `torch.nn.LSTM(batch_first=True)` (with `time_major=True`,
     `batch_first=False`, torch's default):
+
       xs: `[batch, time, features]` (time-major: `[time, batch, features]`);
       o: `[batch, time, directions * output_size]` (time-major: `[time,
         batch, ...]`), the last layer's outputs (forward then backward features);
       carry: each leaf `[num_layers * directions, batch, size]`, index
         `layer * directions + direction`. For the LSTM it is `LSTMCarry(h, c)`,
         so `o, (h_n, c_n) = net.apply(params, xs)` works; RNN and GRU give `h_n`.
+
     Dropout (rate `dropout`) is applied to the outputs of every layer but the
     last, as PyTorch does, and only when `apply` gets a `key`.
 
@@ -138,88 +112,131 @@ def recurrent(
       num_layers: depth of the stack.
       bidirectional: run a second, reversed copy of each layer.
       dropout: drop rate between layers, in [0, 1).
-      unroll: passed to `lstmjax.unroll`.
-      remat: gradient checkpointing, passed to `lstmjax.unroll` (False, True
-        for every round(sqrt(T)) steps, or an int number of steps).
       time_major: the layout of `xs` and `o`, as above.
-      method, projection: passed to `lstmjax.unroll` for every layer.
+      method: passed to `lstmjax.unroll` for every layer and direction
+        ("auto", a shorthand such as "scan", or an option object such as
+        `lj.Scan(remat=True)`).
       input_dropout, recurrent_dropout, zoneout: rates in [0, 1).
       state_noise: a standard deviation >= 0.
-    """
-    cell = check_cell(cell, "recurrent")
-    num_layers = check_size("num_layers", num_layers)
-    bidirectional = check_bool("bidirectional", bidirectional)
-    dropout = check_rate("dropout", dropout)
-    time_major = check_bool("time_major", time_major)
-    inside = dict(
-        input_rate=check_rate("input_dropout", input_dropout),
-        recurrent_rate=check_rate("recurrent_dropout", recurrent_dropout),
-        zoneout=check_rate("zoneout", zoneout),
-        state_noise=check_real("state_noise", state_noise),
-    )
-    if inside["state_noise"] < 0:
-        raise ValueError(f"state_noise must be >= 0; got {state_noise!r}.")
-    stochastic = any(v > 0 for v in inside.values())
-    directions = 2 if bidirectional else 1
 
-    def init(key, input_size: int) -> tuple[LayerParams, ...]:
+    Returns:
+      A `Recurrent` net (a value: equal configurations are equal) with
+      `init(key, input_size)`, `apply(params, xs, carry=None, *, lengths=None,
+      mask=None, resets=None, key=None)` and `initial_carry(batch)`.
+    """
+    state_noise = check_real("state_noise", state_noise)
+    if state_noise < 0:
+        raise ValueError(f"state_noise must be >= 0; got {state_noise!r}.")
+    return Recurrent(
+        cell=check_cell(cell, "recurrent"),
+        num_layers=check_size("num_layers", num_layers),
+        bidirectional=check_bool("bidirectional", bidirectional),
+        dropout=check_rate("dropout", dropout),
+        time_major=check_bool("time_major", time_major),
+        method=as_method(method, "recurrent"),
+        input_dropout=check_rate("input_dropout", input_dropout),
+        recurrent_dropout=check_rate("recurrent_dropout", recurrent_dropout),
+        zoneout=check_rate("zoneout", zoneout),
+        state_noise=state_noise,
+    )
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class Recurrent:
+    """A stack of recurrent layers (built by `lj.recurrent`): a value with pure methods.
+
+    Attributes:
+      cell, num_layers, bidirectional, dropout, time_major, method,
+      input_dropout, recurrent_dropout, zoneout, state_noise: the
+      configuration `recurrent` was called with.
+    """
+
+    cell: Cell
+    num_layers: int
+    bidirectional: bool
+    dropout: float
+    time_major: bool
+    method: Any
+    input_dropout: float
+    recurrent_dropout: float
+    zoneout: float
+    state_noise: float
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def init(self, key: jax.Array, input_size: int) -> tuple[LayerParams, ...]:
+        """`(key, input_size) -> params`, a tuple of `LayerParams`, one per layer."""
         check_size("input_size", input_size)
         layers = []
-        for k in jax.random.split(key, num_layers):
+        for k in jax.random.split(key, self.num_layers):
             kf, kb = jax.random.split(k)
             layers.append(
                 LayerParams(
-                    forward=cell.init(kf, input_size),
-                    backward=cell.init(kb, input_size) if bidirectional else None,
+                    forward=self.cell.init(kf, input_size),
+                    backward=self.cell.init(kb, input_size) if self.bidirectional else None,
                 )
             )
-            input_size = directions * cell.output_size
+            input_size = self.directions * self.cell.output_size
         return tuple(layers)
 
-    def initial_carry(batch: int) -> Carry:
-        one = cell.initial_carry((batch,))
-        return _stack([one] * (num_layers * directions))
+    def initial_carry(self, batch: int) -> Carry:
+        """`(batch) -> carry` of zeros in PyTorch's layout."""
+        one = self.cell.initial_carry((batch,))
+        return _stack([one] * (self.num_layers * self.directions))
 
     def apply(
+        self,
         params: tuple[LayerParams, ...],
         xs: Array,
         carry: Optional[Carry] = None,
         *,
         lengths: Optional[Array] = None,
+        mask: Optional[Array] = None,
         resets: Optional[Array] = None,
         key: Optional[jax.Array] = None,
     ) -> tuple[Array, Carry]:
-        """xs: `[batch, time, features]` (or time-major) -> (o, carry) as described above.
+        """xs: `[batch, time, features]` (or time-major) -> `(o, carry)` as in `lj.recurrent`.
 
-        `lengths` and `resets` are those of `lstmjax.unroll`, applied to every
-        layer and both directions.
+        `lengths`, `mask` and `resets` are those of `lstmjax.unroll`, applied
+        to every layer and both directions; `key` turns dropout on.
         """
         if jnp.ndim(xs) >= 1:
-            check_net_params(net, params, jnp.shape(xs)[-1], "recurrent.apply")
+            check_net_params(self, params, jnp.shape(xs)[-1], "recurrent.apply")
         if key is not None:
             key = check_key(key, "recurrent.apply")
+        n = self.num_layers * self.directions
         if carry is not None:
             leading = {jnp.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(carry)}
-            if leading != {num_layers * directions}:
+            if leading != {n}:
                 raise ValueError(
-                    f"carry leaves must have leading size num_layers * directions = "
-                    f"{num_layers * directions}; got {sorted(leading)}."
+                    f"carry leaves must have leading size num_layers * directions = {n}; "
+                    f"got {sorted(leading)}."
                 )
+        inside = dict(
+            input_rate=self.input_dropout,
+            recurrent_rate=self.recurrent_dropout,
+            zoneout=self.zoneout,
+            state_noise=self.state_noise,
+        )
+        stochastic = any(v > 0 for v in inside.values())
         finals = []
         h = xs
         for layer, p in enumerate(params):
             outs = []
             for d, (dir_params, rev) in enumerate(((p.forward, False), (p.backward, True))):
-                if d >= directions:
+                if d >= self.directions:
                     break
-                c0 = None if carry is None else _split(carry, layer * directions + d)
-                run_cell, run_params, run_xs = cell, dir_params, h
+                c0 = None if carry is None else _split(carry, layer * self.directions + d)
+                run_cell, run_params, run_xs = self.cell, dir_params, h
                 if stochastic:
                     # Folded in, not split off, so that the between-layer
                     # dropout draws the same masks with these options or not.
                     sub = None if key is None else jax.random.fold_in(key, 1 + 2 * layer + d)
                     run_cell, run_params, run_xs = _recurrent_dropout(
-                        cell, dir_params, h, sub, time_major=time_major, **inside
+                        self.cell, dir_params, h, sub, time_major=self.time_major, **inside
                     )
                 o, c = unroll_cell(
                     run_cell,
@@ -227,35 +244,17 @@ def recurrent(
                     run_xs,
                     c0,
                     lengths=lengths,
+                    mask=mask,
                     resets=resets,
                     reverse=rev,
-                    method=method,
-                    projection=projection,
-                    unroll=unroll,
-                    remat=remat,
-                    time_major=time_major,
+                    time_major=self.time_major,
+                    method=self.method,
                 )
                 outs.append(o)
                 finals.append(c)
-            h = outs[0] if directions == 1 else jnp.concatenate(outs, axis=-1)
-            if dropout > 0.0 and key is not None and layer < num_layers - 1:
+            h = outs[0] if self.directions == 1 else jnp.concatenate(outs, axis=-1)
+            if self.dropout > 0.0 and key is not None and layer < self.num_layers - 1:
                 key, sub = jax.random.split(key)
-                keep = jax.random.bernoulli(sub, 1.0 - dropout, h.shape)
-                h = jnp.where(keep, h / (1.0 - dropout), jnp.zeros_like(h))
+                keep = jax.random.bernoulli(sub, 1.0 - self.dropout, h.shape)
+                h = jnp.where(keep, h / (1.0 - self.dropout), jnp.zeros_like(h))
         return h, _stack(finals)
-
-    net = Recurrent(
-        init=init,
-        apply=apply,
-        initial_carry=initial_carry,
-        cell=cell,
-        num_layers=num_layers,
-        bidirectional=bidirectional,
-        dropout=dropout,
-        time_major=time_major,
-        input_dropout=inside["input_rate"],
-        recurrent_dropout=inside["recurrent_rate"],
-        zoneout=inside["zoneout"],
-        state_noise=inside["state_noise"],
-    )
-    return net

@@ -40,15 +40,25 @@ gradient needs.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from functools import partial
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
-from lstmjax._affine_scan import affine_scan, entering
-from lstmjax._cell import Array, Carry, Cell, Params
+from lstmjax._affine_scan import ALGORITHMS, affine_scan, default_algorithm, entering
+from lstmjax._cell import Cell
+from lstmjax._checks import check_size
 from lstmjax._sequence import Sequences, masked_recur
+from lstmjax._typing import Array, Carry, Params
+
+# Default residual tolerance of the solvers, by computation dtype: a few hundred
+# ulps of an O(1) state, so that converged means equal to the sequential scan
+# to ~1e-10 (float64) and ~1e-5 (float32).
+DEFAULT_TOL = {"float64": 1e-12, "float32": 1e-6, "bfloat16": 3e-2, "float16": 3e-3}
+DEFAULT_JACOBIAN_LIMIT = 2 * 2**30  # bytes: Newton refuses more (Newton.check_memory)
 
 
 class ParallelInfo(NamedTuple):
@@ -59,12 +69,127 @@ class ParallelInfo(NamedTuple):
     converged: Array  # bool [], residual <= tol
 
 
-class Options(NamedTuple):
-    method: str  # "newton", "quasi_newton" or "elk"
-    max_iters: int
-    tol: float
-    damping: float  # ELK's Levenberg-Marquardt weight (ignored otherwise)
-    algorithm: str  # the affine scan's algorithm
+@dataclasses.dataclass(frozen=True)
+class Solver:
+    """The options every parallel-in-time solver shares (a base, not a strategy)."""
+
+    max_iters: Optional[int] = None
+    tol: Optional[float] = None
+    algorithm: str = "auto"
+
+    dense: ClassVar[bool] = False  # full Jacobians (Newton) or their diagonals
+    shorthand: ClassVar[str] = ""
+
+    def __post_init__(self):
+        kind = type(self).__name__
+        if self.max_iters is not None:
+            check_size(f"{kind}: max_iters", self.max_iters)
+        if self.tol is not None:
+            if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)):
+                raise TypeError(f"{kind}: tol must be a positive number or None; got {self.tol!r}.")
+            if not (self.tol > 0 and math.isfinite(self.tol)):
+                raise ValueError(
+                    f"{kind}: tol must be a positive finite number or None; got {self.tol!r}."
+                )
+        if self.algorithm == "log":  # its inputs must be positive; a Newton step's are not
+            raise ValueError(
+                f'{kind}: algorithm="log" is for lj.Affine only (it needs positive '
+                "coefficients, which a Newton-type step does not have); use 'auto', "
+                "'sequential', 'associative' or 'blocked'."
+            )
+        if self.algorithm != "auto" and self.algorithm not in ALGORITHMS:
+            raise ValueError(
+                f"{kind}: algorithm must be one of ['auto', 'sequential', 'associative', "
+                f"'blocked']; got {self.algorithm!r}."
+            )
+
+    def resolve(self, platform: str):
+        """This solver with "auto" decided for `platform`."""
+        if self.algorithm != "auto":
+            return self
+        return dataclasses.replace(self, algorithm=default_algorithm(platform))
+
+    def default_max_iters(self, T: int) -> int:
+        """Newton and quasi-Newton make one more leading state exact per iteration."""
+        return max(T, 1)
+
+    def check_memory(self, T: int, B: int, N: int, itemsize: int, where: str) -> None:
+        """Solvers with O(T B N) memory need no check."""
+
+    def update(self, J: Array, Fh: Array, h: Array, h0: Array) -> Array:
+        """One iteration: the states of the recurrence linearised at the guess `h`."""
+        return affine_scan(J, Fh - _apply(J, entering(h, h0), self.dense), h0, self.algorithm)
+
+    def settled(self, T: int, dtype) -> Solver:
+        """max_iters and tol filled in for a sequence of T steps in `dtype`."""
+        return dataclasses.replace(
+            self,
+            max_iters=self.max_iters or self.default_max_iters(T),
+            tol=self.tol or DEFAULT_TOL.get(jnp.dtype(dtype).name, 1e-6),
+        )
+
+    def run(
+        self, cell: Cell, params: Params, seq: Sequences, init: Optional[Array] = None
+    ) -> tuple[Array, Carry, ParallelInfo]:
+        """`(ys [T, B, O], carry, info)` in processing order (a resolved solver)."""
+        T = seq.xs.shape[0]
+        h0 = ravel(seq.carry0)
+        self.check_memory(T, h0.shape[0], h0.shape[-1], h0.dtype.itemsize, "unroll")
+        return solve(cell, params, seq, self.settled(T, h0.dtype), init)
+
+
+@dataclasses.dataclass(frozen=True)
+class Newton(Solver):
+    """DEER (Lim et al. 2024): Newton's method with full Jacobians, memory O(T B N^2).
+
+    Attributes:
+      max_iters: iteration cap; None (default): T, within which Newton is
+        exact in exact arithmetic.
+      tol: stop at max_t |h_t - F_t(h_{t-1})| <= tol; None (default): by the
+        computation dtype (1e-12 float64, 1e-6 float32, 3e-3 float16, 3e-2
+        bfloat16).
+      algorithm: the affine scans' algorithm: "auto" (default: "sequential"
+        on CPU, "associative", depth O(log T), elsewhere), "sequential",
+        "associative" or "blocked".
+      jacobian_limit: bytes the Jacobians may take before the solve refuses
+        with a message (default 2 GiB).
+    """
+
+    jacobian_limit: int = DEFAULT_JACOBIAN_LIMIT
+
+    dense: ClassVar[bool] = True
+    shorthand: ClassVar[str] = "newton"
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_size("Newton: jacobian_limit", self.jacobian_limit)
+
+    def check_memory(self, T: int, B: int, N: int, itemsize: int, where: str) -> None:
+        """Refuse a solve whose [T, B, N, N] Jacobians would not fit in `jacobian_limit`."""
+        # The Jacobians, their associative-scan partial products (about one more
+        # copy over all levels) and one copy in the adjoint pass.
+        need = 3 * T * B * N * N * itemsize
+        if need > self.jacobian_limit:
+            raise ValueError(
+                f"{where}: method=Newton keeps full Jacobians [T, B, N, N] = [{T}, {B}, {N}, "
+                f"{N}] (about {need / 2**30:.2f} GiB with the scan's partial products), over "
+                f"jacobian_limit = {self.jacobian_limit / 2**30:.2f} GiB. Use "
+                "method='quasi_newton' or 'elk' (O(T B N) memory), a shorter sequence, or "
+                "lj.Newton(jacobian_limit=...)."
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class QuasiNewton(Solver):
+    """quasi-DEER (Gonzalez et al. 2024): only the Jacobians' diagonals, memory O(T B N).
+
+    Attributes:
+      max_iters: iteration cap; None (default): T.
+      tol: as `lj.Newton`'s; None (default): by dtype.
+      algorithm: as `lj.Newton`'s.
+    """
+
+    shorthand: ClassVar[str] = "quasi_newton"
 
 
 # --- the carry as one vector per sequence -------------------------------------------
@@ -137,11 +262,9 @@ def _evaluate(F, dense, h, h0, px, valid, reset):
     return Fh, J, residual(h, Fh)
 
 
-def iterate(F, options: Options, h_init, h0, px, valid, reset):
+def iterate(F, options: Solver, h_init, h0, px, valid, reset):
     """The Newton-type iterations from `h_init` `[T, B, N]`: `(h, ParallelInfo)`."""
-    from lstmjax import _elk
-
-    dense = options.method == "newton"
+    dense = options.dense
 
     def cond(state):
         _, _, _, res, k = state
@@ -149,11 +272,7 @@ def iterate(F, options: Options, h_init, h0, px, valid, reset):
 
     def body(state):
         h, Fh, J, _, k = state
-        hp = entering(h, h0)
-        if options.method == "elk":
-            h = _elk.damped_step(J, Fh - J * hp, h, h0, options.damping, options.algorithm)
-        else:
-            h = affine_scan(J, Fh - _apply(J, hp, dense), h0, options.algorithm)
+        h = options.update(J, Fh, h, h0)
         Fh, J, res = _evaluate(F, dense, h, h0, px, valid, reset)
         return h, Fh, J, res, k + 1
 
@@ -181,7 +300,7 @@ def _fixed_point_bwd(cell_F, options, res, cotangents):
     F = cell_F(params, carry0)
     h0 = ravel(carry0)
     hp = entering(h, h0)
-    if options.method == "newton":
+    if options.dense:
         _, J = jax.vmap(step_and_jacobian(F, True))(hp, px, valid, reset)
         # lambda_t = gbar_t + J_{t+1}^T lambda_{t+1}, as a forward scan over reversed time.
         JT_next = jnp.swapaxes(jnp.concatenate([J[1:], jnp.zeros_like(J[:1])], axis=0), -1, -2)
@@ -211,7 +330,7 @@ fixed_point.defvjp(_fixed_point_fwd, _fixed_point_bwd)
 
 
 def solve(
-    cell: Cell, params: Params, seq: Sequences, options: Options, init: Array | None = None
+    cell: Cell, params: Params, seq: Sequences, options: Solver, init: Array | None = None
 ) -> tuple[Array, Carry, ParallelInfo]:
     """`(ys [T, B, O], carry, info)` in processing order.
 
@@ -246,3 +365,33 @@ class _CellStep(NamedTuple):
 
     def __call__(self, params, carry0):
         return flat_step(self.cell, params, carry0)
+
+
+def raise_if_not_converged(info: ParallelInfo, ys: Array, carry: Carry, method: Solver, where: str):
+    """Raise when the solve is known (concrete) not to have converged; under `jit`, NaN outputs.
+
+    Under `jit` (or any trace where `info` is abstract) nothing can be raised
+    at run time, so a non-converged solve returns NaN in every output and
+    carry entry: loud, never a plausible wrong number.
+    """
+    try:
+        converged = bool(info.converged)
+    except jax.errors.ConcretizationTypeError:
+        converged = None
+    if converged is False:
+        others = "method='scan'" if isinstance(method, Newton) else "Newton or method='scan'"
+        if method.shorthand != "elk":
+            others = "method='elk' (damped) or " + others
+        raise RuntimeError(
+            f"{where}: method={method!r} did not converge: residual max|h_t - f(h_(t-1), x_t)| "
+            f"= {float(info.residual):.3g} after {int(info.iterations)} iterations. Raise "
+            f"max_iters or tol, try {others}, or use lj.unroll_parallel to inspect the report."
+        )
+    if converged is None:
+
+        def poison(a):
+            return jnp.where(info.converged, a, jnp.full_like(a, jnp.nan))
+
+        ys = poison(ys)
+        carry = jax.tree_util.tree_map(poison, carry)
+    return ys, carry

@@ -4,11 +4,11 @@ Every strategy (the sequential scan, the parallel solvers) receives the same
 prepared `Sequences` and applies the same per-step transform of the carry,
 `masked_recur`, so lengths, resets and reverse mean one thing everywhere:
 
-- past a sequence's length the step is the identity: the carry is kept and
-  the output is zero. The inputs there are replaced by zeros *before* any
-  arithmetic, so whatever lies in the padding (NaN, inf, 1e30) can reach
-  neither a value nor a gradient (a `where` after the arithmetic would still
-  send 0 * NaN = NaN into the gradients);
+- past a sequence's length, and wherever `mask` is False, the step is the
+  identity: the carry is kept and the output is zero. The inputs there are
+  replaced by zeros *before* any arithmetic, so whatever lies in the padding
+  (NaN, inf, 1e30) can reach neither a value nor a gradient (a `where` after
+  the arithmetic would still send 0 * NaN = NaN into the gradients);
 - where `resets[b, t]` holds, sequence b's carry is replaced by its initial
   carry before step t (a new episode or document starts at t);
 - with `reverse`, each sequence is processed from its last valid step to its
@@ -72,6 +72,7 @@ def prepare(
     xs_t: Array,
     carry0: Carry,
     lengths: Optional[Array],
+    mask: Optional[Array],
     resets: Optional[Array],
     reverse: bool,
 ) -> Sequences:
@@ -79,20 +80,27 @@ def prepare(
 
     Args:
       xs_t: `[T, B, F]`; carry0: leaves `[B, ...]`; lengths: int32 `[B]` or
-      None; resets: bool `[B, T]` (batch-major, as the user passes it) or None.
+      None; mask, resets: bool `[T, B]` (time-major) or None.
     """
     T = xs_t.shape[0]
-    valid = None
+    in_length = None
     if lengths is not None:
-        valid = jnp.arange(T)[:, None] < lengths[None, :]  # [T, B]
+        in_length = jnp.arange(T)[:, None] < lengths[None, :]  # [T, B]
+    valid = in_length
+    if mask is not None:
+        valid = mask if valid is None else valid & mask
+    if valid is not None:
         xs_t = zero_invalid(xs_t, valid)
     reset = None
     if resets is not None:
-        reset = jnp.swapaxes(resets, 0, 1)
+        reset = resets
         if reverse:
             reset = _backward_resets(reset, lengths)
-        if valid is not None:
-            reset = reset & valid  # a reset in the padding must not clear the final carry
+        if in_length is not None:
+            # A reset in the padding must not clear the final carry. (At a
+            # masked step inside the sequence a reset still acts: the step
+            # keeps the carry it was given, the reset one.)
+            reset = reset & in_length
         reset = _to_processing_order(reset, lengths, reverse)
     xs_t = _to_processing_order(xs_t, lengths, reverse)
     if valid is not None and reverse:

@@ -1,45 +1,36 @@
-"""`unroll`: run a cell over a batch of sequences; the one public entry for time.
+"""`unroll` and `unroll_parallel`: run a cell over a batch of sequences, through one door.
 
-`unroll` checks its inputs once, prepares the sequences (time-major layout,
-masks from `lengths` and `resets`, reverse within lengths: `_sequence.py`)
-and delegates to a strategy, which returns `(ys, carry)` in processing order:
-
-- "scan": the sequential `lax.scan` (`_scan.py`), with the input projection
-  placed per device (`_placement.py`) and optional gradient checkpointing;
-- "affine": the exact parallel pass of cells affine in the carry
-  (`_linear_unroll.py`, on `_affine_scan.py`);
-- "newton", "quasi_newton", "elk": parallel-in-time solvers (`_newton.py`).
+Both check their inputs once, prepare the sequences (time-major layout,
+per-step masks from `lengths`, `mask` and `resets`, reverse within lengths:
+`_sequence.py`), resolve the method once from the platform of the arrays
+(`_methods.py`) and hand the prepared sequences to the strategy, which
+returns `(ys, carry, info)` in processing order.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import jax
 import jax.numpy as jnp
 
-from lstmjax import _linear_unroll, _newton, _scan, _sequence, _unroll_parallel
-from lstmjax._affine_scan import ALGORITHMS
-from lstmjax._cell import Array, Carry, Cell, Params, check_carry, check_cell, check_params
+from lstmjax import _methods, _newton, _sequence
+from lstmjax._cell import Cell, check_carry, check_cell, check_params
 from lstmjax._checks import (
     as_array,
     check_bool,
-    check_choice,
     check_float,
     check_lengths,
-    check_linear_in_carry,
-    check_optional_size,
     check_rank,
-    check_remat,
-    check_resets,
-    check_size,
+    check_step_flags,
 )
-from lstmjax._placement import resolve_placement
+from lstmjax._newton import ParallelInfo, Solver
+from lstmjax._typing import Array, Carry, Params
 
-METHODS = ("auto", "scan", "affine", "newton", "quasi_newton", "elk")
+MethodArg = Union[str, _methods.Method]
 
 
-def initial_carry(cell: Cell, carry, batch: int, dtype, where: str) -> Carry:
+def _initial_carry(cell: Cell, carry, batch: int, dtype, where: str) -> Carry:
     """The checked initial carry (zeros when None), cast to the computation dtype."""
     expected = jax.eval_shape(lambda: cell.initial_carry((batch,)))
     if carry is None:
@@ -48,16 +39,10 @@ def initial_carry(cell: Cell, carry, batch: int, dtype, where: str) -> Carry:
     return jax.tree_util.tree_map(lambda c: jnp.asarray(c, dtype), carry)
 
 
-def resolve_method(method: str, cell: Cell) -> str:
-    """ "auto" -> "affine" for cells affine in the carry, else "scan"."""
-    if method == "auto":
-        return "affine" if cell.linear_in_carry else "scan"
-    return method
-
-
-def checked_inputs(cell, params, xs, carry, lengths, resets, reverse, time_major, where):
-    """Check once and prepare: `(Sequences, T, B, dtype, lengths)` (shared with unroll_parallel)."""
+def _door(cell, params, xs, carry, lengths, mask, resets, reverse, time_major, method, where):
+    """Check once and prepare: `(strategy, Sequences, lengths)` (both public functions' door)."""
     cell = check_cell(cell, where)
+    method = _methods.as_method(method, where)
     xs = as_array(xs, "xs")
     check_float(xs, "xs")
     layout = "[time, batch, features]" if time_major else "[batch, time, features]"
@@ -68,12 +53,16 @@ def checked_inputs(cell, params, xs, carry, lengths, resets, reverse, time_major
     T, B, F = xs_t.shape
     check_params(cell, params, F, where)
     dtype = jnp.result_type(xs_t, *jax.tree_util.tree_leaves(params))
-    carry0 = initial_carry(cell, carry, B, dtype, where)
+    carry0 = _initial_carry(cell, carry, B, dtype, where)
     if lengths is not None:
         lengths = check_lengths(lengths, B, T, where)
+    if mask is not None:
+        mask = check_step_flags(mask, B, T, time_major, where, "mask")
     if resets is not None:
-        resets = check_resets(resets, B, T, where)
-    return _sequence.prepare(xs_t, carry0, lengths, resets, reverse), T, B, dtype, lengths
+        resets = check_step_flags(resets, B, T, time_major, where, "resets")
+    strategy = _methods.resolve(method, cell, _methods.platform_of(xs, params))
+    seq = _sequence.prepare(xs_t, carry0, lengths, mask, resets, reverse)
+    return cell, strategy, seq, lengths
 
 
 def unroll(
@@ -83,24 +72,20 @@ def unroll(
     carry: Optional[Carry] = None,
     *,
     lengths: Optional[Array] = None,
+    mask: Optional[Array] = None,
     resets: Optional[Array] = None,
     reverse: bool = False,
     time_major: bool = False,
-    method: str = "auto",
-    projection: str = "auto",
-    column_blocks: str | bool = "auto",
-    unroll: int = 1,
-    remat: bool | int = False,
-    max_iters: Optional[int] = None,
-    tol: Optional[float] = None,
-    damping: float = 0.01,
-    jacobian_limit: int = _unroll_parallel.DEFAULT_JACOBIAN_LIMIT,
-    affine_algorithm: str = "auto",
-    affine_chunk: Optional[int] = None,
+    method: MethodArg = "auto",
 ) -> tuple[Array, Carry]:
-    """Run `cell` over a batch of sequences.
+    """Run `cell` over a batch of sequences: `(ys, final carry)`.
 
     Backpropagation through time is `jax.grad` through this function.
+
+        ys, carry = lj.unroll(cell, params, xs)                      # [B, T, F] -> [B, T, O]
+        ys, carry = lj.unroll(cell, params, xs, lengths=lengths)     # padded batches
+        ys, carry = lj.unroll(cell, params, xs, method=lj.Scan(remat=True))
+        ys, carry = lj.unroll(cell, params, xs, method="quasi_newton")  # parallel in time
 
     Args:
       cell: a `Cell` (`lj.rnn(H)`, `lj.lstm(H)`, `lj.gru(H)`, `lj.jordan(H, O)`, ...).
@@ -115,88 +100,99 @@ def unroll(
         in the padding (even NaN or inf) changes no output and no gradient.
         Checked when concrete; under `jit`, values outside [0, T] act as if
         clipped to [0, T].
-      resets: optional bool `[batch, time]`: where `resets[b, t]` holds,
-        sequence b's carry is set back to its initial carry (`carry`, or
-        zeros) before step t, as at the start of a new episode or document.
-        A batch with resets equals running each segment on its own.
+      mask: optional bool `[batch, time]` (`[time, batch]` with
+        `time_major=True`), True where a step is real. A masked step keeps
+        the carry and outputs zeros (Keras's masking; holes allowed), and
+        its input reaches no value and no gradient. `lengths` is the special
+        case of a suffix mask (with `reverse`, `lengths` reverses within
+        each length; a mask reverses the whole time axis).
+      resets: optional bool `[batch, time]` (`[time, batch]` with
+        `time_major=True`): where `resets[b, t]` holds, sequence b's carry is
+        set back to its initial carry (`carry`, or zeros) before step t, as
+        at the start of a new episode or document. A batch with resets
+        equals running each segment on its own.
       reverse: run from the last step to the first. With `lengths`, each
         sequence is reversed within its own length (PyTorch's packed
         sequences), and outputs are returned in the original time order.
-        With `resets`, each segment is run backward on its own (the carry is
-        reset when the backward pass crosses a boundary).
-      time_major: layout of `xs` and of the returned outputs.
+        With `resets`, each segment is run backward on its own.
+      time_major: layout of `xs`, `mask`, `resets` and the returned outputs.
       method: how the steps are evaluated (same results; speed, memory and
-        depth differ):
-        "auto" (default): "affine" for cells whose step is affine in the
-          carry (`Cell.linear_in_carry`: `lj.min_gru`, `lj.min_lstm`),
-          else "scan";
-        "scan": the sequential `lax.scan` (depth T);
-        "affine": the exact parallel pass of an affine cell (one affine
-          scan, `_linear_unroll.py`);
-        "newton" (DEER), "quasi_newton" (diagonal Jacobians), "elk"
-          (damped quasi-Newton): a parallel-in-time solve (`_newton.py`)
-          for any cell, exact at convergence. If it has not converged
-          within `max_iters`, `unroll` raises RuntimeError naming the
-          residual and the iterations; under `jit` (where nothing can be
-          raised at run time) every output and carry entry is NaN instead.
-          Use `lj.unroll_parallel` for the convergence report.
-      projection: where the input projection `x_t W_x + b` is computed:
-        "hoisted" (all steps at once before the loop), "per_step" (inside
-        the loop) or "auto" (default: per step on CPU, hoisted on GPU/TPU,
-        from the device the arrays live on; inside `jit`, the default
-        backend). Same results either way; only speed and memory differ.
-      column_blocks: close over mid-sized weights in column blocks (faster
-        BPTT on XLA:CPU); "auto" (default: on CPU only), True or False.
-      unroll: steps per scan iteration (`jax.lax.scan`'s `unroll`).
-      remat: gradient checkpointing for long sequences. False: plain BPTT,
-        every step's intermediates kept for the backward pass (memory ~ T).
-        True: checkpoint every k = round(sqrt(T)) steps; an int: every k
-        steps. Only the carries at segment boundaries are stored and each
-        segment's forward is recomputed during the backward pass (memory
-        ~ T/k + k steps, about 4/3 of the time). Same results and gradients.
-      projection, column_blocks, unroll, remat: used by method="scan" only.
-      max_iters, tol, damping, jacobian_limit: the parallel solvers'
-        options, as in `lj.unroll_parallel` (max_iters None: T; tol None:
-        by dtype; damping 0.01: ELK's lambda; jacobian_limit: bytes
-        "newton" may use, default 2 GiB, beyond which it refuses).
-      affine_algorithm: the affine scan of "affine" and the solvers:
-        "auto" (sequential on CPU, associative elsewhere: what measured
-        fastest), "sequential", "associative", "blocked", "log" ("affine"
-        only: Feng et al.'s log-space form, valid without resets).
-      affine_chunk: "affine" only: steps per chunk; each chunk's projection,
-        coefficients and states are computed together (in cache) and
-        recomputed in the backward pass. None (default): 512 on CPU (about
-        2x faster training than one pass at T = 10,000), one chunk of the
-        whole sequence elsewhere. Same results either way.
+        depth differ): "auto" (default: `lj.Affine()` for cells whose step is
+        affine in the carry, `lj.min_gru` and `lj.min_lstm`, else
+        `lj.Scan()`), or an option object: `lj.Scan(unroll, remat,
+        projection, column_blocks)`, the sequential `lax.scan`;
+        `lj.Affine(algorithm, chunk)`, one exact parallel pass for affine
+        cells; `lj.Newton(...)`, `lj.QuasiNewton(...)`, `lj.ELK(...)`,
+        parallel-in-time solvers for any cell, exact at convergence. The
+        strings "scan", "affine", "newton", "quasi_newton" and "elk" mean
+        those objects at their defaults. A solver that has not converged
+        raises RuntimeError naming the residual; under `jit` (where nothing
+        can be raised at run time) every output and carry entry is NaN
+        instead. `lj.unroll_parallel` returns the convergence report.
 
     Returns:
       `(ys, carry)`: `ys` `[batch, time, output_size]` (or time-major) and the
       final carry. With T = 0, `ys` is empty and `carry` the initial one.
     """
-    check_choice("method", method, METHODS)
-    check_choice("affine_algorithm", affine_algorithm, ALGORITHMS)
-    check_size("unroll", unroll)
-    check_optional_size("affine_chunk", affine_chunk)
-    remat = check_remat(remat)
-    seq, T, B, dtype, lengths = checked_inputs(
-        cell, params, xs, carry, lengths, resets, reverse, time_major, "unroll"
+    cell, strategy, seq, lengths = _door(
+        cell, params, xs, carry, lengths, mask, resets, reverse, time_major, method, "unroll"
     )
-    method = resolve_method(method, cell)
-    if method == "scan":
-        hoisted, blocks = resolve_placement(projection, column_blocks, xs, params)
-        ys_t, carry = _scan.scan(
-            cell, params, seq, hoisted=hoisted, blocks=blocks, unroll=unroll, remat=remat
-        )
-    elif method == "affine":
-        check_linear_in_carry(cell, "unroll")
-        ys_t, carry = _linear_unroll.linear_unroll(
-            cell, params, seq, affine_algorithm, affine_chunk
-        )
-    else:
-        options = _unroll_parallel.make_options(
-            method, max_iters, tol, damping, jacobian_limit, affine_algorithm, T, B,
-            seq.carry0, dtype, "unroll",
-        )  # fmt: skip
-        ys_t, carry, info = _newton.solve(cell, params, seq, options)
-        ys_t, carry = _unroll_parallel.raise_if_not_converged(info, ys_t, carry, method, "unroll")
+    ys_t, carry, info = strategy.run(cell, params, seq)
+    if info is not None:
+        ys_t, carry = _newton.raise_if_not_converged(info, ys_t, carry, strategy, "unroll")
     return _sequence.finish(ys_t, lengths, reverse, time_major), carry
+
+
+def unroll_parallel(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    carry: Optional[Carry] = None,
+    *,
+    lengths: Optional[Array] = None,
+    mask: Optional[Array] = None,
+    resets: Optional[Array] = None,
+    reverse: bool = False,
+    time_major: bool = False,
+    method: MethodArg = "quasi_newton",
+    init: Optional[Carry] = None,
+) -> tuple[Array, Carry, ParallelInfo]:
+    """Run `cell` over whole sequences by a Newton-type solve, with its convergence report.
+
+    The arguments mean what they mean in `lj.unroll`; `method` must be a
+    solver: "quasi_newton" (default), "newton", "elk", or `lj.QuasiNewton(...)`,
+    `lj.Newton(...)`, `lj.ELK(...)`. At convergence the outputs equal the
+    sequential scan (to ~1e-10 in float64, ~1e-5 in float32). Gradients
+    (`jax.grad`) are implicit: an adjoint recurrence at the solution, never
+    backpropagation through the iterations.
+
+    Args:
+      init: initial guess of every carry, leaves `[T, B, ...]` in processing
+        order (for reverse=True: reversed within lengths); None: zeros.
+        Not differentiated.
+
+    Returns:
+      `(ys, carry, info)`: as `unroll`, plus `ParallelInfo(iterations,
+      residual, converged)`. A solve that has not converged returns its last
+      iterate and says so in `info`; it does not raise.
+    """
+    where = "unroll_parallel"
+    cell, strategy, seq, lengths = _door(
+        cell, params, xs, carry, lengths, mask, resets, reverse, time_major, method, where
+    )
+    if not isinstance(strategy, Solver):
+        raise ValueError(
+            f"{where}: method must be a parallel-in-time solver ('newton', 'quasi_newton', "
+            f"'elk' or their option objects); got {strategy!r}. Use lj.unroll for the others."
+        )
+    guess = None
+    if init is not None:
+        T = seq.xs.shape[0]
+        expected = jax.eval_shape(
+            lambda: jax.tree_util.tree_map(lambda c: jnp.zeros((T,) + c.shape, c.dtype), seq.carry0)
+        )
+        init = check_carry(init, expected, f"{where} (init)", "init")
+        dtype = jax.tree_util.tree_leaves(seq.carry0)[0].dtype
+        guess = _newton.ravel(jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init))
+    ys_t, carry, info = strategy.run(cell, params, seq, guess)
+    return _sequence.finish(ys_t, lengths, reverse, time_major), carry, info

@@ -11,8 +11,6 @@ import jax
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_enable_x64", True)
 
-import functools  # noqa: E402
-
 import pytest  # noqa: E402
 
 import lstmjax as lj  # noqa: E402
@@ -27,10 +25,25 @@ PLACEMENTS = {
 }
 
 
+def scan_method(layout: str, **options) -> lj.Scan:
+    """`lj.Scan` with the placement `layout` (see PLACEMENTS) and other Scan options."""
+    return lj.Scan(**PLACEMENTS[layout], **options)
+
+
+def unroll_with(layout: str):
+    """`lj.unroll` through `lj.Scan` with one explicit placement; `unroll=` and `remat=`
+    are the Scan's options (so that the suites read as they did)."""
+
+    def run(*args, unroll=1, remat=False, **kwargs):
+        return lj.unroll(*args, method=scan_method(layout, unroll=unroll, remat=remat), **kwargs)
+
+    return run
+
+
 @pytest.fixture(params=sorted(PLACEMENTS))
 def unroll(request):
     """`lj.unroll` with one explicit placement (see PLACEMENTS)."""
-    return functools.partial(lj.unroll, **PLACEMENTS[request.param])
+    return unroll_with(request.param)
 
 
 @pytest.fixture(autouse=True)

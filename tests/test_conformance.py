@@ -99,7 +99,7 @@ def test_hoisted_and_per_step_projection_agree(factory):
     cell, params, xs = make(factory)
     lengths = jnp.array([T, 1, 0, 3])
     results = [
-        lj.unroll(cell, params, xs, lengths=lengths, projection=p, reverse=True)
+        lj.unroll(cell, params, xs, lengths=lengths, method=lj.Scan(projection=p), reverse=True)
         for p in ("per_step", "hoisted")
     ]
     chex.assert_trees_all_close(results[0], results[1], **TOL)

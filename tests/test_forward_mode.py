@@ -90,7 +90,7 @@ def test_hessian_vector_product_through_the_chunked_exact_pass(name):
     cell, params, xs = setup(dict(zip(CELL_IDS, CELL_FACTORIES, strict=True))[name])
 
     def chunked_loss(p):
-        ys, _ = lj.unroll(cell, p, xs, lengths=jnp.array([5, 3]), method="affine", affine_chunk=2)
+        ys, _ = lj.unroll(cell, p, xs, lengths=jnp.array([5, 3]), method=lj.Affine(chunk=2))
         return jnp.sum(jnp.sin(ys))
 
     v = direction(params, 5)

@@ -100,20 +100,55 @@ CASES = {
     "unknown method": (
         ValueError,
         run(xs(), method="fast"),
-        r"method must be one of .*'scan'.*got 'fast'",
+        r"unroll: method must be 'auto', one of \['affine', 'elk', 'newton', 'quasi_newton', 'scan'\], or an option object .*got 'fast'",
+    ),
+    "method class not object": (
+        TypeError,
+        run(xs(), method=lj.Scan),
+        r"method must be an option object, e.g. lj.Scan\(\); got the class lj.Scan itself",
     ),
     "unknown projection": (
         ValueError,
-        run(xs(), projection="gpu"),
-        r"projection must be one of \['auto', 'hoisted', 'per_step'\]; got 'gpu'",
+        lambda: lj.Scan(projection="gpu"),
+        r"Scan: projection must be one of \['auto', 'hoisted', 'per_step'\]; got 'gpu'",
     ),
     "bad column_blocks": (
         ValueError,
-        run(xs(), column_blocks="yes"),
-        r"column_blocks must be 'auto', True or False; got 'yes'",
+        lambda: lj.Scan(column_blocks="yes"),
+        r"Scan: column_blocks must be 'auto', True or False; got 'yes'",
     ),
-    "unroll 0": (ValueError, run(xs(), unroll=0), r"unroll must be an int >= 1; got 0"),
-    "remat 0": (ValueError, run(xs(), remat=0), r"remat must be False, True or a positive int"),
+    "unroll 0": (ValueError, lambda: lj.Scan(unroll=0), r"Scan: unroll must be an int >= 1; got 0"),
+    "remat 0": (
+        ValueError,
+        lambda: lj.Scan(remat=0),
+        r"Scan: remat must be False, True or a positive int",
+    ),
+    "affine chunk 0": (
+        ValueError,
+        lambda: lj.Affine(chunk=0),
+        r"Affine: chunk must be an int >= 1",
+    ),
+    "affine algorithm": (
+        ValueError,
+        lambda: lj.Affine(algorithm="fast"),
+        r"Affine: algorithm must be one of \['auto', 'sequential'.*got 'fast'",
+    ),
+    "elk damping": (ValueError, lambda: lj.ELK(damping=-1.0), r"ELK: damping must be >= 0"),
+    "newton jacobian_limit": (
+        TypeError,
+        lambda: lj.Newton(jacobian_limit=None),
+        r"Newton: jacobian_limit must be an int >= 1; got None",
+    ),
+    "mask shape": (
+        ValueError,
+        run(xs(), mask=jnp.ones((T, B), bool)),
+        r"unroll: mask must have shape \[batch, time\] = \(2, 5\); got shape \(5, 2\) \(the transpose: it follows the layout of xs, set by time_major\)",
+    ),
+    "mask int": (
+        TypeError,
+        run(xs(), mask=jnp.ones((B, T), jnp.int32)),
+        r"mask must be a bool array; got dtype int32",
+    ),
     "reverse as str": (
         TypeError,
         run(xs(), reverse="yes"),

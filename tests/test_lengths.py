@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from cell_zoo import CELL_FACTORIES, CELL_IDS, INPUT_SIZE
-from conftest import PLACEMENTS
+from conftest import unroll_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,7 +57,7 @@ CASE_IDS = [
 def programs(cell_index, reverse, layout, remat):
     """Jitted padded run and single-sequence reference, cached across examples."""
     cell = CELL_FACTORIES[cell_index](jnp.float64)
-    run = functools.partial(lj.unroll, reverse=reverse, remat=remat, **PLACEMENTS[layout])
+    run = functools.partial(unroll_with(layout), reverse=reverse, remat=remat)
 
     def padded_loss(params, xs, lengths, w):
         ys, final = run(cell, params, xs, lengths=lengths)

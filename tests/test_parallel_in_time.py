@@ -80,7 +80,7 @@ def test_newton_reaches_the_scan_within_t_iterations_from_a_bad_guess(method):
     params = params._replace(w_h=3.0 * params.w_h)  # strongly non-linear
     init = jnp.full((T, B, 5), 7.0)
     ys, carry, info = lj.unroll_parallel(
-        cell, params, xs, init=init, method=method, max_iters=T, tol=1e-13
+        cell, params, xs, init=init, method=SOLVERS[method](max_iters=T, tol=1e-13)
     )
     assert int(info.iterations) <= T and bool(info.converged)
     close((ys, carry), lj.unroll(cell, params, xs, method="scan"))
@@ -105,8 +105,8 @@ def chaotic():
 def test_non_convergence_raises_naming_residual_and_iterations():
     cell, params, xs = chaotic()
     with pytest.raises(RuntimeError, match=r"did not converge: residual .* after 3 iterations"):
-        lj.unroll(cell, params, xs, method="quasi_newton", max_iters=3)
-    _, _, info = lj.unroll_parallel(cell, params, xs, method="quasi_newton", max_iters=3)
+        lj.unroll(cell, params, xs, method=lj.QuasiNewton(max_iters=3))
+    _, _, info = lj.unroll_parallel(cell, params, xs, method=lj.QuasiNewton(max_iters=3))
     assert not bool(info.converged) and int(info.iterations) == 3 and float(info.residual) > 1e-3
 
 
@@ -118,7 +118,9 @@ def test_a_nan_iterate_never_counts_as_converged(method):
     xs = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 3), jnp.float64)
     init = jnp.full((6, 2, 4), jnp.nan)
     solve = jax.jit(
-        lambda p, k: lj.unroll_parallel(cell, p, xs, method=method, init=init, max_iters=k),
+        lambda p, k: lj.unroll_parallel(
+            cell, p, xs, method=SOLVERS[method](max_iters=k), init=init
+        ),
         static_argnums=1,
     )
     _, _, info = solve(params, 2)  # states 2..5 still NaN after two iterations
@@ -135,7 +137,7 @@ def test_a_nan_iterate_never_counts_as_converged(method):
 
 def test_non_convergence_under_jit_gives_nan_everywhere():
     cell, params, xs = chaotic()
-    f = jax.jit(lambda p: lj.unroll(cell, p, xs, method="quasi_newton", max_iters=3))
+    f = jax.jit(lambda p: lj.unroll(cell, p, xs, method=lj.QuasiNewton(max_iters=3)))
     ys, carry = f(params)
     assert bool(jnp.all(jnp.isnan(ys))) and bool(jnp.all(jnp.isnan(carry)))
     ys, _ = jax.jit(lambda p: lj.unroll(cell, p, xs, method="quasi_newton"))(params)
@@ -154,11 +156,13 @@ def test_affine_refuses_a_nonlinear_cell_and_bad_options():
     cell, params, xs = setup(CELL_FACTORIES[0])
     with pytest.raises(ValueError, match="affine in its carry"):
         lj.unroll(cell, params, xs, method="affine")
-    with pytest.raises(ValueError, match="max_iters must be a positive int"):
-        lj.unroll(cell, params, xs, method="newton", max_iters=0)
-    with pytest.raises(ValueError, match="tol must be a positive number"):
-        lj.unroll_parallel(cell, params, xs, tol=-1.0)
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match=r"Newton: max_iters must be an int >= 1; got 0"):
+        lj.Newton(max_iters=0)
+    with pytest.raises(ValueError, match="QuasiNewton: tol must be a positive finite number"):
+        lj.QuasiNewton(tol=-1.0)
+    with pytest.raises(ValueError, match="QuasiNewton: tol must be a positive finite number"):
+        lj.QuasiNewton(tol=float("inf"))
+    with pytest.raises(ValueError, match="method must be a parallel-in-time solver"):
         lj.unroll_parallel(cell, params, xs, method="scan")
 
 

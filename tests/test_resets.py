@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from cell_zoo import CELL_FACTORIES, CELL_IDS, INPUT_SIZE
-from conftest import PLACEMENTS
+from conftest import unroll_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -63,7 +63,7 @@ CASE_IDS = [
 @functools.cache
 def programs(cell_index, reverse, layout, remat):
     cell = CELL_FACTORIES[cell_index](jnp.float64)
-    run = functools.partial(lj.unroll, cell, reverse=reverse, remat=remat, **PLACEMENTS[layout])
+    run = functools.partial(unroll_with(layout), cell, reverse=reverse, remat=remat)
 
     def batch_loss(params, xs, c0, lengths, resets, w):
         ys, final = run(params, xs, c0, lengths=lengths, resets=resets)
