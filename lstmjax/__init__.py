@@ -2,14 +2,8 @@
 
 __version__ = "0.1.0"
 
-# Public submodules (lj.interop, lj.losses, ...) next to the re-exported names.
-from lstmjax import diagnostics as diagnostics
-from lstmjax import dynamics as dynamics
-from lstmjax import generate as generate
-from lstmjax import interop as interop
-from lstmjax import lm as lm
-from lstmjax import losses as losses
-from lstmjax import tasks as tasks
+from typing import TYPE_CHECKING
+
 from lstmjax._affine import Affine as Affine
 from lstmjax._cell import Cell as Cell
 from lstmjax._ctrnn import CTRNNParams as CTRNNParams
@@ -49,6 +43,36 @@ from lstmjax._scan import Scan as Scan
 from lstmjax._unroll import unroll as unroll
 from lstmjax._unroll import unroll_parallel as unroll_parallel
 
+# Public modules, imported on first use (`lj.train`, `lj.checkpoint`, ...), so that
+# `import lstmjax` imports neither flax, torch nor orbax.
+_MODULES = (
+    "checkpoint",
+    "diagnostics",
+    "distributed",
+    "dynamics",
+    "generate",
+    "interop",
+    "lm",
+    "losses",
+    "tasks",
+    "tbptt",
+    "train",
+)
+if TYPE_CHECKING:
+    from lstmjax import (
+        checkpoint,
+        diagnostics,
+        distributed,
+        dynamics,
+        generate,
+        interop,
+        lm,
+        losses,
+        tasks,
+        tbptt,
+        train,
+    )
+
 # The public surface: every name here has a page in the API reference
 # (tests/test_docs_api.py checks both directions).
 __all__ = [
@@ -74,9 +98,11 @@ __all__ = [
     "RNNParams",
     "Recurrent",
     "Scan",
+    "checkpoint",
     "ctrnn",
     "dense",
     "diagnostics",
+    "distributed",
     "dynamics",
     "embedding",
     "generate",
@@ -95,6 +121,14 @@ __all__ = [
     "rnn",
     "softmax_readout",
     "tasks",
+    "tbptt",
+    "train",
     "unroll",
     "unroll_parallel",
 ]
+
+from lstmjax._lazy import lazy_attributes  # noqa: E402
+
+__getattr__, __dir__ = lazy_attributes(
+    __name__, {name: f"lstmjax.{name}" for name in _MODULES}, list(__all__)
+)

@@ -49,5 +49,5 @@ def test_associative_variances_stay_finite_over_long_sequences():
 
 def test_the_log_form_is_refused_for_the_solvers():
     for solver in (lj.ELK, lj.Newton, lj.QuasiNewton):
-        with pytest.raises(ValueError, match='algorithm="log" is for lj.Affine only'):
+        with pytest.raises(ValueError, match=r'algorithm="log" is for lj\.Affine only'):
             solver(algorithm="log")

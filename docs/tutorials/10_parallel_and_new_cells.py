@@ -78,10 +78,11 @@ print(
     f"converged {bool(info.converged)}"
 )
 counts = {"newton": [1, 2, 4], "quasi_newton": [10]}
+solvers = {"newton": lj.Newton, "quasi_newton": lj.QuasiNewton}  # options: lj.Newton(max_iters=n)
 residuals = {}
 for method, ns in counts.items():
     residuals[method] = [
-        float(lj.unroll_parallel(gru, gru_params, xs, method=method, max_iters=n)[2].residual)
+        float(lj.unroll_parallel(gru, gru_params, xs, method=solvers[method](max_iters=n))[2].residual)
         for n in ns
     ]
 counts["quasi_newton"].append(int(info.iterations))  # the converged solve above
