@@ -1,6 +1,6 @@
 """lstmjax: recurrent sequence models as pure JAX functions."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from typing import TYPE_CHECKING
 
