@@ -84,7 +84,7 @@ def _plain_gru(params, h, px):
     return h, h
 
 
-def autodiff_forward(c: lj.Cell, params, xs: jax.Array) -> tuple[jax.Array, jax.Array]:
+def autodiff_forward(cell: str, params, xs: jax.Array) -> tuple[jax.Array, jax.Array]:
     """lstmjax's forward with JAX's autodiff in place of the hand-derived backward pass.
 
     The cell's own `project` and parameters, and its step's equations written
@@ -95,9 +95,10 @@ def autodiff_forward(c: lj.Cell, params, xs: jax.Array) -> tuple[jax.Array, jax.
     shape), the ratio includes that technique too. `tests/test_benchmark.py`
     checks that it computes what `lj.unroll` does.
     """
-    if c.name not in ("lstm", "gru"):
-        raise Missing(f"{c.name} has no hand-derived backward pass to replace")
-    recur = _plain_lstm if c.name == "lstm" else _plain_gru
+    if cell not in ("lstm", "gru"):
+        raise Missing(f"{cell} has no hand-derived backward pass to replace")
+    c = lstmjax_cell(cell, params.w_h.shape[0])
+    recur = _plain_lstm if cell == "lstm" else _plain_gru
 
     def step(carry, x):
         return recur(params, carry, c.project(params, x))
@@ -120,7 +121,7 @@ def lstmjax_model(
     if autodiff:
 
         def plain(params, xs):
-            ys, carry = autodiff_forward(c, params, xs)
+            ys, carry = autodiff_forward(cell, params, xs)
             return ys, last_h(carry)
 
         return JaxModel(lambda key: c.init(key, s.inputs), plain, contextlib.nullcontext)

@@ -273,7 +273,7 @@ def test_autodiff_variant_computes_what_unroll_computes(cell):
     c = peers.lstmjax_cell(cell, 6)
     params = c.init(jax.random.PRNGKey(0), 4)
     xs = jax.random.normal(jax.random.PRNGKey(1), (3, 5, 4), "float32")  # as the benchmark
-    ys, carry = peers.autodiff_forward(c, params, xs)
+    ys, carry = peers.autodiff_forward(cell, params, xs)
     ref_ys, ref_carry = lj.unroll(c, params, xs)
     np.testing.assert_allclose(ys, ref_ys, rtol=1e-6, atol=1e-6)
     for got, want in zip(jax.tree.leaves(carry), jax.tree.leaves(ref_carry), strict=True):

@@ -8,38 +8,18 @@ pendulum (smooth, decaying) and the Lorenz system (chaotic).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
-from lstmjax.tasks._common import check_int
+from lstmjax._checks import check_size
+from lstmjax._integrators import VectorField, rk4_step
 
 Array = jax.Array
-VectorField = Callable[[Array, Array], Array]  # f(t, y) -> dy/dt, same shape as y
 
 LORENZ_SIGMA = 10.0
 LORENZ_RHO = 28.0
 LORENZ_BETA = 8.0 / 3.0
-
-
-def rk4_step(f: VectorField, t: Array, y: Array, dt) -> Array:
-    """One step of the classical fourth-order Runge-Kutta method.
-
-        k1 = f(t, y)
-        k2 = f(t + dt/2, y + dt/2 k1)
-        k3 = f(t + dt/2, y + dt/2 k2)
-        k4 = f(t + dt, y + dt k3)
-        y' = y + dt/6 (k1 + 2 k2 + 2 k3 + k4)
-
-    The local error is O(dt^5), the global error after a fixed time O(dt^4).
-    """
-    half = dt / 2
-    k1 = f(t, y)
-    k2 = f(t + half, y + half * k1)
-    k3 = f(t + half, y + half * k2)
-    k4 = f(t + dt, y + dt * k3)
-    return y + (dt / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
 def rk4(f: VectorField, y0: Array, dt: float, n_steps: int, *, t0: float = 0.0) -> Array:
@@ -59,7 +39,7 @@ def rk4(f: VectorField, y0: Array, dt: float, n_steps: int, *, t0: float = 0.0) 
     Returns:
       `[n_steps + 1, *y0.shape]`: y0 followed by the state after each step.
     """
-    check_int("n_steps", n_steps, 0)
+    check_size("n_steps", n_steps, 0)
     y0 = jnp.asarray(y0)
     if not jnp.issubdtype(y0.dtype, jnp.floating):
         raise TypeError(f"rk4: y0 must be floating point; got {y0.dtype}.")
@@ -140,8 +120,8 @@ def pendulum_trajectories(
     Returns:
       `[B, T, 2]`, (angle, angular velocity) at t = 0, dt, ..., (T - 1) dt.
     """
-    check_int("batch_size", batch_size)
-    check_int("length", length)
+    check_size("batch_size", batch_size)
+    check_size("length", length)
     k_theta, k_omega = jax.random.split(key)
     theta = jax.random.uniform(k_theta, (batch_size,), dtype, -0.9 * jnp.pi, 0.9 * jnp.pi)
     omega = jax.random.uniform(k_omega, (batch_size,), dtype, -1.0, 1.0)
@@ -173,9 +153,9 @@ def lorenz_trajectories(
     Returns:
       `[B, T, 3]`, (x, y, z) at t = 0, dt, ..., (T - 1) dt after the burn-in.
     """
-    check_int("batch_size", batch_size)
-    check_int("length", length)
-    check_int("burn_in", burn_in, 0)
+    check_size("batch_size", batch_size)
+    check_size("length", length)
+    check_size("burn_in", burn_in, 0)
     f = lorenz(sigma, rho, beta)
     center = jnp.asarray([0.0, 0.0, 25.0], dtype)[None, :]
     y0 = center + 5.0 * jax.random.normal(key, (batch_size, 3), dtype)
