@@ -22,8 +22,8 @@ LORENZ_RHO = 28.0
 LORENZ_BETA = 8.0 / 3.0
 
 
-def rk4(f: VectorField, y0: Array, dt: float, n_steps: int, *, t0: float = 0.0) -> Array:
-    """Integrate dy/dt = f(t, y) from y(t0) = y0 with `n_steps` RK4 steps of `dt`.
+def rk4(f: VectorField, y0: Array, dt: float, num_steps: int, *, t0: float = 0.0) -> Array:
+    """Integrate dy/dt = f(t, y) from y(t0) = y0 with `num_steps` RK4 steps of `dt`.
 
     Runs on `jax.lax.scan`, so it is jit-able and differentiable. `f` sees the
     whole `y0` at once: a batch of states `[B, D]` is integrated in one go if
@@ -33,18 +33,18 @@ def rk4(f: VectorField, y0: Array, dt: float, n_steps: int, *, t0: float = 0.0) 
       f: the vector field `(t, y) -> dy/dt`.
       y0: initial state `[...]`, floating point; its dtype is kept.
       dt: step size.
-      n_steps: number of steps (static).
+      num_steps: number of steps (static).
       t0: initial time.
 
     Returns:
-      `[n_steps + 1, *y0.shape]`: y0 followed by the state after each step.
+      `[num_steps + 1, *y0.shape]`: y0 followed by the state after each step.
     """
-    check_size("n_steps", n_steps, 0)
+    check_size("num_steps", num_steps, 0)
     y0 = jnp.asarray(y0)
     if not jnp.issubdtype(y0.dtype, jnp.floating):
         raise TypeError(f"rk4: y0 must be floating point; got {y0.dtype}.")
     dt = jnp.asarray(dt, y0.dtype)
-    times = jnp.asarray(t0, y0.dtype) + dt * jnp.arange(n_steps, dtype=y0.dtype)
+    times = jnp.asarray(t0, y0.dtype) + dt * jnp.arange(num_steps, dtype=y0.dtype)
 
     def body(y, t):
         y = rk4_step(f, t, y, dt)
@@ -54,14 +54,14 @@ def rk4(f: VectorField, y0: Array, dt: float, n_steps: int, *, t0: float = 0.0) 
     return jnp.concatenate([y0[None], ys], axis=0)
 
 
-def _advance(f: VectorField, y: Array, dt, n_steps: int) -> Array:
-    """The state after `n_steps` RK4 steps from t = 0, without keeping the path."""
+def _advance(f: VectorField, y: Array, dt, num_steps: int) -> Array:
+    """The state after `num_steps` RK4 steps from t = 0, without keeping the path."""
     dt = jnp.asarray(dt, y.dtype)
 
     def step(i, y):
         return rk4_step(f, dt * i.astype(y.dtype), y, dt)
 
-    return jax.lax.fori_loop(0, n_steps, step, y)
+    return jax.lax.fori_loop(0, num_steps, step, y)
 
 
 def pendulum(damping: float = 0.1, frequency: float = 1.0) -> VectorField:
