@@ -119,6 +119,8 @@ def lstmjax_model(
 ) -> JaxModel:
     c = lstmjax_cell(cell, s.hidden)
     if autodiff:
+        if cell not in ("lstm", "gru"):
+            raise Missing(f"{cell} has no hand-derived backward pass to replace")
 
         def plain(params, xs):
             ys, carry = autodiff_forward(cell, params, xs)
