@@ -176,12 +176,12 @@ def train_one(key, label: str, hidden: int, data: tasks.TextData, config: dict, 
         curve["valid_bpc"].append(losses.bits_per_char(record["ce"]))
     samples = {
         str(t): generate.generate_text(
+            jax.random.fold_in(k_sample, i),
             model,
             state.params,
             data.vocab,
             config["prompt"],
             config["sample_chars"],
-            jax.random.fold_in(k_sample, i),
             temperature=t,
         )
         for i, t in enumerate(config["temperatures"])

@@ -253,7 +253,7 @@ def plot_training(runs: dict, config: dict):
             axes[0].plot(*windows(r["loss"][s], size, np.mean), color=colors[label], lw=1, **kw)
             steps, peaks = windows(r["grad_norm"][s], size, np.max)
             axes[1].semilogy(steps, peaks, color=colors[label], alpha=0.7, lw=1, **kw)
-    axes[0].axhline(tasks.ORDER_BASELINE_CE, color="k", ls=":", label="baseline ln 4")
+    axes[0].axhline(tasks.ORDER_BASELINE_CROSS_ENTROPY, color="k", ls=":", label="baseline ln 4")
     axes[0].set(
         title=f"tanh RNN, temporal order T = {config['length']}: training loss",
         xlabel="step",
@@ -363,7 +363,7 @@ def main(argv=None) -> dict:
     data = {
         "wall": wall,
         "training": runs,
-        "baseline_cross_entropy": tasks.ORDER_BASELINE_CE,
+        "baseline_cross_entropy": tasks.ORDER_BASELINE_CROSS_ENTROPY,
         "anchors": anchors_of(wall, runs),
     }
     figures = {

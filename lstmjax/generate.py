@@ -31,6 +31,8 @@ Array = jax.Array
 Carry = Any
 StepFn = Callable[[Any, Carry, Array], tuple[Carry, Array]]
 
+__all__ = ["INVALID_TOKEN", "filter_logits", "generate_text", "sample", "sample_logits"]
+
 
 def filter_logits(logits: Array, temperature=1.0, top_k: Optional[int] = None) -> Array:
     """Logits of the sampling distribution: top-k filtering, then temperature.
@@ -86,12 +88,12 @@ def sample_logits(
 
 
 def sample(
+    key: jax.Array,
     step_fn: StepFn,
     params,
     carry: Carry,
     prompt_ids: Array,
     num_tokens: int,
-    key: jax.Array,
     *,
     temperature=1.0,
     top_k: Optional[int] = None,
@@ -104,6 +106,7 @@ def sample(
     before it, then fed back. Same key, same output.
 
     Args:
+      key: a `jax.random` key (first, as in every lstmjax function that needs one).
       step_fn: `(params, carry, ids [B]) -> (carry, logits [B, V])`; a
         hashable function (it is a static argument of `jit`).
       params: the model's parameters.
@@ -111,7 +114,6 @@ def sample(
         prompt), e.g. `model.initial_carry(B)`.
       prompt_ids: int `[B, P]` or `[P]`, P >= 1.
       num_tokens: how many tokens to generate (static).
-      key: a `jax.random` key.
       temperature: >= 0 (0 = greedy argmax).
       top_k: sample among the k most likely tokens only (static); None = all.
 
@@ -170,12 +172,12 @@ def _sample(step_fn, params, carry, prompt, num_tokens, key, temperature, top_k)
 
 
 def generate_text(
+    key: jax.Array,
     model,
     params,
     vocab,
     prompt: str,
     num_chars: int,
-    key: jax.Array,
     *,
     temperature=1.0,
     top_k: Optional[int] = None,
@@ -183,13 +185,14 @@ def generate_text(
     """Continue a text prompt with a character language model.
 
     Args:
+      key: a `jax.random` key.
       model: a `lstmjax.lm.LanguageModel` (anything with `step` and
         `initial_carry`).
       params: its parameters.
       vocab: a `lstmjax.tasks.Vocab` (anything with `encode` and `decode`).
       prompt: a non-empty string of characters in the vocabulary.
       num_chars: characters to generate.
-      key, temperature, top_k: as in `sample`.
+      temperature, top_k: as in `sample`.
 
     Returns:
       The generated characters (without the prompt).
@@ -198,12 +201,12 @@ def generate_text(
         raise ValueError("generate_text: the prompt must hold at least one character.")
     ids = jnp.asarray(vocab.encode(prompt))
     out = sample(
+        key,
         model.step,
         params,
         model.initial_carry(1),
         ids,
         num_chars,
-        key,
         temperature=temperature,
         top_k=top_k,
     )

@@ -20,6 +20,8 @@ from lstmjax._checks import check_size
 from lstmjax._feedforward import DenseParams, EmbeddingParams, dense, embedding
 from lstmjax._layers import LayerParams, Recurrent, recurrent
 
+__all__ = ["LMParams", "LanguageModel", "language_model"]
+
 
 class LMParams(NamedTuple):
     """Language model parameters: embedding, recurrent stack, readout."""

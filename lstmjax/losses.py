@@ -241,7 +241,7 @@ def _pick(loss, table: dict, what: str):
 
 
 def many_to_one(
-    ys: Array,
+    preds: Array,
     targets: Array,
     lengths: Optional[Array] = None,
     *,
@@ -250,7 +250,8 @@ def many_to_one(
     """Loss on each sequence's output at its last valid step.
 
     Args:
-      ys: `[B, T, F]` per-step outputs (predictions, or logits with F = V).
+      preds: `[B, T, F]` per-step outputs (predictions, or logits with F = V),
+        as `many_to_many` takes them.
       targets: `[B, F]` floats for "mse", int `[B]` for "cross_entropy".
       lengths: optional int `[B]`; None means every sequence has length T.
         Sequences of length 0 have no output and do not count.
@@ -261,10 +262,12 @@ def many_to_one(
       Scalar, averaged over the sequences that count.
     """
     fn = _pick(loss, _BASIC, "many_to_one")
-    if jnp.ndim(ys) != 3:
-        raise ValueError(f"many_to_one: ys must be [batch, time, features]; got {jnp.shape(ys)}.")
+    if jnp.ndim(preds) != 3:
+        raise ValueError(
+            f"many_to_one: preds must be [batch, time, features]; got {jnp.shape(preds)}."
+        )
     mask = None if lengths is None else jnp.asarray(lengths) > 0
-    return fn(last_valid(ys, lengths), targets, mask)
+    return fn(last_valid(preds, lengths), targets, mask)
 
 
 def many_to_many(

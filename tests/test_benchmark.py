@@ -16,18 +16,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _bench_env as env  # benchmarks/ is on pytest's pythonpath (pyproject.toml)
+import _bench_memory as memory
+import _bench_readme as readme
+import _bench_report as report
+import _bench_step as step
+import benchmark
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-sys.path.insert(0, str(ROOT / "experiments"))
-
-import _bench_env as env  # noqa: E402
-import _bench_memory as memory  # noqa: E402
-import _bench_readme as readme  # noqa: E402
-import _bench_report as report  # noqa: E402
-import _bench_step as step  # noqa: E402
-import benchmark  # noqa: E402
 
 LSTM_IMPLS = {
     "lstmjax",
@@ -42,7 +40,7 @@ LSTM_IMPLS = {
 
 
 def run_benchmark(out: Path, *args: str) -> None:
-    cmd = [sys.executable, str(ROOT / "experiments" / "benchmark.py"), "--quick", *args]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "benchmark.py"), "--quick", *args]
     # A fresh process: the benchmark runs as a user would run it, without
     # the test suite's float64 and rank-promotion settings. A tuning variable
     # set here must not reach the default profile.
@@ -261,3 +259,22 @@ def test_parallel_mode_measures_every_method_against_the_scan(parallel_quick):
     target = result["min_cell_target"]
     assert target["gru_scan_over"]["gru/scan"] == 1.0 and "min_gru/auto" in target["train_s"]
     assert "| min_gru | 50 | affine |" in table and "GRU scan time / this" in table
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_autodiff_variant_computes_what_unroll_computes(cell):
+    """The `autodiff` variant's plain equations are the cell's: same outputs, same carry."""
+    import _bench_peers as peers
+    import jax
+    import numpy as np
+
+    import lstmjax as lj
+
+    c = peers.lstmjax_cell(cell, 6)
+    params = c.init(jax.random.PRNGKey(0), 4)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (3, 5, 4), "float32")  # as the benchmark
+    ys, carry = peers.autodiff_forward(cell, params, xs)
+    ref_ys, ref_carry = lj.unroll(c, params, xs)
+    np.testing.assert_allclose(ys, ref_ys, rtol=1e-6, atol=1e-6)
+    for got, want in zip(jax.tree.leaves(carry), jax.tree.leaves(ref_carry), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
-sys.path.insert(0, str(EXPERIMENTS_DIR))  # the scripts import `_common` as a top-level module
+# experiments/ is on pytest's pythonpath (pyproject.toml): the scripts and their
+# `_common` import as they do when run as `python experiments/<name>.py`.
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # The experiments tested here; the others (long_range_memory, char_lm,

@@ -15,13 +15,11 @@ from __future__ import annotations
 import importlib
 import json
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -31,8 +29,6 @@ def out(tmp_path_factory):
 
 
 def run_quick(name: str, out: Path) -> dict:
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))
     result = importlib.import_module(name).main(["--quick", "--out", str(out)])
     on_disk = json.loads((out / f"{name}.json").read_text())
     assert on_disk == result and on_disk["quick"] is True and on_disk["config"]

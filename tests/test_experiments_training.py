@@ -16,20 +16,16 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def load(name: str):
-    """Import `experiments/<name>.py` (the scripts import `_common` as a top-level module)."""
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))
+    """Import `experiments/<name>.py` (on pytest's pythonpath, as `pyproject.toml` sets)."""
     return importlib.import_module(name)
 
 

@@ -75,7 +75,7 @@ def test_step_matches_apply(model):
 def test_scan_matches_prefix_rerunning_reference(model, logits_fn, temperature, top_k):
     m, params = model
     got = generate.sample(
-        m.step, params, m.initial_carry(2), PROMPT, N, KEY, temperature=temperature, top_k=top_k
+        KEY, m.step, params, m.initial_carry(2), PROMPT, N, temperature=temperature, top_k=top_k
     )
     assert got.shape == (2, N) and got.dtype == jnp.int32
     expected = reference_sample(logits_fn, params, PROMPT, N, KEY, temperature, top_k)
@@ -85,21 +85,21 @@ def test_scan_matches_prefix_rerunning_reference(model, logits_fn, temperature, 
 def test_top_k_one_and_tiny_temperature_are_greedy(model, logits_fn):
     m, params = model
     args = (m.step, params, m.initial_carry(2), PROMPT, N)
-    greedy = generate.sample(*args, KEY, temperature=0.0)
+    greedy = generate.sample(KEY, *args, temperature=0.0)
     expected = reference_sample(logits_fn, params, PROMPT, N, KEY, 0.0, None)
     np.testing.assert_array_equal(greedy, expected)
     for key in (KEY, jax.random.key(7)):
-        np.testing.assert_array_equal(generate.sample(*args, key, top_k=1), greedy)
-        np.testing.assert_array_equal(generate.sample(*args, key, temperature=1e-6), greedy)
+        np.testing.assert_array_equal(generate.sample(key, *args, top_k=1), greedy)
+        np.testing.assert_array_equal(generate.sample(key, *args, temperature=1e-6), greedy)
 
 
 def test_same_key_same_text_and_other_key_other_text(model):
     m, params = model
     args = (m.step, params, m.initial_carry(1), np.array([3], np.int32), 40)
-    a = generate.sample(*args, KEY, temperature=1.5)
+    a = generate.sample(KEY, *args, temperature=1.5)
     assert a.shape == (40,)  # a 1-D prompt gives a 1-D result
-    np.testing.assert_array_equal(generate.sample(*args, KEY, temperature=1.5), a)
-    assert not np.array_equal(generate.sample(*args, jax.random.key(1), temperature=1.5), a)
+    np.testing.assert_array_equal(generate.sample(KEY, *args, temperature=1.5), a)
+    assert not np.array_equal(generate.sample(jax.random.key(1), *args, temperature=1.5), a)
 
 
 def test_sample_logits_follows_the_filtered_distribution():
@@ -138,7 +138,7 @@ def test_step_is_traced_a_fixed_number_of_times(model):
         # eval_shape traces the jitted sampler without compiling it.
         jax.eval_shape(
             lambda n=n: generate.sample(
-                counting_step, params, m.initial_carry(1), PROMPT[:1], n, KEY
+                KEY, counting_step, params, m.initial_carry(1), PROMPT[:1], n
             )
         )
         counts.append(len(calls))
@@ -149,9 +149,9 @@ def test_generate_text_with_a_vocabulary(model):
     m, params = model
     vocab = tasks.build_vocab("abcdefghijk")
     # The same call as `sample` with the 1-D prompt [3] ("d"): the same text.
-    text = generate.generate_text(m, params, vocab, "d", 40, KEY, temperature=1.5)
+    text = generate.generate_text(KEY, m, params, vocab, "d", 40, temperature=1.5)
     ids = generate.sample(
-        m.step, params, m.initial_carry(1), np.array([3], np.int32), 40, KEY, temperature=1.5
+        KEY, m.step, params, m.initial_carry(1), np.array([3], np.int32), 40, temperature=1.5
     )
     assert len(text) == 40 and text == vocab.decode(ids)
 
@@ -159,14 +159,14 @@ def test_generate_text_with_a_vocabulary(model):
 def test_zero_tokens_and_bad_arguments(model):
     m, params = model
     args = (m.step, params, m.initial_carry(1))
-    assert generate.sample(*args, np.array([[1]]), 0, KEY).shape == (1, 0)
+    assert generate.sample(KEY, *args, np.array([[1]]), 0).shape == (1, 0)
     with pytest.raises(ValueError, match="P >= 1"):
-        generate.sample(*args, np.zeros((1, 0), int), 5, KEY)
+        generate.sample(KEY, *args, np.zeros((1, 0), int), 5)
     with pytest.raises(TypeError, match="integer token ids"):
-        generate.sample(*args, np.array([1.0]), 5, KEY)
+        generate.sample(KEY, *args, np.array([1.0]), 5)
     with pytest.raises(ValueError, match="temperature must be >= 0"):
-        generate.sample(*args, np.array([1]), 5, KEY, temperature=-1.0)
+        generate.sample(KEY, *args, np.array([1]), 5, temperature=-1.0)
     with pytest.raises(ValueError, match=r"top_k must be an int in \[1, V\]"):
-        generate.sample(*args, np.array([1]), 5, KEY, top_k=V + 1)
+        generate.sample(KEY, *args, np.array([1]), 5, top_k=V + 1)
     with pytest.raises(ValueError, match="at least one character"):
-        generate.generate_text(m, params, tasks.build_vocab("ab"), "", 5, KEY)
+        generate.generate_text(KEY, m, params, tasks.build_vocab("ab"), "", 5)

@@ -17,7 +17,7 @@ KEY = jax.random.key(1)
 
 def sample(prompt=(1, 2), n=3, **kw):
     return lambda: generate.sample(
-        LM.step, PARAMS, LM.initial_carry(1), jnp.array(prompt), n, KEY, **kw
+        KEY, LM.step, PARAMS, LM.initial_carry(1), jnp.array(prompt), n, **kw
     )
 
 
@@ -94,5 +94,5 @@ def test_traced_bad_temperature_gives_the_invalid_token():
 def test_a_broken_model_cannot_emit_token_zero_forever():
     """Parameters with NaN make every logit NaN: sampling says so with -1, not with token 0."""
     broken = PARAMS._replace(readout=jax.tree_util.tree_map(lambda a: a * jnp.nan, PARAMS.readout))
-    out = generate.sample(LM.step, broken, LM.initial_carry(1), jnp.array([1, 2]), 4, KEY)
+    out = generate.sample(KEY, LM.step, broken, LM.initial_carry(1), jnp.array([1, 2]), 4)
     np.testing.assert_array_equal(out, generate.INVALID_TOKEN)

@@ -292,5 +292,5 @@ def test_bad_inputs_raise_clear_errors():
         losses.many_to_many(x, x, loss="hinge")
     with pytest.raises(ValueError, match=r"tokens must be \[B, T \+ 1\]"):
         losses.next_token(x, np.zeros((2, 7), int))
-    with pytest.raises(ValueError, match="ys must be"):
+    with pytest.raises(ValueError, match="preds must be"):
         losses.many_to_one(x[0], x[:, 0])

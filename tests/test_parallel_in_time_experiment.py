@@ -1,8 +1,6 @@
 """experiments/parallel_in_time.py --quick runs and writes what it claims."""
 
 import importlib
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -11,11 +9,9 @@ import pytest
 
 import lstmjax as lj
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def load():
-    sys.path.insert(0, str(ROOT / "experiments"))  # the scripts import `_common` top-level
+    """The script as a module (experiments/ is on pytest's pythonpath, pyproject.toml)."""
     return importlib.import_module("parallel_in_time")
 
 

@@ -147,7 +147,7 @@ def test_temporal_order_baselines():
     counts = np.bincount(np.asarray(ys), minlength=4)
     p = counts / counts.sum()
     assert p.max() == pytest.approx(tasks.ORDER_BASELINE_ACCURACY, abs=0.01)
-    assert -(p * np.log(p)).sum() == pytest.approx(tasks.ORDER_BASELINE_CE, abs=1e-3)
+    assert -(p * np.log(p)).sum() == pytest.approx(tasks.ORDER_BASELINE_CROSS_ENTROPY, abs=1e-3)
     uniform = jnp.zeros((ys.shape[0], 4))
     np.testing.assert_allclose(losses.cross_entropy(uniform, ys), math.log(4), rtol=1e-12)
 

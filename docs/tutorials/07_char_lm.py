@@ -106,12 +106,12 @@ for temperature, top_k in [(1.0, None), (0.5, None), (2.0, None), (1.0, 2)]:
 # %%
 for temperature, top_k in [(0.5, None), (1.0, 10)]:
     text = generate.generate_text(
+        jax.random.key(4),
         model,
         state.params,
         data.vocab,
         "def ",
         160,
-        jax.random.key(4),
         temperature=temperature,
         top_k=top_k,
     )

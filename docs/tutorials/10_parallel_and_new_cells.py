@@ -24,7 +24,7 @@
 # zoneout.
 #
 # *Quick sizes:* 8 units, 60 steps, float64; `docs/guide/parallel.md` has the table of methods
-# and `experiments/_bench_parallel.py` their timings.
+# and `benchmarks/_bench_parallel.py` their timings.
 
 # %%
 import functools

@@ -15,6 +15,7 @@ reaches without learning the long-range structure:
   1, predicting 0).
 """
 
+from lstmjax._integrators import rk4_step as rk4_step
 from lstmjax.tasks._adding import ADDING_BASELINE_MSE as ADDING_BASELINE_MSE
 from lstmjax.tasks._adding import adding_problem as adding_problem
 from lstmjax.tasks._copy import COPY_BLANK as COPY_BLANK
@@ -34,11 +35,12 @@ from lstmjax.tasks._dynamics import pendulum as pendulum
 from lstmjax.tasks._dynamics import pendulum_trajectories as pendulum_trajectories
 from lstmjax.tasks._dynamics import persistence_mse as persistence_mse
 from lstmjax.tasks._dynamics import rk4 as rk4
-from lstmjax.tasks._dynamics import rk4_step as rk4_step
 from lstmjax.tasks._flipflop import FLIPFLOP_BITS as FLIPFLOP_BITS
 from lstmjax.tasks._flipflop import flip_flop as flip_flop
 from lstmjax.tasks._temporal_order import ORDER_BASELINE_ACCURACY as ORDER_BASELINE_ACCURACY
-from lstmjax.tasks._temporal_order import ORDER_BASELINE_CE as ORDER_BASELINE_CE
+from lstmjax.tasks._temporal_order import (
+    ORDER_BASELINE_CROSS_ENTROPY as ORDER_BASELINE_CROSS_ENTROPY,
+)
 from lstmjax.tasks._temporal_order import ORDER_CLASSES as ORDER_CLASSES
 from lstmjax.tasks._temporal_order import ORDER_NUM_CLASSES as ORDER_NUM_CLASSES
 from lstmjax.tasks._temporal_order import ORDER_SYMBOLS as ORDER_SYMBOLS
@@ -55,3 +57,46 @@ from lstmjax.tasks._text import stdlib_text as stdlib_text
 from lstmjax.tasks._text import stream_chunks as stream_chunks
 from lstmjax.tasks._text import stream_rows as stream_rows
 from lstmjax.tasks._text import unigram_entropy_bits as unigram_entropy_bits
+
+__all__ = [
+    "ADDING_BASELINE_MSE",
+    "COPY_BLANK",
+    "COPY_DELIMITER",
+    "COPY_LENGTH",
+    "COPY_NUM_SYMBOLS",
+    "COPY_VOCAB_SIZE",
+    "FLIPFLOP_BITS",
+    "LORENZ_BETA",
+    "LORENZ_RHO",
+    "LORENZ_SIGMA",
+    "ORDER_BASELINE_ACCURACY",
+    "ORDER_BASELINE_CROSS_ENTROPY",
+    "ORDER_CLASSES",
+    "ORDER_NUM_CLASSES",
+    "ORDER_SYMBOLS",
+    "ORDER_VOCAB_SIZE",
+    "TextData",
+    "Vocab",
+    "adding_problem",
+    "build_vocab",
+    "char_corpus",
+    "copy_baseline_cross_entropy",
+    "copy_output_mask",
+    "copy_task",
+    "flip_flop",
+    "lorenz",
+    "lorenz_trajectories",
+    "order_positions",
+    "pendulum",
+    "pendulum_trajectories",
+    "persistence_mse",
+    "random_windows",
+    "rk4",
+    "rk4_step",
+    "stdlib_files",
+    "stdlib_text",
+    "stream_chunks",
+    "stream_rows",
+    "temporal_order",
+    "unigram_entropy_bits",
+]

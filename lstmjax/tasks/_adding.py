@@ -7,7 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from lstmjax.tasks._common import check_int
+from lstmjax._checks import check_size
 
 Array = jax.Array
 
@@ -40,8 +40,8 @@ def adding_problem(
     Returns:
       `(xs, ys)`: xs `[B, T, 2]` with features (value, marker); ys `[B, 1]`.
     """
-    check_int("batch_size", batch_size)
-    check_int("length", length, 2)
+    check_size("batch_size", batch_size)
+    check_size("length", length, 2)
     k_val, k_first, k_second = jax.random.split(key, 3)
     half = length // 2
     values = jax.random.uniform(k_val, (batch_size, length), dtype)

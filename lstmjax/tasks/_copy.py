@@ -8,7 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from lstmjax.tasks._common import check_int
+from lstmjax._checks import check_size
 
 Array = jax.Array
 
@@ -55,10 +55,10 @@ def copy_task(
     Returns:
       `(xs, ys)`, both int32 `[B, delay + 2 * copy_length]`.
     """
-    check_int("batch_size", batch_size)
-    check_int("delay", delay)
-    check_int("num_symbols", num_symbols)
-    check_int("copy_length", copy_length)
+    check_size("batch_size", batch_size)
+    check_size("delay", delay)
+    check_size("num_symbols", num_symbols)
+    check_size("copy_length", copy_length)
     blank, delimiter = num_symbols, num_symbols + 1
     symbols = jax.random.randint(key, (batch_size, copy_length), 0, num_symbols, jnp.int32)
     gap = jnp.full((batch_size, delay - 1), blank, jnp.int32)
@@ -76,8 +76,8 @@ def copy_output_mask(delay: int, copy_length: int = COPY_LENGTH) -> Array:
     Returns:
       bool `[delay + 2 * copy_length]`, True on the last `copy_length` steps.
     """
-    check_int("delay", delay)
-    check_int("copy_length", copy_length)
+    check_size("delay", delay)
+    check_size("copy_length", copy_length)
     total = delay + 2 * copy_length
     return jnp.arange(total) >= total - copy_length
 

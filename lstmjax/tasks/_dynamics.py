@@ -8,42 +8,22 @@ pendulum (smooth, decaying) and the Lorenz system (chaotic).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
-from lstmjax.tasks._common import check_int
+from lstmjax._checks import check_size
+from lstmjax._integrators import VectorField, rk4_step
 
 Array = jax.Array
-VectorField = Callable[[Array, Array], Array]  # f(t, y) -> dy/dt, same shape as y
 
 LORENZ_SIGMA = 10.0
 LORENZ_RHO = 28.0
 LORENZ_BETA = 8.0 / 3.0
 
 
-def rk4_step(f: VectorField, t: Array, y: Array, dt) -> Array:
-    """One step of the classical fourth-order Runge-Kutta method.
-
-        k1 = f(t, y)
-        k2 = f(t + dt/2, y + dt/2 k1)
-        k3 = f(t + dt/2, y + dt/2 k2)
-        k4 = f(t + dt, y + dt k3)
-        y' = y + dt/6 (k1 + 2 k2 + 2 k3 + k4)
-
-    The local error is O(dt^5), the global error after a fixed time O(dt^4).
-    """
-    half = dt / 2
-    k1 = f(t, y)
-    k2 = f(t + half, y + half * k1)
-    k3 = f(t + half, y + half * k2)
-    k4 = f(t + dt, y + dt * k3)
-    return y + (dt / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
-
-
-def rk4(f: VectorField, y0: Array, dt: float, n_steps: int, *, t0: float = 0.0) -> Array:
-    """Integrate dy/dt = f(t, y) from y(t0) = y0 with `n_steps` RK4 steps of `dt`.
+def rk4(f: VectorField, y0: Array, dt: float, num_steps: int, *, t0: float = 0.0) -> Array:
+    """Integrate dy/dt = f(t, y) from y(t0) = y0 with `num_steps` RK4 steps of `dt`.
 
     Runs on `jax.lax.scan`, so it is jit-able and differentiable. `f` sees the
     whole `y0` at once: a batch of states `[B, D]` is integrated in one go if
@@ -53,18 +33,18 @@ def rk4(f: VectorField, y0: Array, dt: float, n_steps: int, *, t0: float = 0.0) 
       f: the vector field `(t, y) -> dy/dt`.
       y0: initial state `[...]`, floating point; its dtype is kept.
       dt: step size.
-      n_steps: number of steps (static).
+      num_steps: number of steps (static).
       t0: initial time.
 
     Returns:
-      `[n_steps + 1, *y0.shape]`: y0 followed by the state after each step.
+      `[num_steps + 1, *y0.shape]`: y0 followed by the state after each step.
     """
-    check_int("n_steps", n_steps, 0)
+    check_size("num_steps", num_steps, 0)
     y0 = jnp.asarray(y0)
     if not jnp.issubdtype(y0.dtype, jnp.floating):
         raise TypeError(f"rk4: y0 must be floating point; got {y0.dtype}.")
     dt = jnp.asarray(dt, y0.dtype)
-    times = jnp.asarray(t0, y0.dtype) + dt * jnp.arange(n_steps, dtype=y0.dtype)
+    times = jnp.asarray(t0, y0.dtype) + dt * jnp.arange(num_steps, dtype=y0.dtype)
 
     def body(y, t):
         y = rk4_step(f, t, y, dt)
@@ -74,14 +54,14 @@ def rk4(f: VectorField, y0: Array, dt: float, n_steps: int, *, t0: float = 0.0) 
     return jnp.concatenate([y0[None], ys], axis=0)
 
 
-def _advance(f: VectorField, y: Array, dt, n_steps: int) -> Array:
-    """The state after `n_steps` RK4 steps from t = 0, without keeping the path."""
+def _advance(f: VectorField, y: Array, dt, num_steps: int) -> Array:
+    """The state after `num_steps` RK4 steps from t = 0, without keeping the path."""
     dt = jnp.asarray(dt, y.dtype)
 
     def step(i, y):
         return rk4_step(f, dt * i.astype(y.dtype), y, dt)
 
-    return jax.lax.fori_loop(0, n_steps, step, y)
+    return jax.lax.fori_loop(0, num_steps, step, y)
 
 
 def pendulum(damping: float = 0.1, frequency: float = 1.0) -> VectorField:
@@ -140,8 +120,8 @@ def pendulum_trajectories(
     Returns:
       `[B, T, 2]`, (angle, angular velocity) at t = 0, dt, ..., (T - 1) dt.
     """
-    check_int("batch_size", batch_size)
-    check_int("length", length)
+    check_size("batch_size", batch_size)
+    check_size("length", length)
     k_theta, k_omega = jax.random.split(key)
     theta = jax.random.uniform(k_theta, (batch_size,), dtype, -0.9 * jnp.pi, 0.9 * jnp.pi)
     omega = jax.random.uniform(k_omega, (batch_size,), dtype, -1.0, 1.0)
@@ -173,9 +153,9 @@ def lorenz_trajectories(
     Returns:
       `[B, T, 3]`, (x, y, z) at t = 0, dt, ..., (T - 1) dt after the burn-in.
     """
-    check_int("batch_size", batch_size)
-    check_int("length", length)
-    check_int("burn_in", burn_in, 0)
+    check_size("batch_size", batch_size)
+    check_size("length", length)
+    check_size("burn_in", burn_in, 0)
     f = lorenz(sigma, rho, beta)
     center = jnp.asarray([0.0, 0.0, 25.0], dtype)[None, :]
     y0 = center + 5.0 * jax.random.normal(key, (batch_size, 3), dtype)

@@ -7,7 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from lstmjax.tasks._common import check_int
+from lstmjax._checks import check_size
 
 Array = jax.Array
 
@@ -47,9 +47,9 @@ def flip_flop(
     Returns:
       `(xs, ys)`, both `[B, T, bits]`, xs in {-1, 0, +1}, ys in {-1, +1}.
     """
-    check_int("batch_size", batch_size)
-    check_int("length", length)
-    check_int("bits", bits)
+    check_size("batch_size", batch_size)
+    check_size("length", length)
+    check_size("bits", bits)
     k_on, k_sign = jax.random.split(key)
     shape = (batch_size, length, bits)
     on = jax.random.bernoulli(k_on, pulse_probability, shape).at[:, 0].set(True)

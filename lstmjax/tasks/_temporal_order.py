@@ -8,7 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from lstmjax.tasks._common import check_int
+from lstmjax._checks import check_size
 
 Array = jax.Array
 
@@ -19,7 +19,7 @@ ORDER_VOCAB_SIZE = len(ORDER_SYMBOLS)
 ORDER_CLASSES = ("XX", "XY", "YX", "YY")
 ORDER_NUM_CLASSES = 4
 ORDER_BASELINE_ACCURACY = 1.0 / 4.0  # a constant guess, classes being equally likely
-ORDER_BASELINE_CE = math.log(4.0)  # nats, predicting the uniform distribution
+ORDER_BASELINE_CROSS_ENTROPY = math.log(4.0)  # nats, predicting the uniform distribution
 
 _X, _Y, _B, _E = 4, 5, 6, 7
 
@@ -30,7 +30,7 @@ def order_positions(length: int) -> tuple[tuple[int, int], tuple[int, int]]:
     The first lies in [T/10, 2T/10) and the second in [5T/10, 6T/10), which
     for T = 100 are close to Hochreiter & Schmidhuber's (10..20 and 50..60).
     """
-    check_int("length", length, 10)
+    check_size("length", length, 10)
     first = (length // 10, max(2 * length // 10, length // 10 + 1))
     second = (5 * length // 10, max(6 * length // 10, 5 * length // 10 + 1))
     return first, second
@@ -51,7 +51,7 @@ def temporal_order(
 
     Baseline: the four classes are equally likely, so without the long-range
     information accuracy is `ORDER_BASELINE_ACCURACY` = 1/4 and the best
-    cross-entropy `ORDER_BASELINE_CE` = ln 4 nats.
+    cross-entropy `ORDER_BASELINE_CROSS_ENTROPY` = ln 4 nats.
 
     Args:
       key: a `jax.random` key.
@@ -64,7 +64,7 @@ def temporal_order(
       `(xs, ys)`: xs `[B, T, 8]` one-hot (or int32 `[B, T]` ids, see
       `ORDER_SYMBOLS`), ys int32 `[B]` class ids.
     """
-    check_int("batch_size", batch_size)
+    check_size("batch_size", batch_size)
     (lo1, hi1), (lo2, hi2) = order_positions(length)
     k_noise, k_pos1, k_pos2, k_sym = jax.random.split(key, 4)
     ids = jax.random.randint(k_noise, (batch_size, length), 0, 4, jnp.int32)

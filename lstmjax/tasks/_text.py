@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax.tasks._common import check_int
+from lstmjax._checks import check_size
 
 Array = jax.Array
 
@@ -98,7 +98,7 @@ def stdlib_text(max_chars: Optional[int] = 1_000_000) -> str:
     Files that are not valid UTF-8 are skipped. `max_chars=None` reads them all.
     """
     if max_chars is not None:
-        check_int("max_chars", max_chars)
+        check_size("max_chars", max_chars)
     parts, total = [], 0
     for path in stdlib_files():
         try:
@@ -175,8 +175,8 @@ def random_windows(key: jax.Array, tokens: Array, batch_size: int, length: int) 
     Returns:
       int32 `[B, T + 1]`.
     """
-    check_int("batch_size", batch_size)
-    check_int("length", length)
+    check_size("batch_size", batch_size)
+    check_size("length", length)
     n = jnp.shape(tokens)[0]
     if jnp.ndim(tokens) != 1 or n < length + 1:
         raise ValueError(
@@ -197,7 +197,7 @@ def stream_rows(tokens: Union[np.ndarray, Array], batch_size: int) -> Array:
     Returns:
       int32 `[B, M]`.
     """
-    check_int("batch_size", batch_size)
+    check_size("batch_size", batch_size)
     n = jnp.shape(tokens)[0]
     if jnp.ndim(tokens) != 1 or n < batch_size:
         raise ValueError(
@@ -224,7 +224,7 @@ def stream_chunks(tokens: Union[np.ndarray, Array], batch_size: int, length: int
     Returns:
       int32 `[K, B, T + 1]` with K = (N // B - 1) // T.
     """
-    check_int("length", length)
+    check_size("length", length)
     rows = stream_rows(tokens, batch_size)
     count = (rows.shape[1] - 1) // length
     if count < 1:

@@ -24,8 +24,6 @@ import jax
 import jax.numpy as jnp
 
 import lstmjax as lj
-from lstmjax._gru_vjp import _forward as gru_forward
-from lstmjax._lstm_vjp import _forward as lstm_forward
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
@@ -68,20 +66,45 @@ def last_h(carry) -> jax.Array:
     return carry.h if isinstance(carry, lj.LSTMCarry) else carry
 
 
-def with_autodiff(c: lj.Cell) -> lj.Cell:
-    """The cell with its hand-derived backward pass replaced by JAX's autodiff of the same step."""
+def _plain_lstm(params, carry, px):
+    """The LSTM step (no peephole) in plain code: `i, f, g, o` gates on `px + h W_h`."""
+    zi, zf, zg, zo = jnp.split(px + carry.h @ params.w_h, 4, axis=-1)
+    c = jax.nn.sigmoid(zf) * carry.c + jax.nn.sigmoid(zi) * jnp.tanh(zg)
+    h = jax.nn.sigmoid(zo) * jnp.tanh(c)
+    return lj.LSTMCarry(h, c), h
 
-    def lstm(params, carry, px):
-        (h, cell_state), _ = lstm_forward(params.w_h, params.peephole, carry.h, carry.c, px)
-        return lj.LSTMCarry(h, cell_state), h
 
-    def gru(params, h, px):
-        h, _ = gru_forward(params.w_h, params.b_hn, h, px)
-        return h, h
+def _plain_gru(params, h, px):
+    """The GRU step (reset after the matmul, as PyTorch) in plain code: `r, z, n` gates."""
+    xr, xz, xn = jnp.split(px, 3, axis=-1)
+    hr, hz, hn = jnp.split(h @ params.w_h, 3, axis=-1)
+    r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * (hn + params.b_hn[None, :]))
+    h = z * h + (1.0 - z) * n
+    return h, h
 
-    if c.name not in ("lstm", "gru"):
-        raise Missing(f"{c.name} has no hand-derived backward pass to replace")
-    return c._replace(recur=lstm if c.name == "lstm" else gru)
+
+def autodiff_forward(cell: str, params, xs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """lstmjax's forward with JAX's autodiff in place of the hand-derived backward pass.
+
+    The cell's own `project` and parameters, and its step's equations written
+    out plainly in a `lax.scan` (a benchmark reference, as the tests keep
+    theirs: the library holds one copy of each cell's equations, with its
+    derivative rule, and exposes no switch to drop the rule). A plain scan:
+    where `lj.unroll` cuts W_h into column blocks (the LSTM at the small
+    shape), the ratio includes that technique too. `tests/test_benchmark.py`
+    checks that it computes what `lj.unroll` does.
+    """
+    if cell not in ("lstm", "gru"):
+        raise Missing(f"{cell} has no hand-derived backward pass to replace")
+    c = lstmjax_cell(cell, params.w_h.shape[0])
+    recur = _plain_lstm if cell == "lstm" else _plain_gru
+
+    def step(carry, x):
+        return recur(params, carry, c.project(params, x))
+
+    carry, ys = jax.lax.scan(step, c.initial_carry(xs.shape[:1]), _swap(xs))
+    return _swap(ys), carry
 
 
 def lstmjax_model(
@@ -96,7 +119,14 @@ def lstmjax_model(
 ) -> JaxModel:
     c = lstmjax_cell(cell, s.hidden)
     if autodiff:
-        c = with_autodiff(c)
+        if cell not in ("lstm", "gru"):
+            raise Missing(f"{cell} has no hand-derived backward pass to replace")
+
+        def plain(params, xs):
+            ys, carry = autodiff_forward(cell, params, xs)
+            return ys, last_h(carry)
+
+        return JaxModel(lambda key: c.init(key, s.inputs), plain, contextlib.nullcontext)
 
     projection = "auto" if hoist is None else ("hoisted" if hoist else "per_step")
     blocks = "auto" if split is None else split

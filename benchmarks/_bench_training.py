@@ -1,7 +1,7 @@
 """Timing of the training layouts of issue 13: ensembles in one process, and processes.
 
-    python experiments/_bench_training.py ensemble [--rounds 5] [--steps 10]
-    python experiments/_bench_training.py processes [--max-processes 4]
+    python benchmarks/_bench_training.py ensemble [--rounds 5] [--steps 10]
+    python benchmarks/_bench_training.py processes [--max-processes 4]
 
 `ensemble`: 8 LSTM regressors (H=64, B=64, T=50, adding problem), trained
 (a) one after another, each by its own `make_train_step` (the sequential

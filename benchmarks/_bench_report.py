@@ -329,7 +329,7 @@ def benchmark_markdown(step_doc: dict | None, loop_doc: dict | None) -> str:
     lines = [
         "# lstmjax benchmark",
         "",
-        "Written by `experiments/benchmark.py` from `benchmark.json` and `benchmark_loop.json` "
+        "Written by `benchmarks/benchmark.py` from `benchmark.json` and `benchmark_loop.json` "
         "(do not edit by hand). Every implementation runs at its own defaults (profile "
         "`default`: no tuning variable set); tuned profiles run in their own processes, beside "
         "it. Ratios = implementation's time / lstmjax's time in the same process, of the minima "

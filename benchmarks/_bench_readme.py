@@ -12,7 +12,7 @@ from __future__ import annotations
 import _bench_report as report
 
 BEGIN = (
-    "<!-- benchmark:begin. Written by `python experiments/benchmark.py --mode report` "
+    "<!-- benchmark:begin. Written by `python benchmarks/benchmark.py --mode report` "
     "from docs/results/benchmark*.json; do not edit by hand. -->"
 )
 END = "<!-- benchmark:end -->"
@@ -35,7 +35,7 @@ def refusal(doc: dict) -> list[str]:
     return [
         f"**No headline table:** {withheld(doc)}. Its figures, labelled with that load, are in "
         "[docs/results/benchmark.md](docs/results/benchmark.md). The headline is pending a "
-        f"quiet machine: `{doc['headline_command']}`, then `python experiments/benchmark.py "
+        f"quiet machine: `{doc['headline_command']}`, then `python benchmarks/benchmark.py "
         "--mode report`.",
     ]
 

@@ -1,6 +1,6 @@
 """Benchmark: lstmjax against the JAX peers, PyTorch and a hand-written floor.
 
-    python experiments/benchmark.py [--mode step|loop|parallel|report] [--quick]
+    python benchmarks/benchmark.py [--mode step|loop|parallel|report] [--quick]
         [--cell lstm,gru,rnn] [--config small,medium,long,wide]
         [--parts train,infer,memory] [--variants autodiff,remat,...|all]
         [--profiles default,passive,1-thread] [--out DIR]
@@ -41,11 +41,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import _bench_env as env  # no JAX or torch at import: workers choose the env
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-
-import _bench_env as env  # noqa: E402  (no JAX or torch at import: workers choose the env)
 
 MODES = ("step", "loop", "parallel", "report")
 PARTS = ("train", "infer", "memory")
@@ -58,8 +57,8 @@ def headline_command(mode: str) -> str:
     """The command line that produces the shipped results of `mode`."""
     out = "--out docs/results"
     if mode == "loop":
-        return f"python experiments/benchmark.py --mode loop {out}"
-    return f"python experiments/benchmark.py --parts train,infer {out}"
+        return f"python benchmarks/benchmark.py --mode loop {out}"
+    return f"python benchmarks/benchmark.py --parts train,infer {out}"
 
 
 # --------------------------------------------------------------- workers
@@ -115,7 +114,7 @@ def header(args: argparse.Namespace, mode: str) -> dict:
     return {
         "mode": mode,
         "quick": args.quick,
-        "command": "python experiments/benchmark.py " + " ".join(args.argv),
+        "command": "python benchmarks/benchmark.py " + " ".join(args.argv),
         "headline_command": headline_command(mode),
         "profiles": {p: env.PROFILES[p] for p in args.profiles},
         "removed_from_environment": env.removed_vars(),
@@ -192,7 +191,7 @@ def parallel_mode(argv: list[str]) -> None:
             raise
         raise SystemExit(
             "benchmark.py --mode parallel: parallel mode is not available yet "
-            f"(experiments/_bench_parallel.py is absent from {HERE})."
+            f"(benchmarks/_bench_parallel.py is absent from {HERE})."
         ) from None
     module.main(argv)
 
