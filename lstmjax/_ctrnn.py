@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from lstmjax._cell import Array, Cell, batch_shape_tuple
+from lstmjax._arrays import row
+from lstmjax._cell import Cell, zeros_state
 from lstmjax._checks import (
     check_activation,
     check_choice,
@@ -16,13 +19,13 @@ from lstmjax._checks import (
     check_real,
     check_size,
     check_time_constant,
-    row,
 )
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,
     default_recurrent_init,
 )
+from lstmjax._typing import Array, Initializer
 from lstmjax.tasks import rk4_step
 
 INTEGRATORS = ("euler", "rk4")
@@ -80,53 +83,80 @@ def ctrnn(
     Returns:
       A `Cell`; its carry is `h: [..., H]`.
     """
-    H = hidden_size = check_size("hidden_size", hidden_size)
-    tau = check_time_constant("tau", tau, H)
+    hidden_size = check_size("hidden_size", hidden_size)
+    tau = check_time_constant("tau", tau, hidden_size)
     dt = check_real("dt", dt)
     if dt <= 0:
         raise ValueError(f"dt must be > 0; got {dt!r}.")
-    activation = check_activation("activation", activation)
-    integrator = check_choice("integrator", integrator, INTEGRATORS)
-    dtype = check_factory_options(
-        dtype, kernel_init=kernel_init, recurrent_init=recurrent_init, bias_init=bias_init
+    return CTRNNCell(
+        hidden_size=hidden_size,
+        # A float, or one float per unit as a tuple: hashable, so equal
+        # configurations are equal cells.
+        tau=float(tau) if tau.ndim == 0 else tuple(float(v) for v in tau),
+        dt=dt,
+        activation=check_activation("activation", activation),
+        integrator=check_choice("integrator", integrator, INTEGRATORS),
+        kernel_init=kernel_init,
+        recurrent_init=recurrent_init,
+        bias_init=bias_init,
+        dtype=check_factory_options(
+            dtype, kernel_init=kernel_init, recurrent_init=recurrent_init, bias_init=bias_init
+        ),
     )
 
-    def init(key, input_size: int) -> CTRNNParams:
+
+@dataclasses.dataclass(frozen=True)
+class CTRNNCell(Cell):
+    """The CT-RNN's configuration (built by `lj.ctrnn`); carry `h: [..., H]`."""
+
+    hidden_size: int
+    tau: Union[float, tuple[float, ...]]  # one time constant, or one per unit
+    dt: float
+    activation: Callable[[Array], Array]
+    integrator: str  # "euler" or "rk4"
+    kernel_init: Initializer
+    recurrent_init: Initializer
+    bias_init: Initializer
+    dtype: jnp.dtype
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    @property
+    def name(self) -> str:
+        return "ctrnn" if self.integrator == "euler" else "ctrnn_rk4"
+
+    def init(self, key, input_size: int) -> CTRNNParams:
         check_size("input_size", input_size)
+        H, dtype = self.hidden_size, self.dtype
         kx, kh, kb = jax.random.split(key, 3)
         return CTRNNParams(
-            w_x=kernel_init(kx, (input_size, H), dtype),
-            w_h=recurrent_init(kh, (H, H), dtype),
-            b=bias_init(kb, (H,), dtype),
+            w_x=self.kernel_init(kx, (input_size, H), dtype),
+            w_h=self.recurrent_init(kh, (H, H), dtype),
+            b=self.bias_init(kb, (H,), dtype),
         )
 
-    def initial_carry(batch_shape=()) -> Array:
-        return jnp.zeros(batch_shape_tuple(batch_shape) + (H,), dtype)
+    def initial_carry(self, batch_shape=()) -> Array:
+        return zeros_state(batch_shape, self.hidden_size, self.dtype)
 
-    def project(params: CTRNNParams, x: Array) -> Array:
+    def project(self, params: CTRNNParams, x: Array) -> Array:
         return x @ params.w_x + row(params.b, x)
 
-    def recur(params: CTRNNParams, h: Array, px: Array):
-        inv_tau = jnp.asarray(1.0 / tau, h.dtype)
+    def recur(self, params: CTRNNParams, h: Array, px: Array):
+        inv_tau = jnp.asarray(1.0 / np.asarray(self.tau, np.float64), h.dtype)
         if inv_tau.ndim:
             inv_tau = row(inv_tau, h)
 
         def field(_, v):
-            return (activation(px + v @ params.w_h) - v) * inv_tau
+            return (self.activation(px + v @ params.w_h) - v) * inv_tau
 
-        step = jnp.asarray(dt, h.dtype)
-        if integrator == "euler":
+        step = jnp.asarray(self.dt, h.dtype)
+        if self.integrator == "euler":
             h = h + step * field(None, h)
         else:
             h = rk4_step(field, jnp.zeros((), h.dtype), h, step)  # autonomous: t unused
         return h, h
 
-    return Cell(
-        init=init,
-        initial_carry=initial_carry,
-        project=project,
-        recur=recur,
-        hidden_size=H,
-        output_size=H,
-        name="ctrnn" if integrator == "euler" else "ctrnn_rk4",
-    )
+    def output(self, h: Array) -> Array:
+        return h

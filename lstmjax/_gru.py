@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Cell, batch_shape_tuple
-from lstmjax._checks import check_bool, check_factory_options, check_size, row
-from lstmjax._gru_vjp import gru_recur
+from lstmjax._arrays import row
+from lstmjax._cell import Cell, zeros_state
+from lstmjax._checks import check_bool, check_factory_options, check_size
+from lstmjax._gru_rule import gru_recur
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,
@@ -17,6 +19,7 @@ from lstmjax._initializers import (
     gate_blocks,
 )
 from lstmjax._layer_norm import layer_norm as _ln
+from lstmjax._typing import Array, Initializer
 
 GATES = ("r", "z", "n")  # order of the gate blocks in w_x, w_h and b
 
@@ -83,7 +86,7 @@ def gru(
     Returns:
       A `Cell`; its carry is `h: [..., H]`.
     """
-    H = hidden_size = check_size("hidden_size", hidden_size)
+    hidden_size = check_size("hidden_size", hidden_size)
     reset_after = check_bool("reset_after", reset_after)
     layer_norm = check_bool("layer_norm", layer_norm)
     if layer_norm and not reset_after:
@@ -92,58 +95,68 @@ def gru(
             "h W_h is normalised as one vector, which reset_after=False never forms); "
             "got reset_after=False."
         )
-    dtype = check_factory_options(
-        dtype, kernel_init=kernel_init, recurrent_init=recurrent_init, bias_init=bias_init
+    return GRUCell(
+        hidden_size=hidden_size,
+        reset_after=reset_after,
+        layer_norm=layer_norm,
+        kernel_init=kernel_init,
+        recurrent_init=recurrent_init,
+        bias_init=bias_init,
+        dtype=check_factory_options(
+            dtype, kernel_init=kernel_init, recurrent_init=recurrent_init, bias_init=bias_init
+        ),
     )
 
-    def init(key, input_size: int) -> GRUParams:
+
+@dataclasses.dataclass(frozen=True)
+class GRUCell(Cell):
+    """The GRU's configuration (built by `lj.gru`); carry `h: [..., H]`."""
+
+    hidden_size: int
+    reset_after: bool
+    layer_norm: bool
+    kernel_init: Initializer
+    recurrent_init: Initializer
+    bias_init: Initializer
+    dtype: jnp.dtype
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    @property
+    def name(self) -> str:
+        return ("gru" if self.reset_after else "gru_reset_before") + "_ln" * self.layer_norm
+
+    def init(self, key, input_size: int) -> GRUParams:
         check_size("input_size", input_size)
+        H, dtype, ln = self.hidden_size, self.dtype, self.layer_norm
         kx, kh, kb, kn = jax.random.split(key, 4)
         return GRUParams(
-            w_x=gate_blocks(kernel_init, kx, input_size, H, 3, dtype),
-            w_h=gate_blocks(recurrent_init, kh, H, H, 3, dtype),
-            b=bias_init(kb, (3 * H,), dtype),
-            b_hn=bias_init(kn, (H,), dtype) if reset_after else None,
-            ln_gain_x=jnp.ones((3 * H,), dtype) if layer_norm else None,
-            ln_gain_h=jnp.ones((3 * H,), dtype) if layer_norm else None,
+            w_x=gate_blocks(self.kernel_init, kx, input_size, H, 3, dtype),
+            w_h=gate_blocks(self.recurrent_init, kh, H, H, 3, dtype),
+            b=self.bias_init(kb, (3 * H,), dtype),
+            b_hn=self.bias_init(kn, (H,), dtype) if self.reset_after else None,
+            ln_gain_x=jnp.ones((3 * H,), dtype) if ln else None,
+            ln_gain_h=jnp.ones((3 * H,), dtype) if ln else None,
         )
 
-    def initial_carry(batch_shape=()) -> Array:
-        return jnp.zeros(batch_shape_tuple(batch_shape) + (H,), dtype)
+    def initial_carry(self, batch_shape=()) -> Array:
+        return zeros_state(batch_shape, self.hidden_size, self.dtype)
 
-    def project(params: GRUParams, x: Array) -> Array:
+    def project(self, params: GRUParams, x: Array) -> Array:
         xw = x @ params.w_x
-        if layer_norm:
+        if self.layer_norm:
             xw = _ln(xw, params.ln_gain_x)
         return xw + row(params.b, x)
 
-    def recur(params: GRUParams, h: Array, px: Array):
-        if layer_norm:
-            # Plain autodiff of the LN equations (_gru_vjp.py covers the
-            # un-normalised step only).
-            h = _ln_recur(params, h, px)
-            return h, h
-        # The equations above, with the hand-derived backward pass (faster
-        # BPTT on XLA:CPU; see _gru_vjp.py). b_hn is None iff reset_before.
-        h = gru_recur(params.w_h, params.b_hn, h, px)
+    def recur(self, params: GRUParams, h: Array, px: Array):
+        # The equations above, written once in _gru_rule.py: the plain step
+        # with its hand-derived derivative (faster BPTT on XLA:CPU), the
+        # layer-normalised one by plain autodiff. b_hn is None iff reset_before.
+        ln_gain_h = params.ln_gain_h if self.layer_norm else None
+        h = gru_recur(params.w_h, params.b_hn, h, px, ln_gain_h)
         return h, h
 
-    return Cell(
-        init=init,
-        initial_carry=initial_carry,
-        project=project,
-        recur=recur,
-        hidden_size=H,
-        output_size=H,
-        name=("gru" if reset_after else "gru_reset_before") + "_ln" * layer_norm,
-    )
-
-
-def _ln_recur(params: GRUParams, h: Array, px: Array) -> Array:
-    """The layer-normalised step (reset_after): `(h [.., H], px [.., 3H]) -> h`."""
-    ar, az, an = jnp.split(px, 3, axis=-1)
-    ur, uz, un = jnp.split(_ln(h @ params.w_h, params.ln_gain_h), 3, axis=-1)
-    r = jax.nn.sigmoid(ar + ur)
-    z = jax.nn.sigmoid(az + uz)
-    n = jnp.tanh(an + r * (un + row(params.b_hn, un)))
-    return z * h + (1.0 - z) * n
+    def output(self, h: Array) -> Array:
+        return h

@@ -1,10 +1,13 @@
 """Default initialisers and the per-gate block helper.
 
-Defaults (each overridable with any `jax.nn.initializers` function):
+Defaults (each overridable with any `jax.nn.initializers` function). Each is
+one module-level object, so that two cells built with the default
+initialisers compare equal (a cell is a value: its initialisers are fields):
   input kernels: LeCun normal (variance 1/fan_in, as Flax's recurrent cells);
   recurrent kernels: orthogonal, one independent orthogonal block per gate,
     so each gate's recurrent matrix has all singular values equal to 1;
-  biases: zeros (the LSTM forget gate then gets `forget_bias` added).
+  biases: zeros (the LSTM forget gate then gets `forget_bias` added);
+  LSTM peephole weights: zeros.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import jax.numpy as jnp
 
 default_kernel_init = jax.nn.initializers.lecun_normal()
 default_bias_init = jax.nn.initializers.zeros
+default_peephole_init = jax.nn.initializers.zeros
 _orthogonal = jax.nn.initializers.orthogonal()
 
 

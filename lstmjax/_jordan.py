@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Cell, batch_shape_tuple
-from lstmjax._checks import check_activation, check_factory_options, check_size, row
+from lstmjax._arrays import row
+from lstmjax._cell import Cell, zeros_state
+from lstmjax._checks import check_activation, check_factory_options, check_size
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,
     default_recurrent_init,
 )
+from lstmjax._typing import Array, Initializer
 
 
 class JordanParams(NamedTuple):
@@ -59,46 +62,63 @@ def jordan(
     Returns:
       A `Cell`; its carry is `y: [..., O]`.
     """
-    hidden_size = check_size("hidden_size", hidden_size)
-    output_size = check_size("output_size", output_size)
-    activation = check_activation("activation", activation)
-    out_act = (
-        (lambda v: v)
-        if output_activation is None
-        else check_activation("output_activation", output_activation)
-    )
-    dtype = check_factory_options(
-        dtype, kernel_init=kernel_init, recurrent_init=recurrent_init, bias_init=bias_init
+    return JordanCell(
+        hidden_size=check_size("hidden_size", hidden_size),
+        output_size=check_size("output_size", output_size),
+        activation=check_activation("activation", activation),
+        output_activation=(
+            None
+            if output_activation is None
+            else check_activation("output_activation", output_activation)
+        ),
+        kernel_init=kernel_init,
+        recurrent_init=recurrent_init,
+        bias_init=bias_init,
+        dtype=check_factory_options(
+            dtype, kernel_init=kernel_init, recurrent_init=recurrent_init, bias_init=bias_init
+        ),
     )
 
-    def init(key, input_size: int) -> JordanParams:
+
+@dataclasses.dataclass(frozen=True)
+class JordanCell(Cell):
+    """The Jordan network's configuration (built by `lj.jordan`); carry `y: [..., O]`."""
+
+    hidden_size: int
+    output_size: int
+    activation: Callable[[Array], Array]
+    output_activation: Optional[Callable[[Array], Array]]  # None: the identity
+    kernel_init: Initializer
+    recurrent_init: Initializer
+    bias_init: Initializer
+    dtype: jnp.dtype
+
+    name = "jordan"
+
+    def init(self, key, input_size: int) -> JordanParams:
         check_size("input_size", input_size)
+        H, O, dtype = self.hidden_size, self.output_size, self.dtype
         kx, ky, kb, ko, kbo = jax.random.split(key, 5)
         return JordanParams(
-            w_x=kernel_init(kx, (input_size, hidden_size), dtype),
-            w_y=recurrent_init(ky, (output_size, hidden_size), dtype),
-            b=bias_init(kb, (hidden_size,), dtype),
-            w_out=kernel_init(ko, (hidden_size, output_size), dtype),
-            b_out=bias_init(kbo, (output_size,), dtype),
+            w_x=self.kernel_init(kx, (input_size, H), dtype),
+            w_y=self.recurrent_init(ky, (O, H), dtype),
+            b=self.bias_init(kb, (H,), dtype),
+            w_out=self.kernel_init(ko, (H, O), dtype),
+            b_out=self.bias_init(kbo, (O,), dtype),
         )
 
-    def initial_carry(batch_shape=()) -> Array:
-        return jnp.zeros(batch_shape_tuple(batch_shape) + (output_size,), dtype)
+    def initial_carry(self, batch_shape=()) -> Array:
+        return zeros_state(batch_shape, self.output_size, self.dtype)
 
-    def project(params: JordanParams, x: Array) -> Array:
+    def project(self, params: JordanParams, x: Array) -> Array:
         return x @ params.w_x + row(params.b, x)
 
-    def recur(params: JordanParams, y_prev: Array, px: Array):
-        h = activation(px + y_prev @ params.w_y)
-        y = out_act(h @ params.w_out + row(params.b_out, h))
+    def recur(self, params: JordanParams, y_prev: Array, px: Array):
+        h = self.activation(px + y_prev @ params.w_y)
+        y = h @ params.w_out + row(params.b_out, h)
+        if self.output_activation is not None:
+            y = self.output_activation(y)
         return y, y
 
-    return Cell(
-        init=init,
-        initial_carry=initial_carry,
-        project=project,
-        recur=recur,
-        hidden_size=hidden_size,
-        output_size=output_size,
-        name="jordan",
-    )
+    def output(self, y: Array) -> Array:
+        return y

@@ -14,9 +14,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import row
-
-Array = jax.Array
+from lstmjax._arrays import row
+from lstmjax._typing import Array
 
 EPS = 1e-5  # added to the variance (PyTorch's and Flax's default)
 

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Cell, batch_shape_tuple
+from lstmjax._arrays import row
+from lstmjax._cell import Cell, batch_shape_tuple
 from lstmjax._checks import (
     check_bool,
     check_factory_options,
     check_optional_size,
     check_real,
     check_size,
-    row,
 )
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,
+    default_peephole_init,
     default_recurrent_init,
     gate_blocks,
 )
 from lstmjax._layer_norm import layer_norm as _ln
-from lstmjax._lstm_vjp import lstm_recur
+from lstmjax._lstm_rule import LSTMNorm, lstm_recur
+from lstmjax._typing import Array, Initializer
 
 GATES = ("i", "f", "g", "o")  # order of the gate blocks in w_x, w_h and b
 
@@ -62,7 +65,7 @@ def lstm(
     kernel_init=default_kernel_init,
     recurrent_init=default_recurrent_init,
     bias_init=default_bias_init,
-    peephole_init=jax.nn.initializers.zeros,
+    peephole_init=default_peephole_init,
     proj_init=default_kernel_init,
     dtype=jnp.float32,
 ) -> Cell:
@@ -119,88 +122,109 @@ def lstm(
       A `Cell`; its carry is `LSTMCarry(h, c)`, h `[..., P]`, c `[..., H]`
       (P = H without projection). `hidden_size` is H, `output_size` P.
     """
-    H = hidden_size = check_size("hidden_size", hidden_size)
-    peephole = check_bool("peephole", peephole)
-    forget_bias = check_real("forget_bias", forget_bias)
-    layer_norm = check_bool("layer_norm", layer_norm)
-    proj_size = check_optional_size("proj_size", proj_size)
-    P = H if proj_size is None else proj_size
-    dtype = check_factory_options(
-        dtype,
+    hidden_size = check_size("hidden_size", hidden_size)
+    return LSTMCell(
+        hidden_size=hidden_size,
+        peephole=check_bool("peephole", peephole),
+        forget_bias=check_real("forget_bias", forget_bias),
+        layer_norm=check_bool("layer_norm", layer_norm),
+        proj_size=check_optional_size("proj_size", proj_size),
         kernel_init=kernel_init,
         recurrent_init=recurrent_init,
         bias_init=bias_init,
         peephole_init=peephole_init,
         proj_init=proj_init,
+        dtype=check_factory_options(
+            dtype,
+            kernel_init=kernel_init,
+            recurrent_init=recurrent_init,
+            bias_init=bias_init,
+            peephole_init=peephole_init,
+            proj_init=proj_init,
+        ),
     )
 
-    def init(key, input_size: int) -> LSTMParams:
+
+@dataclasses.dataclass(frozen=True)
+class LSTMCell(Cell):
+    """The LSTM's configuration (built by `lj.lstm`); carry `LSTMCarry(h [.., P], c [.., H])`."""
+
+    hidden_size: int
+    peephole: bool
+    forget_bias: float
+    layer_norm: bool
+    proj_size: Optional[int]
+    kernel_init: Initializer
+    recurrent_init: Initializer
+    bias_init: Initializer
+    peephole_init: Initializer
+    proj_init: Initializer
+    dtype: jnp.dtype
+
+    @property
+    def output_size(self) -> int:
+        """P, the size of h and y (H without projection)."""
+        return self.hidden_size if self.proj_size is None else self.proj_size
+
+    @property
+    def name(self) -> str:
+        return (
+            "lstm"
+            + "_peephole" * self.peephole
+            + "_ln" * self.layer_norm
+            + "_proj" * (self.proj_size is not None)
+        )
+
+    def init(self, key, input_size: int) -> LSTMParams:
         check_size("input_size", input_size)
+        H, P, dtype = self.hidden_size, self.output_size, self.dtype
         kx, kh, kb, kp = jax.random.split(key, 4)
         # Folded in rather than a fifth split, so that a key gives the plain
         # LSTM the same parameters as before the projection existed.
         kr = jax.random.fold_in(key, 1)
-        b = bias_init(kb, (4 * H,), dtype)
-        b = b.at[H : 2 * H].add(jnp.asarray(forget_bias, dtype))
+        b = self.bias_init(kb, (4 * H,), dtype)
+        b = b.at[H : 2 * H].add(jnp.asarray(self.forget_bias, dtype))
         ones = jnp.ones((4 * H,), dtype)
+        ln = self.layer_norm
         return LSTMParams(
-            w_x=gate_blocks(kernel_init, kx, input_size, H, 4, dtype),
-            w_h=gate_blocks(recurrent_init, kh, P, H, 4, dtype),
+            w_x=gate_blocks(self.kernel_init, kx, input_size, H, 4, dtype),
+            w_h=gate_blocks(self.recurrent_init, kh, P, H, 4, dtype),
             b=b,
-            peephole=peephole_init(kp, (3, H), dtype) if peephole else None,
-            w_proj=proj_init(kr, (H, P), dtype) if proj_size is not None else None,
-            ln_gain_x=ones if layer_norm else None,
-            ln_gain_h=ones if layer_norm else None,
-            ln_gain_c=jnp.ones((H,), dtype) if layer_norm else None,
-            ln_bias_c=jnp.zeros((H,), dtype) if layer_norm else None,
+            peephole=self.peephole_init(kp, (3, H), dtype) if self.peephole else None,
+            w_proj=self.proj_init(kr, (H, P), dtype) if self.proj_size is not None else None,
+            ln_gain_x=ones if ln else None,
+            ln_gain_h=ones if ln else None,
+            ln_gain_c=jnp.ones((H,), dtype) if ln else None,
+            ln_bias_c=jnp.zeros((H,), dtype) if ln else None,
         )
 
-    def initial_carry(batch_shape=()) -> LSTMCarry:
+    def initial_carry(self, batch_shape=()) -> LSTMCarry:
         shape = batch_shape_tuple(batch_shape)
-        return LSTMCarry(h=jnp.zeros(shape + (P,), dtype), c=jnp.zeros(shape + (H,), dtype))
+        return LSTMCarry(
+            h=jnp.zeros(shape + (self.output_size,), self.dtype),
+            c=jnp.zeros(shape + (self.hidden_size,), self.dtype),
+        )
 
-    def project(params: LSTMParams, x: Array) -> Array:
+    def project(self, params: LSTMParams, x: Array) -> Array:
         xw = x @ params.w_x
-        if layer_norm:
+        if self.layer_norm:
             xw = _ln(xw, params.ln_gain_x)
         return xw + row(params.b, x)
 
-    def recur(params: LSTMParams, carry: LSTMCarry, px: Array):
-        if layer_norm:
-            # Plain autodiff of the LN equations (the hand-derived backward
-            # pass of _lstm_vjp.py covers the un-normalised step only).
-            h, c = _ln_recur(params, carry.h, carry.c, px)
-        else:
-            # The equations above, with the hand-derived backward pass
-            # (faster BPTT on XLA:CPU; see _lstm_vjp.py); it holds for
-            # h_{t-1} of any size P, so the projection needs nothing else.
-            h, c = lstm_recur(params.w_h, params.peephole, carry.h, carry.c, px)
-        if proj_size is not None:
+    def recur(self, params: LSTMParams, carry: LSTMCarry, px: Array):
+        # The equations above, written once in _lstm_rule.py: the plain step
+        # with its hand-derived derivative (faster BPTT on XLA:CPU), the
+        # layer-normalised one by plain autodiff. Either holds for h_{t-1}
+        # of any size P, so the projection needs nothing else.
+        ln = (
+            LSTMNorm(params.ln_gain_h, params.ln_gain_c, params.ln_bias_c)
+            if self.layer_norm
+            else None
+        )
+        h, c = lstm_recur(params.w_h, params.peephole, carry.h, carry.c, px, ln)
+        if self.proj_size is not None:
             h = h @ params.w_proj
         return LSTMCarry(h, c), h
 
-    name = "lstm" + "_peephole" * peephole + "_ln" * layer_norm + "_proj" * (proj_size is not None)
-    return Cell(
-        init=init,
-        initial_carry=initial_carry,
-        project=project,
-        recur=recur,
-        hidden_size=H,
-        output_size=P,
-        name=name,
-    )
-
-
-def _ln_recur(params: LSTMParams, h: Array, c: Array, px: Array) -> tuple[Array, Array]:
-    """The layer-normalised step before any projection: `(h [.., P], c [.., H]) -> (h, c)`."""
-    z = px + _ln(h @ params.w_h, params.ln_gain_h)
-    zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
-    p = params.peephole
-    if p is not None:
-        zi = zi + row(p[0], c) * c
-        zf = zf + row(p[1], c) * c
-    c_new = jax.nn.sigmoid(zf) * c + jax.nn.sigmoid(zi) * jnp.tanh(zg)
-    if p is not None:
-        zo = zo + row(p[2], c_new) * c_new
-    h_new = jax.nn.sigmoid(zo) * jnp.tanh(_ln(c_new, params.ln_gain_c, params.ln_bias_c))
-    return h_new, c_new
+    def output(self, carry: LSTMCarry) -> Array:
+        return carry.h

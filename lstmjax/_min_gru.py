@@ -7,14 +7,17 @@ whole sequence has an exact parallel solution (one affine scan,
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import dataclasses
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Cell, batch_shape_tuple
-from lstmjax._checks import check_factory_options, check_size, row
+from lstmjax._arrays import row
+from lstmjax._cell import Cell, zeros_state
+from lstmjax._checks import check_factory_options, check_size
 from lstmjax._initializers import default_bias_init, default_kernel_init, gate_blocks
+from lstmjax._typing import Array, Initializer
 
 
 class MinGRUParams(NamedTuple):
@@ -56,35 +59,50 @@ def min_gru(
     Returns:
       A `Cell` with `linear_in_carry=True`; its carry is `h: [..., H]`.
     """
-    H = check_size("hidden_size", hidden_size)
-    dtype = check_factory_options(dtype, kernel_init=kernel_init, bias_init=bias_init)
+    return MinGRUCell(
+        hidden_size=check_size("hidden_size", hidden_size),
+        kernel_init=kernel_init,
+        bias_init=bias_init,
+        dtype=check_factory_options(dtype, kernel_init=kernel_init, bias_init=bias_init),
+    )
 
-    def init(key, input_size: int) -> MinGRUParams:
+
+@dataclasses.dataclass(frozen=True)
+class MinGRUCell(Cell):
+    """The min_gru cell's configuration (built by `lj.min_gru`); carry `h: [..., H]`."""
+
+    hidden_size: int
+    kernel_init: Initializer
+    bias_init: Initializer
+    dtype: jnp.dtype
+
+    name = "min_gru"
+    linear_in_carry: ClassVar[bool] = True
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def init(self, key, input_size: int) -> MinGRUParams:
         check_size("input_size", input_size)
+        H, dtype = self.hidden_size, self.dtype
         kx, kb = jax.random.split(key)
         return MinGRUParams(
-            w_x=gate_blocks(kernel_init, kx, input_size, H, 2, dtype),
-            b=bias_init(kb, (2 * H,), dtype),
+            w_x=gate_blocks(self.kernel_init, kx, input_size, H, 2, dtype),
+            b=self.bias_init(kb, (2 * H,), dtype),
         )
 
-    def initial_carry(batch_shape=()) -> Array:
-        return jnp.zeros(batch_shape_tuple(batch_shape) + (H,), dtype)
+    def initial_carry(self, batch_shape=()) -> Array:
+        return zeros_state(batch_shape, self.hidden_size, self.dtype)
 
-    def project(params: MinGRUParams, x: Array) -> Array:
+    def project(self, params: MinGRUParams, x: Array) -> Array:
         return x @ params.w_x + row(params.b, x)
 
-    def recur(params: MinGRUParams, h: Array, px: Array):
+    def recur(self, params: MinGRUParams, h: Array, px: Array):
+        H = self.hidden_size
         z = jax.nn.sigmoid(px[..., :H])
         h = (1.0 - z) * h + z * positive(px[..., H:])
         return h, h
 
-    return Cell(
-        init=init,
-        initial_carry=initial_carry,
-        project=project,
-        recur=recur,
-        hidden_size=H,
-        output_size=H,
-        name="min_gru",
-        linear_in_carry=True,
-    )
+    def output(self, h: Array) -> Array:
+        return h

@@ -7,15 +7,18 @@ whole sequence has an exact parallel solution (`_affine_scan.py`);
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import dataclasses
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Cell, batch_shape_tuple
-from lstmjax._checks import check_factory_options, check_size, row
+from lstmjax._arrays import row
+from lstmjax._cell import Cell, zeros_state
+from lstmjax._checks import check_factory_options, check_size
 from lstmjax._initializers import default_bias_init, default_kernel_init, gate_blocks
 from lstmjax._min_gru import positive
+from lstmjax._typing import Array, Initializer
 
 
 class MinLSTMParams(NamedTuple):
@@ -69,35 +72,50 @@ def min_lstm(
     Returns:
       A `Cell` with `linear_in_carry=True`; its carry is `h: [..., H]`.
     """
-    H = check_size("hidden_size", hidden_size)
-    dtype = check_factory_options(dtype, kernel_init=kernel_init, bias_init=bias_init)
+    return MinLSTMCell(
+        hidden_size=check_size("hidden_size", hidden_size),
+        kernel_init=kernel_init,
+        bias_init=bias_init,
+        dtype=check_factory_options(dtype, kernel_init=kernel_init, bias_init=bias_init),
+    )
 
-    def init(key, input_size: int) -> MinLSTMParams:
+
+@dataclasses.dataclass(frozen=True)
+class MinLSTMCell(Cell):
+    """The min_lstm cell's configuration (built by `lj.min_lstm`); carry `h: [..., H]`."""
+
+    hidden_size: int
+    kernel_init: Initializer
+    bias_init: Initializer
+    dtype: jnp.dtype
+
+    name = "min_lstm"
+    linear_in_carry: ClassVar[bool] = True
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def init(self, key, input_size: int) -> MinLSTMParams:
         check_size("input_size", input_size)
+        H, dtype = self.hidden_size, self.dtype
         kx, kb = jax.random.split(key)
         return MinLSTMParams(
-            w_x=gate_blocks(kernel_init, kx, input_size, H, 3, dtype),
-            b=bias_init(kb, (3 * H,), dtype),
+            w_x=gate_blocks(self.kernel_init, kx, input_size, H, 3, dtype),
+            b=self.bias_init(kb, (3 * H,), dtype),
         )
 
-    def initial_carry(batch_shape=()) -> Array:
-        return jnp.zeros(batch_shape_tuple(batch_shape) + (H,), dtype)
+    def initial_carry(self, batch_shape=()) -> Array:
+        return zeros_state(batch_shape, self.hidden_size, self.dtype)
 
-    def project(params: MinLSTMParams, x: Array) -> Array:
+    def project(self, params: MinLSTMParams, x: Array) -> Array:
         return x @ params.w_x + row(params.b, x)
 
-    def recur(params: MinLSTMParams, h: Array, px: Array):
+    def recur(self, params: MinLSTMParams, h: Array, px: Array):
+        H = self.hidden_size
         f_norm = normalised_forget(px[..., :H], px[..., H : 2 * H])
         h = f_norm * h + (1.0 - f_norm) * positive(px[..., 2 * H :])
         return h, h
 
-    return Cell(
-        init=init,
-        initial_carry=initial_carry,
-        project=project,
-        recur=recur,
-        hidden_size=H,
-        output_size=H,
-        name="min_lstm",
-        linear_in_carry=True,
-    )
+    def output(self, h: Array) -> Array:
+        return h

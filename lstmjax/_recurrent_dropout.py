@@ -18,12 +18,13 @@ gradient with respect to them is `grads.inner`, of the cell's own type.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Carry, Cell, Params, check_cell
+from lstmjax._cell import Cell, check_cell
 from lstmjax._checks import (
     as_array,
     check_bool,
@@ -33,6 +34,7 @@ from lstmjax._checks import (
     check_rate,
     check_real,
 )
+from lstmjax._typing import Array, Carry, Params
 
 
 class MaskedParams(NamedTuple):
@@ -131,7 +133,7 @@ def recurrent_dropout(
     check_rank(xs, 3, "[time, batch, features]" if time_major else "[batch, time, features]", where)
     sizes = _check_carry_kind(cell, where)
     if key is None:
-        return (cell if zoneout == 0.0 else _expected_zoneout(cell, zoneout)), params, xs
+        return (cell if zoneout == 0.0 else ExpectedZoneoutCell(cell, zoneout)), params, xs
     key = check_key(key, where)
 
     batch_axis, time_axis = (1, 0) if time_major else (0, 1)
@@ -152,7 +154,7 @@ def recurrent_dropout(
     channels, split = [], []
     if recurrent_rate > 0.0:
         channels.append(per_step(per_sequence_mask(k_rec, recurrent_rate, sizes[0])))
-        split.append(("recurrent", [sizes[0]]))
+        split.append(("recurrent", (sizes[0],)))
     shape = (T, B, sum(sizes)) if time_major else (B, T, sum(sizes))
     if zoneout > 0.0:
         channels.append(jax.random.bernoulli(k_zone, zoneout, shape).astype(xs.dtype))
@@ -162,34 +164,69 @@ def recurrent_dropout(
         split.append(("noise", sizes))
     if not channels:
         return cell, params, xs
-    return _masked_cell(cell, split), MaskedParams(params), jnp.concatenate([xs, *channels], -1)
+    masked = MaskedCell(cell, tuple(split))
+    return masked, MaskedParams(params), jnp.concatenate([xs, *channels], -1)
 
 
-def _leaf_split(a: Array, sizes: list[int]) -> list[Array]:
+def _leaf_split(a: Array, sizes: tuple[int, ...]) -> list[Array]:
     offsets = [sum(sizes[:i]) for i in range(1, len(sizes))]
     return jnp.split(a, offsets, axis=-1)
 
 
-def _masked_cell(cell: Cell, split: list[tuple[str, list[int]]]) -> Cell:
-    """`cell` reading its per-step masks from E extra input channels (see the module docstring)."""
-    E = sum(sum(sizes) for _, sizes in split)
+@dataclasses.dataclass(frozen=True)
+class MaskedCell(Cell):
+    """`cell` reading its per-step masks from E extra input channels (see the module docstring).
 
-    def init(key, input_size: int) -> MaskedParams:
-        return MaskedParams(cell.init(key, input_size - E))
+    `split` names the channels in order: `(("recurrent", (h size,)),
+    ("zoneout", carry leaf sizes), ("noise", carry leaf sizes))`, each present
+    only when its option is on.
+    """
 
-    def project(params: MaskedParams, x: Array) -> Array:
-        px = cell.project(params.inner, x[..., :-E])
+    cell: Cell
+    split: tuple[tuple[str, tuple[int, ...]], ...]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.cell.hidden_size
+
+    @property
+    def output_size(self) -> int:
+        return self.cell.output_size
+
+    @property
+    def name(self) -> str:
+        return self.cell.name
+
+    @property
+    def linear_in_carry(self) -> bool:  # masks, selects and noise keep a step affine in h
+        return self.cell.linear_in_carry
+
+    @property
+    def extra(self) -> int:
+        """E, the number of extra input channels."""
+        return sum(sum(sizes) for _, sizes in self.split)
+
+    def init(self, key, input_size: int) -> MaskedParams:
+        return MaskedParams(self.cell.init(key, input_size - self.extra))
+
+    def initial_carry(self, batch_shape=()) -> Carry:
+        return self.cell.initial_carry(batch_shape)
+
+    def project(self, params: MaskedParams, x: Array) -> Array:
+        E = self.extra
+        px = self.cell.project(params.inner, x[..., :-E])
         return jnp.concatenate([px, x[..., -E:].astype(px.dtype)], axis=-1)
 
-    def recur(params: MaskedParams, carry: Carry, pxe: Array):
+    def recur(self, params: MaskedParams, carry: Carry, pxe: Array):
+        E = self.extra
         px, rest = pxe[..., :-E], pxe[..., -E:]
         parts = {}
-        for name, sizes in split:
+        for name, sizes in self.split:
             parts[name], rest = _leaf_split(rest[..., : sum(sizes)], sizes), rest[..., sum(sizes) :]
         read = carry
         if "recurrent" in parts:
             read = _with_h(carry, _h(carry) * parts["recurrent"][0])
-        new, _ = cell.recur(params.inner, read, px)
+        new, _ = self.cell.recur(params.inner, read, px)
         old_leaves, treedef = jax.tree_util.tree_flatten(carry)
         leaves = jax.tree_util.tree_leaves(new)
         if "zoneout" in parts:
@@ -200,17 +237,49 @@ def _masked_cell(cell: Cell, split: list[tuple[str, list[int]]]) -> Cell:
         if "noise" in parts:
             leaves = [n + e.astype(n.dtype) for e, n in zip(parts["noise"], leaves, strict=True)]
         new = jax.tree_util.tree_unflatten(treedef, leaves)
-        return new, _h(new)
+        return new, self.output(new)
 
-    return cell._replace(init=init, project=project, recur=recur)
+    def output(self, carry: Carry) -> Array:
+        return self.cell.output(carry)
 
 
-def _expected_zoneout(cell: Cell, rate: float) -> Cell:
+@dataclasses.dataclass(frozen=True)
+class ExpectedZoneoutCell(Cell):
     """Zoneout's evaluation rule: every carry leaf moves (1 - rate) of the way to its update."""
 
-    def recur(params, carry, px):
-        new, _ = cell.recur(params, carry, px)
-        new = jax.tree_util.tree_map(lambda o, n: rate * o + (1.0 - rate) * n, carry, new)
-        return new, _h(new)
+    cell: Cell
+    rate: float
 
-    return cell._replace(recur=recur)
+    @property
+    def hidden_size(self) -> int:
+        return self.cell.hidden_size
+
+    @property
+    def output_size(self) -> int:
+        return self.cell.output_size
+
+    @property
+    def name(self) -> str:
+        return self.cell.name
+
+    @property
+    def linear_in_carry(self) -> bool:  # a convex mix with the old carry keeps it affine
+        return self.cell.linear_in_carry
+
+    def init(self, key, input_size: int) -> Params:
+        return self.cell.init(key, input_size)
+
+    def initial_carry(self, batch_shape=()) -> Carry:
+        return self.cell.initial_carry(batch_shape)
+
+    def project(self, params: Params, x: Array) -> Array:
+        return self.cell.project(params, x)
+
+    def recur(self, params: Params, carry: Carry, px: Array):
+        new, _ = self.cell.recur(params, carry, px)
+        rate = self.rate
+        new = jax.tree_util.tree_map(lambda o, n: rate * o + (1.0 - rate) * n, carry, new)
+        return new, self.output(new)
+
+    def output(self, carry: Carry) -> Array:
+        return self.cell.output(carry)

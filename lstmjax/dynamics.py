@@ -21,6 +21,7 @@ every exponent is per step, in nats.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple, Optional
 
@@ -145,30 +146,49 @@ def map_cell(f: Callable[[Array], Array], size: int, *, name: str = "map") -> Ce
     So that `lyapunov_spectrum` and `fixed_points` apply to any map, e.g. the
     RK4 step of an ODE: `map_cell(lambda y: tasks.rk4_step(f, 0.0, y, dt), 3)`.
     Its parameters are an empty tuple; feed it inputs `[B, T, 1]` (zeros).
+    Two map cells are equal when they hold the same `f` (the same function
+    object), size and name.
 
     Args:
       f: `[..., size] -> [..., size]`, acting on the last axis.
       size: D, the state size.
       name: for messages.
     """
-    check_size("size", size)
+    return MapCell(f=f, size=check_size("size", size), name=name)
 
-    def initial_carry(batch_shape=()) -> Array:
-        return jnp.zeros(batch_shape_tuple(batch_shape) + (size,))
 
-    def recur(params, carry, px):
-        new = f(carry)
+@dataclasses.dataclass(frozen=True)
+class MapCell(Cell):
+    """An autonomous map as a cell (built by `map_cell`); carry `h: [..., size]`."""
+
+    f: Callable[[Array], Array]
+    size: int
+    # A field here (a property on Cell); the default shadows that property.
+    name: str = "map"  # type: ignore[assignment]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.size
+
+    @property
+    def output_size(self) -> int:
+        return self.size
+
+    def init(self, key, input_size: int) -> tuple:
+        return ()
+
+    def initial_carry(self, batch_shape=()) -> Array:
+        return jnp.zeros(batch_shape_tuple(batch_shape) + (self.size,))
+
+    def project(self, params, x: Array) -> Array:
+        return x
+
+    def recur(self, params, carry: Array, px: Array):
+        new = self.f(carry)
         return new, new
 
-    return Cell(
-        init=lambda key, input_size: (),
-        initial_carry=initial_carry,
-        project=lambda params, x: x,
-        recur=recur,
-        hidden_size=size,
-        output_size=size,
-        name=name,
-    )
+    def output(self, carry: Array) -> Array:
+        return carry
 
 
 class FixedPoints(NamedTuple):

@@ -1,7 +1,7 @@
 """The hand-derived LSTM and GRU backward passes equal autodiff of the same step.
 
 `lj.lstm` and `lj.gru` differentiate their recurrent step with a hand-written
-derivative rule (`lstmjax/_lstm_vjp.py`, `_gru_vjp.py`). The reference here is `jax.grad`
+derivative rule (`lstmjax/_lstm_rule.py`, `_gru_rule.py`). The reference here is `jax.grad`
 of the very same forward equations (`_forward`, which carries no custom
 VJP), in float64, to 1e-10: one step at several batch shapes (none, one,
 two batch axes), and BPTT through a scan. Every variant is covered:
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import lstmjax as lj
-from lstmjax import _gru_vjp, _lstm_vjp
+from lstmjax import _gru_rule, _lstm_rule
 
 H, I = 4, 3
 
@@ -31,12 +31,12 @@ class Kind(NamedTuple):
 
 
 def lstm_autodiff(params, carry, px):
-    (h, c), _ = _lstm_vjp._forward(params.w_h, params.peephole, carry.h, carry.c, px)
+    (h, c), _ = _lstm_rule._forward(params.w_h, params.peephole, carry.h, carry.c, px)
     return lj.LSTMCarry(h, c), h
 
 
 def gru_autodiff(params, h, px):
-    h, _ = _gru_vjp._forward(params.w_h, params.b_hn, h, px)
+    h, _ = _gru_rule._forward(params.w_h, params.b_hn, h, px)
     return h, h
 
 
@@ -160,11 +160,11 @@ def test_mixed_dtypes_give_cotangents_in_each_input_dtype(name):
     if name == "lstm":
 
         def f(w, h, p):
-            return jnp.sum(_lstm_vjp.lstm_recur(w, None, h, h, p)[0])
+            return jnp.sum(_lstm_rule.lstm_recur(w, None, h, h, p)[0])
     else:
 
         def f(w, h, p):
-            return jnp.sum(_gru_vjp.gru_recur(w, params.b_hn, h, p))
+            return jnp.sum(_gru_rule.gru_recur(w, params.b_hn, h, p))
 
     grads = jax.grad(f, argnums=(0, 1, 2))(w_h, h, px)
     assert [g.dtype for g in grads] == [jnp.float32, jnp.float64, jnp.float32]

@@ -98,9 +98,11 @@ def _cell_for(mode: str, hidden_size: int, dtype, proj_size: int = 0) -> Cell:
     return gru(hidden_size, reset_after=True, dtype=dtype)
 
 
-# Nets are immutable pure functions, so modules of one configuration share one
-# net; `jax.jit(net.apply)` then compiles once for all of them (jit caches by
-# function identity).
+# Equal configurations give equal cells (a cell is a value), but a
+# `Recurrent` net is still a bundle of closures, compared by identity: so
+# modules of one configuration share one cached net, and `jax.jit(net.apply)`
+# compiles once for all of them (jit caches by function identity). The cache
+# can go when nets, too, are values.
 @functools.lru_cache(maxsize=64)
 def _net_for(
     mode: str,

@@ -1,6 +1,9 @@
-"""The GRU step's recurrent part with a hand-written derivative (forward and reverse mode).
+"""The GRU's equations (the only copy) and their hand-written derivative (forward and reverse).
 
-The companion of `_lstm_vjp.py`: a `jax.custom_jvp` whose tangent map is
+`_forward` is the recurrent part of the GRU step, written once; layer
+normalisation of h W_h is an option of it (`ln_gain_h`, reset_after only),
+differentiated by plain autodiff. The plain step is the companion of
+`_lstm_rule.py`: a `jax.custom_jvp` whose tangent map is
 written out on a few precomputed coefficient arrays. Forward mode (`jvp`,
 `jacfwd`, `hessian`, the Newton solvers' Jacobians) evaluates it; reverse
 mode (BPTT) is JAX's transpose of it, which keeps only those coefficients
@@ -33,9 +36,9 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import row
-
-Array = jax.Array
+from lstmjax._arrays import row
+from lstmjax._layer_norm import layer_norm
+from lstmjax._typing import Array
 
 
 class Coefficients(NamedTuple):
@@ -58,12 +61,20 @@ def _flat_t(a: Array) -> Array:
     return jnp.reshape(a, (-1, a.shape[-1])).T
 
 
-def _forward(w_h, b_hn, h, px):
-    """The GRU equations, plain autodiff-able code: `(h', Coefficients)`."""
+def _forward(w_h, b_hn, h, px, ln_gain_h: Optional[Array] = None):
+    """The GRU equations, plain autodiff-able code: `(h', Coefficients or None)`.
+
+    With `ln_gain_h` (layer norm, reset_after only), h W_h is normalised with
+    that gain before it is split into gates; the coefficients, which hold for
+    the plain step only, are then None.
+    """
     H = h.shape[-1]
     xr, xz, xn = jnp.split(px, 3, axis=-1)
     if b_hn is not None:
-        hr, hz, hn = jnp.split(h @ w_h, 3, axis=-1)
+        hw = h @ w_h
+        if ln_gain_h is not None:
+            hw = layer_norm(hw, ln_gain_h)
+        hr, hz, hn = jnp.split(hw, 3, axis=-1)
         r = jax.nn.sigmoid(xr + hr)
         a = hn + row(b_hn, hn)
         n = jnp.tanh(xn + r * a)
@@ -74,6 +85,8 @@ def _forward(w_h, b_hn, h, px):
         n = jnp.tanh(xn + (r * h) @ w_h[:, 2 * H :])
         c_r, rh_t = h * r * (1.0 - r), _flat_t(r * h)
     z = jax.nn.sigmoid(xz + hz)
+    if ln_gain_h is not None:
+        return z * h + (1.0 - z) * n, None
     coef = Coefficients(
         w_h=w_h,
         h=h,
@@ -106,7 +119,13 @@ def _tangent(k: Coefficients, dw_h, db_hn, dh, dpx):
     return k.z * dh + k.c_z * (dxz + dhz) + k.s_n * dn_pre
 
 
-def gru_recur(w_h: Array, b_hn: Optional[Array], h: Array, px: Array) -> Array:
+def gru_recur(
+    w_h: Array,
+    b_hn: Optional[Array],
+    h: Array,
+    px: Array,
+    ln_gain_h: Optional[Array] = None,
+) -> Array:
     """One GRU step after the input projection: `(h, px) -> h_new`.
 
     Args:
@@ -115,10 +134,18 @@ def gru_recur(w_h: Array, b_hn: Optional[Array], h: Array, px: Array) -> Array:
         reset-before form of Cho et al. (2014), as in `lstmjax.gru`.
       h: `[..., H]`, the previous state.
       px: `[..., 3H]`, `x @ W_x + b` for this step, same batch shape as h.
+      ln_gain_h: `[3H]`, the layer-norm gain of h W_h (reset_after only), or
+        None for the plain step.
 
     Returns:
       h_new `[..., H]`, in the common dtype of the inputs.
     """
+    if ln_gain_h is not None:
+        if b_hn is None:
+            raise ValueError("gru_recur: layer norm needs the reset_after form (b_hn given).")
+        # Plain autodiff of the same equations (the coefficients of the
+        # hand-written rule hold for the un-normalised step only).
+        return _forward(w_h, b_hn, h, px, ln_gain_h)[0]
     # One dtype inside the custom rule; autodiff of the casts (outside) brings
     # each cotangent back to its input's dtype.
     dtype = jnp.result_type(w_h, h, px, *([] if b_hn is None else [b_hn]))

@@ -1,4 +1,10 @@
-"""The LSTM step's recurrent part with a hand-written derivative (forward and reverse mode).
+"""The LSTM's equations (the only copy) and their hand-written derivative (forward and reverse).
+
+`_forward` is the recurrent part of the LSTM step, written once; layer
+normalisation is an option of it (`ln`). The plain step carries the
+hand-written derivative below; the layer-normalised one is differentiated
+by plain autodiff of the same `_forward` (the coefficients below hold for
+the un-normalised step only).
 
 Autodiff of the LSTM step, inside `lax.scan`, stores about fourteen
 `[B, H]` arrays per time step for the backward pass and builds a backward
@@ -43,9 +49,17 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import row
+from lstmjax._arrays import row
+from lstmjax._layer_norm import layer_norm
+from lstmjax._typing import Array
 
-Array = jax.Array
+
+class LSTMNorm(NamedTuple):
+    """The layer-norm gains of the recurrent step (`layer_norm=True`)."""
+
+    gain_h: Array  # [4H], LN gain of h W_h
+    gain_c: Array  # [H], LN gain of c_t before its tanh
+    bias_c: Array  # [H], LN bias of c_t before its tanh
 
 
 class Coefficients(NamedTuple):
@@ -67,9 +81,18 @@ class Coefficients(NamedTuple):
     c_new: Optional[Array]  # [..., H], the new cell state (peepholes only)
 
 
-def _forward(w_h, peephole, h, c, px):
-    """The LSTM equations, plain autodiff-able code: `((h', c'), Coefficients)`."""
-    zi, zf, zg, zo = jnp.split(px + h @ w_h, 4, axis=-1)
+def _forward(w_h, peephole, h, c, px, ln: Optional[LSTMNorm] = None):
+    """The LSTM equations, plain autodiff-able code: `((h', c'), Coefficients or None)`.
+
+    With `ln` (layer norm), h W_h is normalised with `ln.gain_h` and c'
+    before its tanh with `ln.gain_c`, `ln.bias_c` (the carried c' and the
+    output-gate peephole see the unnormalised c'); the coefficients, which
+    hold for the plain step only, are then None.
+    """
+    hw = h @ w_h
+    if ln is not None:
+        hw = layer_norm(hw, ln.gain_h)
+    zi, zf, zg, zo = jnp.split(px + hw, 4, axis=-1)
     if peephole is not None:
         zi = zi + row(peephole[0], c) * c
         zf = zf + row(peephole[1], c) * c
@@ -78,6 +101,8 @@ def _forward(w_h, peephole, h, c, px):
     if peephole is not None:
         zo = zo + row(peephole[2], c_new) * c_new
     o = jax.nn.sigmoid(zo)
+    if ln is not None:
+        return (o * jnp.tanh(layer_norm(c_new, ln.gain_c, ln.bias_c)), c_new), None
     tanh_c_new = jnp.tanh(c_new)
     coef = Coefficients(
         w_h=w_h,
@@ -110,7 +135,12 @@ def _tangent(k: Coefficients, dw_h, dp, dh, dc, dpx):
 
 
 def lstm_recur(
-    w_h: Array, peephole: Optional[Array], h: Array, c: Array, px: Array
+    w_h: Array,
+    peephole: Optional[Array],
+    h: Array,
+    c: Array,
+    px: Array,
+    ln: Optional[LSTMNorm] = None,
 ) -> tuple[Array, Array]:
     """One LSTM step after the input projection: `(h, c, px) -> (h_new, c_new)`.
 
@@ -119,10 +149,15 @@ def lstm_recur(
       peephole: `[3, H]` (rows i, f, o) or None.
       h, c: `[..., H]`, the previous output and cell state.
       px: `[..., 4H]`, `x @ W_x + b` for this step, same batch shape as h.
+      ln: the layer-norm gains, or None for the plain step.
 
     Returns:
       `(h_new, c_new)`, each `[..., H]`, in the common dtype of the inputs.
     """
+    if ln is not None:
+        # Plain autodiff of the same equations (the coefficients of the
+        # hand-written rule hold for the un-normalised step only).
+        return _forward(w_h, peephole, h, c, px, ln)[0]
     # One dtype inside the custom rule; autodiff of the casts (outside) brings
     # each cotangent back to its input's dtype.
     dtype = jnp.result_type(w_h, h, c, px, *([] if peephole is None else [peephole]))
