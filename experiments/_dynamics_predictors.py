@@ -95,8 +95,8 @@ def train_predictor(key, system: str, label: str, config: dict, scale: Scaling, 
         return jnp.mean(jnp.square(err))
 
     schedule = optax.cosine_decay_schedule(config["learning_rate"], config["steps"], alpha=0.05)
-    optimizer = optax.adam(schedule)
-    step = train.train_step_fn(lambda p, s: apply_fn(p, s)[0], loss_fn, optimizer, clip_norm=1.0)
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+    step = train.make_train_step(lambda p, s: apply_fn(p, s)[0], loss_fn, optimizer)
 
     @jax.jit
     def chunk(state):
@@ -108,7 +108,7 @@ def train_predictor(key, system: str, label: str, config: dict, scale: Scaling, 
 
         return jax.lax.scan(body, state, None, length=config["log_every"])
 
-    state = train.init_state(params, optimizer, k_state)
+    state = train.init_state(params, optimizer, key=k_state)
     curve = {"step": [], "loss": []}
     for _ in range(config["steps"] // config["log_every"]):
         state, chunk_losses = chunk(state)

@@ -9,7 +9,7 @@ cells, whose gates see only x_t, get a wider state for the same count).
 
 Training reads the text as `batch` parallel streams (`tasks.stream_rows`)
 in chunks of `chunk_len` characters, one Adam update per chunk, driven by
-`train.fit` (`lstmjax.tbptt.make_stream_step` and `stream_batches`): the
+`train.fit` (`lstmjax.tbptt.stream` and `stream_batches`): the
 carry is handed from one chunk to the next in the training state, with its
 gradient stopped, so the model sees the whole history going forward and
 backpropagates through `chunk_len` steps only.
@@ -127,21 +127,24 @@ def train_one(key, label: str, hidden: int, data: tasks.TextData, config: dict, 
 
     Update n reads chunk n of the stream (`tbptt.stream_batches`, pass after
     pass, every row reset to a fresh carry at the start of each pass); the
-    carry lives in the training state (`tbptt.make_stream_step`).
+    carry lives in the training state (`tbptt.stream`).
     """
     model = language_model(data.vocab.size, config["embed"], CELLS[label](hidden))
     k_init, k_state, k_sample = jax.random.split(key, 3)
-    optimizer = optax.adam(config["learning_rate"])
+    optimizer = optax.chain(
+        optax.clip_by_global_norm(config["clip_norm"]), optax.adam(config["learning_rate"])
+    )
     batch = config["batch"]
-    step = tbptt.make_stream_step(
-        lambda p, xs, carry: model.apply(p, xs, carry),
-        losses.cross_entropy,
-        optimizer,
+    step = tbptt.stream(
+        train.make_train_step(
+            lambda p, xs, c: model.apply(p, xs, c), losses.cross_entropy, optimizer
+        ),
         model.initial_carry(batch),
-        clip_norm=config["clip_norm"],
         carry_batch_axis=1,  # the stack's carry is [layers, B, H]
     )
-    state = train.init_state(model.init(k_init), optimizer, k_state, model.initial_carry(batch))
+    state = train.init_state(
+        model.init(k_init), optimizer, key=k_state, carry=model.initial_carry(batch)
+    )
     validate = make_validate(model)
     valid_chunks = tasks.stream_chunks(data.valid, config["valid_batch"], config["chunk_len"])
     xs, ys = stream(data.train, batch, config["chunk_len"])
@@ -162,7 +165,7 @@ def train_one(key, label: str, hidden: int, data: tasks.TextData, config: dict, 
         config["updates"],
         eval_fn=lambda params: {"ce": validate(params, valid_chunks)},
         eval_every=window * config["calls_per_eval"],
-        quiet=True,
+        logging=train.Logging(quiet=True),
     )
     loss = {r["step"]: r["loss"] for r in history.train}
     curve = {"update": [], "chars": [], "train_bpc": [], "valid_bpc": []}

@@ -50,9 +50,10 @@ def train_model(key, label: str, config: dict, bar):
         ys, _ = lj.unroll(cell, p.cell, xs)
         return readout.apply(p.readout, ys)
 
-    optimizer = optax.adam(optax.cosine_decay_schedule(config["learning_rate"], config["steps"]))
-    step = train.make_train_step(apply_fn, losses.mse, optimizer, clip_norm=1.0)
-    state = train.init_state(params, optimizer, ks)
+    schedule = optax.cosine_decay_schedule(config["learning_rate"], config["steps"])
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+    step = train.make_train_step(apply_fn, losses.mse, optimizer)
+    state = train.init_state(params, optimizer, key=ks)
     batch = jax.jit(tasks.flip_flop, static_argnums=(1, 2))
     for i in range(config["steps"]):
         state, _ = step(state, batch(jax.random.fold_in(kd, i), B, T))

@@ -9,7 +9,7 @@ and with the gradient rescaled to norm `clip` when it is larger.
 
 Part 2, a tanh RNN trained by SGD with momentum on the temporal order task
 (`lstmjax.tasks.temporal_order`), once without and once with global-norm
-clipping (`train.make_train_step(clip_norm=...)`), over several seeds (vmapped):
+clipping (`optax.clip_by_global_norm` chained before the optimizer), over several seeds (vmapped):
 loss curves, gradient norms with their spikes, and the success rate (test
 accuracy >= `success_accuracy`).
 
@@ -153,12 +153,14 @@ def train_seeds(key, config: dict, clip_norm, bar) -> dict:
     """Train one model per seed (vmapped together); metrics of every step."""
     init, apply = order_model(config)
     optimizer = optax.sgd(config["lr"], momentum=config["momentum"])
-    step = train.train_step_fn(apply, losses.cross_entropy, optimizer, clip_norm)
+    if clip_norm is not None:
+        optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
+    step = train.make_train_step(apply, losses.cross_entropy, optimizer)
     B, T = config["batch"], config["length"]
     seeds = config["seeds"]
     keys = jax.random.split(key, seeds)
     test_key = jax.random.fold_in(key, seeds)  # differs from every training stream
-    states = jax.vmap(lambda k: train.init_state(init(k), optimizer, k))(keys)
+    states = jax.vmap(lambda k: train.init_state(init(k), optimizer, key=k))(keys)
 
     def one_step(state, data_key):
         xs, ys = tasks.temporal_order(jax.random.fold_in(data_key, state.step), B, T)

@@ -162,12 +162,14 @@ def train_one(key, task: Task, label: str, config: dict, bar) -> dict:
     params = Model(
         cell.init(k_cell, task.in_size), lj.dense(task.out_size).init(k_out, cell.hidden_size)
     )
-    optimizer = optax.adam(config["learning_rate"])
-    step_fn = train.train_step_fn(apply_fn, loss_fn, optimizer, clip_norm=config["clip_norm"])
+    optimizer = optax.chain(
+        optax.clip_by_global_norm(config["clip_norm"]), optax.adam(config["learning_rate"])
+    )
+    step_fn = train.make_train_step(apply_fn, loss_fn, optimizer)
     chunk = make_chunk(task, step_fn, config["batch"], config["eval_every"])
     evaluate = train.make_eval_step(apply_fn, loss_fn, metric_fns=metric_fns)
     test = task.make_batch(k_test, config["test_batch"])
-    state = train.init_state(params, optimizer, k_state)
+    state = train.init_state(params, optimizer, key=k_state)
     curve = {"step": [], "train_loss": [], "test_loss": []}
     for _ in range(config["steps"] // config["eval_every"]):
         state, chunk_losses = chunk(state, k_data)

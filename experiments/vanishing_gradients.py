@@ -137,9 +137,9 @@ def train_adding(key, label: str, config: dict, bar) -> tuple[Model, dict]:
         ys, _ = lj.unroll(cell, p.cell, xs)
         return readout.apply(p.readout, ys[:, -1])
 
-    optimizer = optax.adam(config["learning_rate"])
-    step = train.make_train_step(apply_fn, losses.mse, optimizer, clip_norm=1.0)
-    state = train.init_state(params, optimizer, ks)
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(config["learning_rate"]))
+    step = train.make_train_step(apply_fn, losses.mse, optimizer)
+    state = train.init_state(params, optimizer, key=ks)
     history = {"step": [], "loss": [], "grad_norm": []}
     for i in range(config["train_steps"]):
         state, metrics = step(state, adding_batch(jax.random.fold_in(kd, i), B, T))

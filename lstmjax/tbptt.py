@@ -13,25 +13,35 @@ for example `lambda p, xs, c: lj.unroll(cell, p, xs, c)` followed by a
 readout, or `net.apply` of a stacked `lj.recurrent` net (PyTorch carry
 layout). The loop over chunks is a `lax.scan` inside one jitted function.
 
-To train on a stream with `train.fit` (checkpoints, resume, logs), use
-`make_stream_step` and `stream_batches`: one chunk per update, the carry
-kept in `TrainState.carry`, so a checkpoint holds it and a resumed run
-continues the stream where it stopped.
+Both ways of training on a stream are transforms of the one step from
+`train.make_train_step` (whose state holds the carry):
+
+    step = train.make_train_step(apply_fn, loss_fn, optimizer)
+    state = train.init_state(params, optimizer, carry=carry0)
+    # every chunk of a stream in one jitted scan, one update per chunk:
+    state, metrics = tbptt.chunked(step, chunk_len)(state, (xs, ys))
+    # or one chunk per `fit` update (checkpoints, resume, logs):
+    state, history = train.fit(tbptt.stream(step, carry0), state,
+                               tbptt.stream_batches(xs, ys, chunk_len), num_steps)
+
+With `fit`, the carry is kept in `TrainState.carry`, so a checkpoint holds
+it and a resumed run continues the stream where it stopped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from lstmjax._training.step import TrainState, apply_gradients, make_clipper, split_batch
+from lstmjax._checks import check_size
+from lstmjax._training.state import TrainState
+from lstmjax._training.step import StepFn, split_batch
 from lstmjax._training.stream import StreamChunk as StreamChunk
-from lstmjax._training.stream import make_stream_step as make_stream_step
 from lstmjax._training.stream import reset_carry as reset_carry
+from lstmjax._training.stream import stream as stream
 from lstmjax._training.stream import stream_batches as stream_batches
 
 Array = jax.Array
@@ -45,8 +55,7 @@ def split_chunks(x: Any, chunk_len: int) -> Any:
     Raises:
       ValueError: T is not a multiple of `chunk_len`, or a leaf has no time axis.
     """
-    if isinstance(chunk_len, bool) or not isinstance(chunk_len, int) or chunk_len < 1:
-        raise ValueError(f"chunk_len must be a positive int; got {chunk_len!r}.")
+    chunk_len = check_size("chunk_len", chunk_len)
 
     def one(leaf):
         shape = jnp.shape(leaf)
@@ -64,15 +73,12 @@ def split_chunks(x: Any, chunk_len: int) -> Any:
     return jax.tree_util.tree_map(one, x)
 
 
-def _chunk_loss(apply_fn: CarryApplyFn, loss_fn: Callable, with_key: bool = False) -> Callable:
-    """`(params, xs, ys, carry, key=None) -> (loss, carry_out)` with the incoming gradient cut."""
+def _chunk_loss(apply_fn: CarryApplyFn, loss_fn: Callable) -> Callable:
+    """`(params, xs, ys, carry) -> (loss, carry_out)` with the incoming gradient cut."""
 
-    def loss(params, xs, ys, carry, key=None):
+    def loss(params, xs, ys, carry):
         carry = jax.lax.stop_gradient(carry)  # truncation: no gradient into earlier chunks
-        if with_key:
-            predictions, carry_out = apply_fn(params, xs, carry, key)
-        else:
-            predictions, carry_out = apply_fn(params, xs, carry)
+        predictions, carry_out = apply_fn(params, xs, carry)
         return loss_fn(predictions, ys), carry_out
 
     return loss
@@ -114,56 +120,51 @@ def tbptt_grads(
     return losses, grads, carry
 
 
-def make_tbptt_step(
-    apply_fn: CarryApplyFn,
-    loss_fn: Callable,
-    optimizer: optax.GradientTransformation,
-    chunk_len: int,
-    clip_norm: Optional[float] = None,
-    *,
-    with_key: bool = False,
-) -> Callable[[TrainState, Carry, tuple[Any, Any]], tuple[TrainState, Carry, dict]]:
-    """Build a jitted `(state, carry, (xs, ys)) -> (state, carry, metrics)` over a stream.
+def chunked(step: StepFn, chunk_len: int) -> StepFn:
+    """Turn a training step into one update per chunk over a whole stream, in one jitted scan.
 
-    One optimizer update per chunk of `chunk_len` steps, in order: chunk j runs
-    forward from the carry chunk j-1 ended with (computed with the parameters
-    of that moment), backpropagates through its own steps only, and updates
-    the parameters before chunk j+1. Call it again with the returned carry on
-    the next stretch of the stream to go on.
+    Chunk j runs forward from the carry chunk j-1 ended with (computed with
+    the parameters of that moment), backpropagates through its own steps
+    only, and updates the parameters before chunk j+1. The carry travels in
+    `state.carry`: start from `init_state(params, optimizer, carry=c0)` and
+    read `state.carry` after the call to go on with the next stretch.
 
     Args:
-      apply_fn: `(params, xs, carry) -> (predictions, carry)`.
-      loss_fn: `(predictions, ys) -> scalar`.
-      optimizer: any `optax.GradientTransformation` (state from `train.init_state`).
-      chunk_len: steps per chunk.
-      clip_norm: global-norm clipping of each chunk's gradient, as in `make_train_step`.
-      with_key: call `apply_fn(params, xs, carry, key)` with a key split from
-        `state.rng` for each chunk (e.g. for dropout), as `make_train_step` does.
+      step: `(state, (xs, ys)) -> (state, metrics)` from
+        `train.make_train_step`, whose `apply_fn` is
+        `(params, xs, carry) -> (predictions, carry)` (the state's carry
+        makes the step call it so).
+      chunk_len: steps per chunk (the truncation length).
 
     Returns:
-      The step; its metrics are those of `make_train_step` with one entry per
-      chunk: loss `[n]`, grad_norm `[n]` (before clipping), grad_norms (dict
-      of `[n]`), update_norm `[n]`, finite `[n]`. A chunk with non-finite
-      values leaves params and opt_state unchanged.
+      The jitted `(state, (xs, ys)) -> (state, metrics)` over a stream
+      `[B, T, ...]` with T a multiple of `chunk_len`; each metric of
+      `make_train_step` gets one entry per chunk: loss `[n]`, grad_norm
+      `[n]`, grad_norms (dict of `[n]`), update_norm `[n]`, finite `[n]`.
+      A chunk with non-finite values leaves params, opt_state and the
+      carry unchanged.
     """
-    clip = make_clipper(clip_norm)
-    value_and_grad = jax.value_and_grad(_chunk_loss(apply_fn, loss_fn, with_key), has_aux=True)
+    chunk_len = check_size("chunk_len", chunk_len)
 
-    def update(state: TrainState, carry: Carry, chunk) -> tuple[TrainState, Carry, dict]:
-        rng, key = jax.random.split(state.rng)  # as in make_train_step
-        (loss, carry), grads = value_and_grad(state.params, chunk[0], chunk[1], carry, key)
-        state, metrics = apply_gradients(optimizer, clip, state, rng, loss, grads)
-        return state, carry, metrics
-
-    def step(state: TrainState, carry: Carry, stream) -> tuple[TrainState, Carry, dict]:
+    def over_stream(state: TrainState, stream) -> tuple[TrainState, dict]:
+        if state.carry is None:
+            raise ValueError(
+                "tbptt.chunked needs the carry in the state: "
+                "init_state(params, optimizer, carry=initial_carry)."
+            )
         xs, ys = split_batch(stream)
-
-        def body(state_and_carry, chunk):
-            state, carry, metrics = update(*state_and_carry, chunk)
-            return (state, carry), metrics
-
         chunks = (split_chunks(xs, chunk_len), split_chunks(ys, chunk_len))
-        (state, carry), metrics = jax.lax.scan(body, (state, carry), chunks)
-        return state, carry, metrics
+        return jax.lax.scan(lambda s, chunk: step(s, chunk), state, chunks)
 
-    return jax.jit(step)
+    return jax.jit(over_stream)
+
+
+__all__ = [
+    "StreamChunk",
+    "chunked",
+    "reset_carry",
+    "split_chunks",
+    "stream",
+    "stream_batches",
+    "tbptt_grads",
+]

@@ -3,12 +3,12 @@
     python tests/_dist_worker.py MODE --rank R --nproc N --port P [--devices D] ...
 
 Every process of a job runs this script with its own `--rank`; they meet at
-127.0.0.1:P through `parallel.initialize` (gloo collectives on CPU), each
+127.0.0.1:P through `distributed.initialize` (gloo collectives on CPU), each
 with D forced host devices. Modes:
 
   train  train the tiny adding-problem LSTM of `_train_worker` with
          `train.fit` on a mesh over every process's devices, each process
-         building only its own rows (`parallel.keyed_shards`); checkpoints
+         building only its own rows (`distributed.keyed_shards`); checkpoints
          and resume in --ckpt; process 0 prints "SAVED <step>" after each
          save. Each process writes its final params (and what it saw) to
          --out-<rank>.npz / .json; with --reference, process 0 also trains
@@ -61,7 +61,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from _train_worker import flat_params, mse, tiny_lstm_regressor  # noqa: E402
 
-from lstmjax import parallel, tasks, train  # noqa: E402
+from lstmjax import distributed, tasks, train  # noqa: E402
 
 LEARNING_RATE = 1e-2
 
@@ -69,39 +69,42 @@ LEARNING_RATE = 1e-2
 def setup(hidden: int, batch: int, shards: int, length: int):
     """Model, optimizer, fresh state and this process's batch source (same in every process)."""
     init, apply = tiny_lstm_regressor(hidden)
-    optimizer = optax.adam(LEARNING_RATE)
-    state = train.init_state(init(jax.random.key(0)), optimizer, jax.random.key(2))
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(LEARNING_RATE))
+    state = train.init_state(init(jax.random.key(0)), optimizer, key=jax.random.key(2))
     rows = batch // shards
 
     def make_shard(key):
         return tasks.adding_problem(key, rows, length)
 
-    local = parallel.keyed_shards(jax.random.key(1), make_shard, shards)
+    local = distributed.keyed_shards(jax.random.key(1), make_shard, shards)
     return apply, optimizer, state, local, make_shard
 
 
 def run_train(args) -> None:
     apply, optimizer, fresh, local, make_shard = setup(args.hidden, args.batch, args.shards,
                                                        args.length)  # fmt: skip
-    mesh = parallel.make_mesh()
-    step = parallel.make_sharded_train_step(apply, mse, optimizer, mesh, clip_norm=1.0)
+    mesh = distributed.make_mesh()
+    step = distributed.shard(train.make_train_step(apply, mse, optimizer), mesh)
     seen = []
 
     def batches(i):
         time.sleep(args.delay)  # outside jit: only makes the run slow enough to kill
         rows = local(i)
         seen.append(int(np.shape(rows[0])[0]))
-        return parallel.shard_local_batch(rows, mesh)
+        return distributed.shard_local_batch(rows, mesh)
 
     def report(done, path):
-        if parallel.is_primary():
+        if distributed.is_primary():
             print(f"SAVED {done}", flush=True)
 
     state, history = train.fit(
-        step, parallel.replicate(fresh, mesh), batches, args.steps,
-        checkpoint_dir=args.ckpt, checkpoint_every=args.every, keep=2,
-        log_path=args.log, quiet=False, on_checkpoint=report,
-    )  # fmt: skip
+        step,
+        distributed.place_state(fresh, mesh),
+        batches,
+        args.steps,
+        logging=train.Logging(path=args.log, quiet=False),
+        checkpointing=train.Checkpointing(args.ckpt, every=args.every, keep=2, on_save=report),
+    )
     params = {k: v for k, v in flat_params(jax.device_get(state.params)).items()}
     info = {
         "rank": jax.process_index(),
@@ -113,7 +116,7 @@ def run_train(args) -> None:
         "losses": [r["loss"] for r in history.train],
         "first_step": history.train[0]["step"] if history.train else None,
     }
-    if args.reference and parallel.is_primary():
+    if args.reference and distributed.is_primary():
         info["reference_losses"], reference = single_device_reference(
             apply, optimizer, fresh, make_shard, args
         )
@@ -126,10 +129,10 @@ def run_train(args) -> None:
 
 def single_device_reference(apply, optimizer, fresh, make_shard, args):
     """The same training on one local device, fed the whole global batch at once."""
-    whole = parallel.keyed_shards(jax.random.key(1), make_shard, args.shards,
+    whole = distributed.keyed_shards(jax.random.key(1), make_shard, args.shards,
                                   process_index=0, process_count=1)  # fmt: skip
     device = jax.local_devices()[0]
-    step = train.make_train_step(apply, mse, optimizer, clip_norm=1.0)
+    step = train.make_train_step(apply, mse, optimizer)
     state, losses = jax.device_put(fresh, device), []
     for i in range(args.steps):
         state, metrics = step(state, jax.device_put(whole(i), device))
@@ -139,12 +142,12 @@ def single_device_reference(apply, optimizer, fresh, make_shard, args):
 
 def run_dead(args) -> None:
     apply, optimizer, fresh, local, _ = setup(args.hidden, args.batch, args.shards, args.length)
-    mesh = parallel.make_mesh()
-    step = parallel.make_sharded_train_step(apply, mse, optimizer, mesh)
-    state = parallel.replicate(fresh, mesh)
+    mesh = distributed.make_mesh()
+    step = distributed.shard(train.make_train_step(apply, mse, optimizer), mesh)
+    state = distributed.place_state(fresh, mesh)
     i = 0
     while True:
-        state, metrics = step(state, parallel.shard_local_batch(local(i), mesh))
+        state, metrics = step(state, distributed.shard_local_batch(local(i), mesh))
         float(metrics["loss"])  # wait for the step (and its all-reduce)
         if i == 2:
             print("STEPPING", flush=True)
@@ -169,21 +172,21 @@ def allreduce_bytes(compiled_text: str) -> int:
 
 def run_bench(args) -> None:
     apply, optimizer, fresh, local, _ = setup(args.hidden, args.batch, args.shards, args.length)
-    mesh = parallel.make_mesh()
-    step = parallel.make_sharded_train_step(apply, mse, optimizer, mesh)
-    state = parallel.replicate(fresh, mesh)
-    batch = parallel.shard_local_batch(local(0), mesh)
+    mesh = distributed.make_mesh()
+    step = distributed.shard(train.make_train_step(apply, mse, optimizer), mesh)
+    state = distributed.place_state(fresh, mesh)
+    batch = distributed.shard_local_batch(local(0), mesh)
     text = step.lower(state, batch).compile().as_text()
     state, metrics = step(state, batch)  # compile and warm up
     float(metrics["loss"])
-    batches = [parallel.shard_local_batch(local(i), mesh) for i in range(1, args.steps + 1)]
+    batches = [distributed.shard_local_batch(local(i), mesh) for i in range(1, args.steps + 1)]
     start = time.perf_counter()
     for batch in batches:
         state, metrics = step(state, batch)
     float(metrics["loss"])
     elapsed = time.perf_counter() - start
     grads = sum(np.size(x) * 4 for x in jax.tree_util.tree_leaves(fresh.params))
-    if parallel.is_primary():
+    if distributed.is_primary():
         out = {
             "processes": jax.process_count(),
             "devices": jax.device_count(),
@@ -195,7 +198,7 @@ def run_bench(args) -> None:
 
 
 def main() -> None:
-    parallel.initialize(
+    distributed.initialize(
         f"127.0.0.1:{ARGS.port}", ARGS.nproc, ARGS.rank,
         initialization_timeout=60, heartbeat_timeout_seconds=ARGS.heartbeat,
     )  # fmt: skip

@@ -3,7 +3,7 @@
     python tests/_stream_worker.py --ckpt DIR --out FILE.npz [--delay S]
                                    [--reference-ckpt DIR --reference-out FILE.npz]
 
-Trains the tiny language model of `stream_setup` with `tbptt.make_stream_step`
+Trains the tiny language model of `stream_setup` with `tbptt.stream`
 over a random token stream (3 chunks per pass, so the run wraps and resets),
 checkpointing every `EVERY` updates and resuming from --ckpt; prints
 "SAVED <step>" after each save, then writes the final params and carry to
@@ -41,13 +41,16 @@ def stream_setup():
     model = language_model(VOCAB, 4, lj.lstm(8))
     tokens = jax.random.randint(jax.random.key(5), (BATCH, CHUNK * CHUNKS + 1), 0, VOCAB)
     batches = tbptt.stream_batches(tokens[:, :-1], tokens[:, 1:], CHUNK)
-    optimizer = optax.adam(3e-2)
-    step = tbptt.make_stream_step(
-        lambda p, xs, c: model.apply(p, xs, c), losses.cross_entropy, optimizer,
-        model.initial_carry(BATCH), clip_norm=1.0, carry_batch_axis=1,
-    )  # fmt: skip
-    state = train.init_state(model.init(jax.random.key(0)), optimizer, jax.random.key(1),
-                             carry=model.initial_carry(BATCH))  # fmt: skip
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(3e-2))
+    one = train.make_train_step(lambda p, xs, c: model.apply(p, xs, c), losses.cross_entropy,
+                                optimizer)  # fmt: skip
+    step = tbptt.stream(one, model.initial_carry(BATCH), carry_batch_axis=1)
+    state = train.init_state(
+        model.init(jax.random.key(0)),
+        optimizer,
+        key=jax.random.key(1),
+        carry=model.initial_carry(BATCH),
+    )
     return step, state, batches
 
 
@@ -67,8 +70,14 @@ def run(ckpt: str, delay: float, announce: bool):
         if announce:
             print(f"SAVED {done}", flush=True)
 
-    state, _ = train.fit(step, state, slow, STEPS, checkpoint_dir=ckpt,
-                         checkpoint_every=EVERY, keep=2, quiet=True, on_checkpoint=report)  # fmt: skip
+    state, _ = train.fit(
+        step,
+        state,
+        slow,
+        STEPS,
+        logging=train.Logging(quiet=True),
+        checkpointing=train.Checkpointing(ckpt, every=EVERY, keep=2, on_save=report),
+    )
     return {**flat({"params": state.params, "carry": state.carry})}
 
 

@@ -32,6 +32,8 @@ import lstmjax as lj
 from lstmjax import tasks, train
 
 T, BATCH, HIDDEN = 10, 32, 16
+# Clipping is part of the optimizer: the step, the state and the fingerprint all use this one.
+OPTIMIZER = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2))
 
 
 class Regressor(NamedTuple):
@@ -75,14 +77,14 @@ def flat_params(params) -> dict[str, np.ndarray]:
 def fit_setup():
     """Model, jitted step and batch source, built once per process (one compilation)."""
     init, apply = tiny_lstm_regressor()
-    step = train.make_train_step(apply, mse, optax.adam(1e-2), clip_norm=1.0)
+    step = train.make_train_step(apply, mse, OPTIMIZER)
     return init, step, adding_batches()
 
 
 def fit_run(ckpt: str, steps: int, every: int, delay: float, announce: bool):
     """Train the adding-problem LSTM to `steps` updates, resuming from `ckpt` if it has one."""
     init, step, batches = fit_setup()
-    state = train.init_state(init(jax.random.key(0)), optax.adam(1e-2), jax.random.key(2))
+    state = train.init_state(init(jax.random.key(0)), OPTIMIZER, key=jax.random.key(2))
 
     def slow_batches(i):
         time.sleep(delay)  # outside jit: only makes the run slow enough to kill
@@ -97,11 +99,8 @@ def fit_run(ckpt: str, steps: int, every: int, delay: float, announce: bool):
         state,
         slow_batches,
         steps,
-        checkpoint_dir=ckpt,
-        checkpoint_every=every,
-        keep=2,
-        quiet=True,
-        on_checkpoint=report,
+        logging=train.Logging(quiet=True),
+        checkpointing=train.Checkpointing(ckpt, every=every, keep=2, on_save=report),
     )
     return state
 
@@ -117,11 +116,12 @@ def run_fit(args) -> None:
 
 
 def run_hang(args) -> None:
-    from lstmjax import checkpoint
+    from lstmjax._checkpointing import storage
+    from lstmjax.checkpoint import Checkpointer
 
     init, _ = tiny_lstm_regressor()
-    state = train.init_state(init(jax.random.key(0)), optax.adam(1e-2), jax.random.key(2))
-    with checkpoint.Checkpointer(args.ckpt) as ckpt:
+    state = train.init_state(init(jax.random.key(0)), OPTIMIZER, key=jax.random.key(2))
+    with Checkpointer(args.ckpt) as ckpt:
         ckpt.save(state._replace(step=jnp.asarray(1, jnp.int32)))
         print("SAVED 1", flush=True)
 
@@ -129,7 +129,7 @@ def run_hang(args) -> None:
             print("COMMITTING", flush=True)
             time.sleep(120)
 
-        checkpoint._commit = hang  # lstmjax's own commit point, not a dependency's
+        storage.commit = hang  # lstmjax's own commit point, not a dependency's
         changed = jax.tree_util.tree_map(lambda x: x + 1, state.params)
         ckpt.save(state._replace(params=changed, step=jnp.asarray(2, jnp.int32)))
 
@@ -139,7 +139,7 @@ def run_hold(args) -> None:
     import os
 
     init, step, batches = fit_setup()
-    state = train.init_state(init(jax.random.key(0)), optax.adam(1e-2), jax.random.key(2))
+    state = train.init_state(init(jax.random.key(0)), OPTIMIZER, key=jax.random.key(2))
 
     def slow_batches(i):
         if i == args.every:  # after its first checkpoint is saved
@@ -148,17 +148,21 @@ def run_hold(args) -> None:
         return batches(i)
 
     train.fit(
-        step, state, slow_batches, args.steps, checkpoint_dir=args.ckpt,
-        checkpoint_every=args.every, quiet=True, optimizer=optax.adam(1e-2),
-    )  # fmt: skip
+        step,
+        state,
+        slow_batches,
+        args.steps,
+        logging=train.Logging(quiet=True),
+        checkpointing=train.Checkpointing(args.ckpt, every=args.every, optimizer=OPTIMIZER),
+    )
 
 
 def indivisible_error(mesh, batch) -> str:
     """The message `shard_batch` gives for a batch of mesh.size + 2 rows."""
-    from lstmjax import parallel
+    from lstmjax import distributed
 
     try:
-        parallel.shard_batch(jax.tree_util.tree_map(lambda x: x[: mesh.size + 2], batch), mesh)
+        distributed.shard_batch(jax.tree_util.tree_map(lambda x: x[: mesh.size + 2], batch), mesh)
     except ValueError as error:
         return str(error)
     return ""
@@ -187,21 +191,21 @@ def sharded_round_trip(state, like, directory: str) -> dict:
 
 
 def run_shard(args) -> None:
-    from lstmjax import parallel
+    from lstmjax import distributed
 
     init, apply = tiny_lstm_regressor()
-    optimizer = optax.adam(1e-2)
-    fresh = train.init_state(init(jax.random.key(0)), optimizer, jax.random.key(2))
+    optimizer = OPTIMIZER
+    fresh = train.init_state(init(jax.random.key(0)), optimizer, key=jax.random.key(2))
     batches = adding_batches(batch=args.batch)
-    mesh = parallel.make_mesh()
+    mesh = distributed.make_mesh()
 
-    single_step = train.make_train_step(apply, mse, optimizer, clip_norm=1.0)
-    sharded_step = parallel.make_sharded_train_step(apply, mse, optimizer, mesh, clip_norm=1.0)
-    single, sharded = fresh, parallel.replicate(fresh, mesh)
+    single_step = train.make_train_step(apply, mse, optimizer)
+    sharded_step = distributed.shard(single_step, mesh)
+    single, sharded = fresh, distributed.place_state(fresh, mesh)
     single_losses, sharded_losses, placements = [], [], []
     for i in range(args.steps):
         single, m1 = single_step(single, batches(i))
-        batch = parallel.shard_batch(batches(i), mesh)
+        batch = distributed.shard_batch(batches(i), mesh)
         placements.append(
             {
                 "spec": list(batch[0].sharding.spec),
@@ -231,7 +235,7 @@ def run_shard(args) -> None:
         ),
         "max_param_diff": max(diffs),
         "indivisible_error": indivisible_error(mesh, batches(0)),
-        "checkpoint": sharded_round_trip(sharded, parallel.replicate(fresh, mesh), args.ckpt),
+        "checkpoint": sharded_round_trip(sharded, distributed.place_state(fresh, mesh), args.ckpt),
     }
     print("RESULT " + json.dumps(out), flush=True)
 

@@ -16,9 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _train_worker import adding_batches, mse, tiny_lstm_regressor
+from _train_worker import OPTIMIZER, adding_batches, mse, tiny_lstm_regressor
 
-from lstmjax import checkpoint, train
+from lstmjax import train
+from lstmjax._checkpointing import storage
 from lstmjax.checkpoint import (
     Checkpointer,
     CheckpointMismatchError,
@@ -29,7 +30,7 @@ from lstmjax.checkpoint import (
 
 WORKER = Path(__file__).with_name("_train_worker.py")
 INIT, APPLY = tiny_lstm_regressor()
-OPT = optax.adam(1e-2)
+OPT = OPTIMIZER  # the one the worker process uses too
 
 
 STEP = train.make_train_step(APPLY, mse, OPT)
@@ -38,7 +39,7 @@ BATCHES = adding_batches()
 
 def trained_state(steps: int = 3) -> train.TrainState:
     """A state with non-trivial optimizer moments and a moved key."""
-    state = train.init_state(INIT(jax.random.key(0)), OPT, jax.random.key(2))
+    state = train.init_state(INIT(jax.random.key(0)), OPT, key=jax.random.key(2))
     for i in range(steps):
         state, _ = STEP(state, BATCHES(i))
     return state
@@ -47,7 +48,7 @@ def trained_state(steps: int = 3) -> train.TrainState:
 def like(hidden: int = 16, optimizer=OPT, key=None) -> train.TrainState:
     init, _ = tiny_lstm_regressor(hidden)
     key = jax.random.key(123) if key is None else key
-    return train.init_state(init(jax.random.key(42)), optimizer, key)
+    return train.init_state(init(jax.random.key(42)), optimizer, key=key)
 
 
 def assert_same(a, b) -> None:
@@ -137,7 +138,7 @@ def test_dtype_mismatch_is_refused(tmp_path):
         ckpt.save(state)
         wide = jax.tree_util.tree_map(lambda x: x.astype(jnp.float64), state.params)
         with pytest.raises(CheckpointMismatchError, match="dtype float32 in the checkpoint"):
-            ckpt.restore(train.init_state(wide, OPT, jax.random.key(0)))
+            ckpt.restore(train.init_state(wide, OPT, key=jax.random.key(0)))
 
 
 def test_restore_from_an_empty_directory(tmp_path):
@@ -156,7 +157,7 @@ def test_save_interrupted_before_commit_keeps_the_previous_checkpoint(tmp_path, 
         assert staging.name == ".2.saving" and (staging / "state").is_dir()
         raise OSError("simulated crash during commit")
 
-    monkeypatch.setattr(checkpoint, "_commit", crash)  # lstmjax's own function
+    monkeypatch.setattr(storage, "commit", crash)  # lstmjax's own function
     second = trained_state(2)
     with Checkpointer(tmp_path) as ckpt, pytest.raises(OSError, match="simulated crash"):
         ckpt.save(second)

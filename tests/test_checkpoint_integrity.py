@@ -20,10 +20,12 @@ from pathlib import Path
 import jax
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
-from _train_worker import fit_setup
+from _train_worker import OPTIMIZER, fit_setup
 
 from lstmjax import checkpoint, train
+from lstmjax._checkpointing import storage
 from lstmjax._checkpointing.fingerprint import optimizer_identity
 from lstmjax._checkpointing.integrity import MANIFEST, content_record, file_manifest, leaf_name
 from lstmjax.checkpoint import (
@@ -36,11 +38,15 @@ from lstmjax.checkpoint import (
 
 WORKER = Path(__file__).with_name("_train_worker.py")
 INIT, STEP, BATCHES = fit_setup()  # shared by the test modules: one compilation
-OPT = optax.adam(1e-2)  # the optimizer inside STEP
+OPT = OPTIMIZER  # the optimizer inside STEP
+
+
+def clipped(optimizer):
+    return optax.chain(optax.clip_by_global_norm(1.0), optimizer)
 
 
 def fresh(seed: int = 0, optimizer=OPT) -> train.TrainState:
-    return train.init_state(INIT(jax.random.key(seed)), optimizer, jax.random.key(2))
+    return train.init_state(INIT(jax.random.key(seed)), optimizer, key=jax.random.key(2))
 
 
 def leaves(state) -> list[np.ndarray]:
@@ -56,9 +62,15 @@ def assert_bit_identical(a, b) -> None:
 def runs(tmp_path_factory):
     """A run checkpointed at steps 2 and 4, and the same run straight to step 6."""
     base = tmp_path_factory.mktemp("runs") / "base"
-    train.fit(STEP, fresh(), BATCHES, 4, checkpoint_dir=base, checkpoint_every=2, optimizer=OPT,
-              quiet=True)  # fmt: skip
-    reference, _ = train.fit(STEP, fresh(), BATCHES, 6, quiet=True)
+    train.fit(
+        STEP,
+        fresh(),
+        BATCHES,
+        4,
+        logging=train.Logging(quiet=True),
+        checkpointing=train.Checkpointing(base, every=2, optimizer=OPT),
+    )
+    reference, _ = train.fit(STEP, fresh(), BATCHES, 6, logging=train.Logging(quiet=True))
     return base, reference
 
 
@@ -68,12 +80,13 @@ def ck(runs, tmp_path) -> Path:
     return tmp_path / "ck"
 
 
-def continue_to(ck: Path, num_steps: int = 6, start=None, **kwargs):
+def continue_to(ck: Path, num_steps: int = 6, start=None, optimizer=OPT, fingerprint=None,
+                log_path=None):  # fmt: skip
     """`fit` on `ck`; a resume must ignore `start` (by default another seed's state)."""
-    kwargs = {"optimizer": OPT, **kwargs}
-    start = fresh(seed=5, optimizer=kwargs["optimizer"] or OPT) if start is None else start
-    return train.fit(STEP, start, BATCHES, num_steps, checkpoint_dir=ck,
-                     checkpoint_every=2, quiet=True, **kwargs)  # fmt: skip
+    start = fresh(seed=5, optimizer=optimizer or OPT) if start is None else start
+    checkpointing = train.Checkpointing(ck, every=2, optimizer=optimizer, fingerprint=fingerprint)
+    logging = train.Logging(path=log_path, quiet=True)
+    return train.fit(STEP, start, BATCHES, num_steps, logging=logging, checkpointing=checkpointing)
 
 
 def data_file(step_dir: Path) -> Path:
@@ -169,11 +182,11 @@ def test_a_flipped_bit_behind_a_matching_file_list_is_caught_by_the_array_checks
     # match, as if the bit had flipped before the step was written out.
     flip_a_bit(ck / "4")
     (ck / "4" / MANIFEST).write_text(json.dumps(file_manifest(ck / "4")))
-    like = checkpoint._storable(fresh())
+    like = storage.storable(fresh())
     abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
-    raw = checkpoint._orbax().restore(
+    raw = storage.orbax_checkpointer().restore(
         ck / "4",
-        args=checkpoint.ocp.args.Composite(state=checkpoint.ocp.args.StandardRestore(abstract)),
+        args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)),
     )
     with Checkpointer(ck, writer=False) as ckpt:
         intact = ckpt.restore(fresh(), step=2)  # an intact step reads fine
@@ -244,12 +257,16 @@ def test_leftover_of_a_killed_save_is_removed_silently(runs, ck):
 @pytest.mark.parametrize(
     "optimizer, expected",
     [
-        (optax.adam(3e-3), r"different optimizer or different hyperparameters .* update norms"),
-        (optax.nadam(1e-2), r"different optimizer or different hyperparameters"),
         (
-            optax.adamw(1e-2),
-            r"whose state is \(ScaleByAdamState\(.*\), EmptyState\(\)\), but the "
-            r"optimizer now has state \(ScaleByAdamState.*EmptyState\(\), Empty",
+            clipped(optax.adam(3e-3)),
+            r"different optimizer or different hyperparameters .* update norms",
+        ),
+        (clipped(optax.nadam(1e-2)), r"different optimizer or different hyperparameters"),
+        (
+            clipped(optax.adamw(1e-2)),
+            r"whose state is \(EmptyState\(\), \(ScaleByAdamState\(.*\), EmptyState\(\)\)\), "
+            r"but the optimizer now has state \(EmptyState\(\), \(ScaleByAdamState.*"
+            r"EmptyState\(\), Empty",
         ),
     ],
     ids=["adam-other-lr", "nadam", "adamw"],
@@ -259,7 +276,7 @@ def test_resuming_with_another_optimizer_is_refused(ck, optimizer, expected):
     with pytest.raises(OptimizerMismatchError, match=expected) as info:
         continue_to(ck, optimizer=optimizer)
     assert f"checkpoint {ck / '4'} was written" in str(info.value)
-    assert "use a new checkpoint_dir" in str(info.value)
+    assert "use a new checkpoint directory" in str(info.value)
     assert sorted(p.name for p in ck.iterdir()) == [".lstmjax.lock", "2", "4"]
 
 
@@ -280,9 +297,9 @@ def test_sgd_at_another_learning_rate_same_state_is_refused(tmp_path):
 
 
 def test_a_user_fingerprint_is_compared_verbatim(ck):
-    continue_to(ck, num_steps=6, optimizer_fingerprint="adam 1e-2, my data v1")
+    continue_to(ck, num_steps=6, fingerprint="adam 1e-2, my data v1")
     with pytest.raises(OptimizerMismatchError) as info:
-        continue_to(ck, num_steps=8, optimizer_fingerprint="adam 1e-2, my data v2")
+        continue_to(ck, num_steps=8, fingerprint="adam 1e-2, my data v2")
     assert "'adam 1e-2, my data v1', but this run's is 'adam 1e-2, my data v2'" in str(info.value)
 
 
@@ -290,7 +307,7 @@ def test_resume_says_what_it_resumed_and_what_it_checked(ck, capsys):
     continue_to(ck, optimizer=None)
     err = capsys.readouterr().err
     assert f"fit: resumed from {ck / '4'} (step 4; optimizer checked: state structure; " in err
-    assert "pass optimizer= to fit to check its hyperparameters too" in err
+    assert "pass Checkpointing(optimizer=...) to check its hyperparameters too" in err
 
 
 def test_num_steps_at_or_below_the_checkpoint(ck, capsys):
@@ -360,8 +377,14 @@ def test_a_diverged_run_keeps_its_checkpoints_and_the_next_run_resumes(runs, ck)
         return (xs.at[0, 0, 0].set(np.nan), ys) if step == 5 else (xs, ys)
 
     with pytest.raises(train.TrainingDiverged, match="diverged at step 5") as info:
-        train.fit(STEP, fresh(seed=5), poisoned, 6, checkpoint_dir=ck, checkpoint_every=2,
-                  optimizer=OPT, quiet=True)  # fmt: skip
+        train.fit(
+            STEP,
+            fresh(seed=5),
+            poisoned,
+            6,
+            logging=train.Logging(quiet=True),
+            checkpointing=train.Checkpointing(ck, every=2, optimizer=OPT),
+        )
     assert str(ck / "4") in str(info.value) and int(info.value.state.step) == 5
     with Checkpointer(ck, writer=False) as ckpt:
         assert ckpt.steps() == [2, 4]  # nothing lost, nothing non-finite written

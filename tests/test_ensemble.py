@@ -1,11 +1,13 @@
-"""Ensembles: member m of a population equals an independent run with seed m.
+"""Ensembles: member m of a population equals an independent run with member m's seed and rate.
 
 The independent runs use `make_train_step` on one model each (its own seed
-and learning rate); the population is trained by `make_ensemble_step` in
-every layout and by `fit`. In float32 the layouts reorder nothing within a
-member, but XLA may fuse a member's arithmetic differently in a loop or a
-batched program, so agreement is to rounding: 1e-6 on parameters of order 1
-after 6 Adam steps.
+and learning rate); the population is `jax.vmap` of `init_state`, trained by
+`jax.vmap(step, in_axes=(0, None))`, by `train.ensemble(step)` (a loop over
+the members inside one step) and by `fit`. The per-member learning rate lives
+in the optimizer state (`optax.inject_hyperparams`), so one step serves all.
+In float32 the layouts reorder nothing within a member, but XLA may fuse a
+member's arithmetic differently in a loop or a batched program, so agreement
+is to rounding: 1e-6 on parameters of order 1 after 6 Adam steps.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ MEMBERS, STEPS = 3, 6
 RATES = np.array([3e-2, 1e-2, 3e-3], np.float32)
 
 
-def factory(learning_rate):
-    return optax.adam(learning_rate)
+def optimizer(learning_rate):
+    """Clipping, then Adam with the learning rate kept in the optimizer state."""
+    adam = optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+    return optax.chain(optax.clip_by_global_norm(1.0), adam)
 
 
 def batches(step):
@@ -34,34 +38,44 @@ def batches(step):
     return xs.astype(jnp.float32), ys.astype(jnp.float32)
 
 
-@pytest.fixture(scope="module")
-def independent():
-    """Each member's own run: its seed's keys, its learning rate, `make_train_step`."""
-    init, apply = tiny_lstm_regressor(8)
+def member_keys(m: int):
+    """`(params key, state key)` of member m: an independent run uses the same."""
+    return jax.random.split(jax.random.key(m))
 
-    # One model's step, the learning rate an argument so it compiles once for all runs.
-    @jax.jit
-    def step(state, batch, learning_rate):
-        return train.train_step_fn(apply, mse, optax.adam(learning_rate), 1.0)(state, batch)
 
-    out = []
-    for m in range(MEMBERS):
-        params_key, state_key = train.member_seed_keys(m)
-        state = train.init_state(init(params_key), optax.adam(float(RATES[m])), state_key)
-        losses = []
-        for n in range(STEPS):
-            state, metrics = step(state, batches(n), RATES[m])
-            losses.append(float(metrics["loss"]))
-        out.append((state, losses))
-    return out
+def population():
+    init, _ = tiny_lstm_regressor(8)
+
+    def member(key, learning_rate):
+        params_key, state_key = jax.random.split(key)
+        return train.init_state(init(params_key), optimizer(learning_rate), key=state_key)
+
+    keys = jnp.stack([jax.random.key(m) for m in range(MEMBERS)])
+    return jax.vmap(member)(keys, jnp.asarray(RATES))
 
 
 @functools.cache
-def ensemble_step(layout: str):
-    """One compiled population step per layout, shared by the tests."""
+def single_step():
+    """One model's step; the learning rate comes from the state, so one step serves all."""
     _, apply = tiny_lstm_regressor(8)
-    hyper = {"learning_rate": RATES}
-    return train.make_ensemble_step(apply, mse, factory, hyper, clip_norm=1.0, layout=layout)
+    return train.make_train_step(apply, mse, optimizer(1e-3))
+
+
+@pytest.fixture(scope="module")
+def independent():
+    """Each member's own run: its seed's keys, its own rate, `make_train_step`, no vmap."""
+    init, _ = tiny_lstm_regressor(8)
+    step = single_step()  # the learning rate is read from each run's own state
+    out = []
+    for m in range(MEMBERS):
+        params_key, state_key = member_keys(m)
+        state = train.init_state(init(params_key), optimizer(float(RATES[m])), key=state_key)
+        losses = []
+        for n in range(STEPS):
+            state, metrics = step(state, batches(n))
+            losses.append(float(metrics["loss"]))
+        out.append((state, losses))
+    return out
 
 
 def assert_members_match(population, independent, losses=None):
@@ -79,59 +93,36 @@ def assert_members_match(population, independent, losses=None):
     assert not np.allclose(first, jax.tree_util.tree_leaves(independent[1][0].params)[0])
 
 
-@pytest.mark.parametrize("layout", ["map", "vmap"])
+@pytest.mark.parametrize("layout", ["ensemble", "vmap"])
 def test_member_m_equals_an_independent_run_with_seed_m(independent, layout):
-    init, _ = tiny_lstm_regressor(8)
-    step = ensemble_step(layout)
-    state = train.init_ensemble(init, factory, range(MEMBERS), {"learning_rate": RATES})
-    assert state.step.shape == () and state.rng.shape == (MEMBERS,)
+    one = single_step()
+    step = train.ensemble(one) if layout == "ensemble" else jax.jit(jax.vmap(one, (0, None)))
+    state = population()
+    assert state.step.shape == (MEMBERS,) and state.rng.shape == (MEMBERS,)
     losses = []
     for n in range(STEPS):
         state, metrics = step(state, batches(n))
         assert metrics["loss"].shape == (MEMBERS,)
         losses.append(np.asarray(metrics["loss"]))
-    assert int(state.step) == STEPS
+    assert np.all(np.asarray(state.step) == STEPS)
     assert_members_match(state, independent, losses)
 
 
-def test_plain_vmap_over_the_train_step_also_trains_the_population(independent):
-    # What a user would write by hand: one learning rate per member, vmapped.
-    init, apply = tiny_lstm_regressor(8)
-
-    def one(state, batch, learning_rate):
-        return train.train_step_fn(apply, mse, optax.adam(learning_rate), 1.0)(state, batch)
-
-    axes = train.TrainState(params=0, opt_state=0, step=None, rng=0)
-    step = jax.jit(jax.vmap(one, in_axes=(axes, None, 0), out_axes=(axes, 0)))
-    state = train.init_ensemble(init, factory, range(MEMBERS), {"learning_rate": RATES})
-    for n in range(STEPS):
-        state, _ = step(state, batches(n), RATES)
-    assert_members_match(state, independent)
-
-
 def test_fit_trains_logs_and_resumes_a_population(independent, tmp_path):
-    init, _ = tiny_lstm_regressor(8)
-    step = ensemble_step("map")  # the default layout
-    fresh = train.init_ensemble(init, factory, range(MEMBERS), {"learning_rate": RATES})
-    ckpt = tmp_path / "ckpt"
-    _, first = train.fit(step, fresh, batches, 3, checkpoint_dir=ckpt, checkpoint_every=3,
-                         quiet=True)  # fmt: skip
-    state, rest = train.fit(step, fresh, batches, STEPS, checkpoint_dir=ckpt,
-                            log_path=tmp_path / "log.jsonl", quiet=True)  # fmt: skip
+    step = jax.vmap(single_step(), in_axes=(0, None))
+    ckpt = train.Checkpointing(tmp_path / "ckpt", every=3)
+    quiet = train.Logging(quiet=True)
+    _, first = train.fit(step, population(), batches, 3, logging=quiet, checkpointing=ckpt)
+    log = train.Logging(path=tmp_path / "log.jsonl", quiet=True)
+    state, rest = train.fit(step, population(), batches, STEPS, logging=log, checkpointing=ckpt)
     records = first.train + rest.train
+    assert rest.resumed_from == 3
     assert [r["step"] for r in records] == list(range(1, STEPS + 1))
     assert all(len(r["loss"]) == MEMBERS and len(r["finite"]) == MEMBERS for r in records)
     assert_members_match(state, independent, [r["loss"] for r in records])
     assert (tmp_path / "log.jsonl").read_text().count('"loss": [') == STEPS - 3
 
 
-def test_ensemble_errors_name_the_argument():
-    init, apply = tiny_lstm_regressor(8)
-    with pytest.raises(ValueError, match=r"one value per member, shape \(3,\)"):
-        train.init_ensemble(init, factory, range(3), {"learning_rate": np.ones(2)})
-    with pytest.raises(ValueError, match="need an optimizer factory"):
-        train.init_ensemble(init, optax.adam(1e-3), range(3), {"learning_rate": np.ones(3)})
-    with pytest.raises(ValueError, match="layout must be one of"):
-        train.make_ensemble_step(apply, mse, factory, layout="scan")
-    with pytest.raises(ValueError, match="non-empty sequence of ints"):
-        train.init_ensemble(init, factory, [])
+def test_member_state_checks_its_index():
+    with pytest.raises(ValueError, match="m must be an int >= 0; got -1"):
+        train.member_state(population(), -1)

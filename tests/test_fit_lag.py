@@ -6,18 +6,17 @@ import json
 
 import jax
 import numpy as np
-import optax
 import pytest
-from _train_worker import fit_setup
+from _train_worker import OPTIMIZER, fit_setup
 
 from lstmjax import train
 
 INIT, STEP, BATCHES = fit_setup()  # shared by the test modules: one compilation
-OPT = optax.adam(1e-2)  # the optimizer inside STEP
+OPT = OPTIMIZER  # the optimizer inside STEP
 
 
 def fresh() -> train.TrainState:
-    return train.init_state(INIT(jax.random.key(0)), OPT, jax.random.key(2))
+    return train.init_state(INIT(jax.random.key(0)), OPT, key=jax.random.key(2))
 
 
 def bits(state) -> list[np.ndarray]:
@@ -36,9 +35,16 @@ def by_hand():
 
 @pytest.mark.parametrize("lag", [0, 1, 2, 5, 20])
 def test_every_lag_gives_the_plain_loops_records_and_state(by_hand, lag, tmp_path):
-    state, history = train.fit(STEP, fresh(), BATCHES, 9, eval_fn=lambda p: {"n": 1},
-                               eval_every=4, log_path=tmp_path / "log.jsonl", quiet=True,
-                               metrics_lag=lag)  # fmt: skip
+    state, history = train.fit(
+        STEP,
+        fresh(),
+        BATCHES,
+        9,
+        eval_fn=lambda p: {"n": 1},
+        eval_every=4,
+        metrics_lag=lag,
+        logging=train.Logging(path=tmp_path / "log.jsonl", quiet=True),
+    )
     assert [r["step"] for r in history.train] == list(range(1, 10))
     assert [r["loss"] for r in history.train] == by_hand[1]
     assert [r["step"] for r in history.eval] == [4, 8, 9]
@@ -59,9 +65,15 @@ def test_a_lagged_divergence_stops_at_the_bad_step_with_the_state_before_it(lag,
         return (xs.at[0, 0, 0].set(np.nan), ys) if step == 7 else (xs, ys)
 
     with pytest.raises(train.TrainingDiverged, match="diverged at step 7") as info:
-        train.fit(STEP, fresh(), batches, 20, checkpoint_dir=tmp_path / "ck",
-                  checkpoint_every=3, log_path=tmp_path / "log.jsonl", quiet=True,
-                  metrics_lag=lag)  # fmt: skip
+        train.fit(
+            STEP,
+            fresh(),
+            batches,
+            20,
+            metrics_lag=lag,
+            logging=train.Logging(path=tmp_path / "log.jsonl", quiet=True),
+            checkpointing=train.Checkpointing(tmp_path / "ck", every=3),
+        )
     assert info.value.step == 7 and int(info.value.state.step) == 7
     assert str(tmp_path / "ck" / "6") in str(info.value)
     reference = fresh()
@@ -75,4 +87,4 @@ def test_a_lagged_divergence_stops_at_the_bad_step_with_the_state_before_it(lag,
 
 def test_metrics_lag_is_checked():
     with pytest.raises(ValueError, match="metrics_lag must be an int >= 0; got -1"):
-        train.fit(STEP, fresh(), BATCHES, 1, metrics_lag=-1, quiet=True)
+        train.fit(STEP, fresh(), BATCHES, 1, metrics_lag=-1, logging=train.Logging(quiet=True))

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from _train_worker import adding_batches, mse, tiny_lstm_regressor
 
-from lstmjax import parallel, train
+from lstmjax import distributed, train
 
 WORKER = Path(__file__).with_name("_train_worker.py")
 STEPS = 8
@@ -61,16 +61,16 @@ def test_same_code_runs_on_one_device():
     # sharded step matches the plain jitted step.
     init, apply = tiny_lstm_regressor()
     optimizer = optax.adam(1e-2)
-    mesh = parallel.make_mesh()
+    mesh = distributed.make_mesh()
     assert mesh.size == jax.device_count() == 1
-    state = train.init_state(init(jax.random.key(0)), optimizer, jax.random.key(2))
+    state = train.init_state(init(jax.random.key(0)), optimizer, key=jax.random.key(2))
     batches = adding_batches()
     plain = train.make_train_step(apply, mse, optimizer)
-    sharded = parallel.make_sharded_train_step(apply, mse, optimizer, mesh)
-    a, b = state, parallel.replicate(state, mesh)
+    sharded = distributed.shard(plain, mesh)
+    a, b = state, distributed.place_state(state, mesh)
     for i in range(3):
         a, ma = plain(a, batches(i))
-        b, mb = sharded(b, parallel.shard_batch(batches(i), mesh))
+        b, mb = sharded(b, distributed.shard_batch(batches(i), mesh))
         np.testing.assert_allclose(mb["loss"], ma["loss"], rtol=1e-6)
         np.testing.assert_allclose(mb["grad_norm"], ma["grad_norm"], rtol=1e-6)
     for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params),

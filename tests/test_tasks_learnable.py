@@ -14,9 +14,9 @@ from lstmjax import losses, tasks, train
 
 
 def fit_steps(params, apply_fn, loss_fn, batch_fn, steps, lr=1e-2):
-    optimizer = optax.adam(lr)
-    step = train.make_train_step(apply_fn, loss_fn, optimizer, clip_norm=1.0)
-    state = train.init_state(params, optimizer, jax.random.key(0))
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))
+    step = train.make_train_step(apply_fn, loss_fn, optimizer)
+    state = train.init_state(params, optimizer)
     for n in range(steps):
         state, _ = step(state, batch_fn(n))
     return state.params

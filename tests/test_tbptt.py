@@ -144,11 +144,14 @@ def test_update_loop_matches_a_hand_written_one(name, clip):
     init, apply, carry0 = MODELS[name]()
     lr = 0.3
     sgd = optax.sgd(lr)
+    if clip is not None:
+        sgd = optax.chain(optax.clip_by_global_norm(clip), sgd)
     params = init(jax.random.key(0))
     xs, ys = stream()
-    step = tbptt.make_tbptt_step(apply, mse, sgd, K, clip_norm=clip)
-    state = train.init_state(params, sgd, jax.random.key(0))
-    state, carry, metrics = step(state, carry0, (xs, ys))
+    step = tbptt.chunked(train.make_train_step(apply, mse, sgd), K)
+    state = train.init_state(params, sgd, key=jax.random.key(0), carry=carry0)
+    state, metrics = step(state, (xs, ys))
+    carry = state.carry
 
     # Reference: plain Python, one chunk at a time, SGD and clipping by hand.
     run, loss_and_grad = reference_fns(apply)
@@ -178,14 +181,16 @@ def test_each_chunk_gets_a_fresh_key_split_from_the_state():
         return params * jnp.ones(xs.shape[:2] + (1,), F64) + noise, carry + 1.0
 
     sgd = optax.sgd(0.0)
-    step = tbptt.make_tbptt_step(apply, mse, sgd, K, with_key=True)
-    state = train.init_state(jnp.zeros((), F64), sgd, jax.random.key(4))
+    step = tbptt.chunked(train.make_train_step(apply, mse, sgd, with_key=True), K)
+    state = train.init_state(jnp.zeros((), F64), sgd, key=jax.random.key(4),
+                             carry=jnp.zeros((B, 1), F64))  # fmt: skip
     xs, ys = jnp.zeros((B, T, 1), F64), jnp.zeros((B, T, 1), F64)
     rng, expected = state.rng, []
     for _ in range(T // K):
         rng, key = jax.random.split(rng)
         expected.append(float(jax.random.uniform(key, (), F64)) ** 2)
-    state, carry, metrics = step(state, jnp.zeros((B, 1), F64), (xs, ys))
+    state, metrics = step(state, (xs, ys))
+    carry = state.carry
     np.testing.assert_allclose(metrics["loss"], expected, **TOL)
     assert len(set(expected)) == T // K
     np.testing.assert_array_equal(carry, np.full((B, 1), T // K))
@@ -197,5 +202,8 @@ def test_stream_length_must_be_a_multiple_of_the_chunk():
     xs, ys = stream()
     with pytest.raises(ValueError, match=r"T=12 steps .* not a multiple of chunk_len=5"):
         tbptt.tbptt_grads(apply, mse, init(jax.random.key(0)), (xs, ys), 5, carry0)
-    with pytest.raises(ValueError, match="chunk_len must be a positive int"):
+    with pytest.raises(ValueError, match="chunk_len must be an int >= 1; got 0"):
         tbptt.split_chunks(xs, 0)
+    step = train.make_train_step(apply, mse, optax.sgd(0.1))
+    with pytest.raises(ValueError, match=r"tbptt\.chunked needs the carry in the state"):
+        tbptt.chunked(step, K)(train.init_state(init(jax.random.key(0)), optax.sgd(0.1)), (xs, ys))

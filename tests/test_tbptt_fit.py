@@ -21,7 +21,7 @@ import optax
 import pytest
 
 import lstmjax as lj
-from lstmjax import losses, parallel, tbptt, train
+from lstmjax import distributed, losses, tbptt, train
 from lstmjax.lm import language_model
 
 WORKER = Path(__file__).with_name("_stream_worker.py")
@@ -68,40 +68,47 @@ def test_fit_over_a_stream_equals_a_hand_written_truncated_loop():
     model, params, xs, ys = setup()
     optimizer = optax.adam(1e-2)
     steps = 7  # passes of 3 chunks: resets before updates 0, 3 and 6
-    step = tbptt.make_stream_step(
-        lambda p, x, c: model.apply(p, x, c), losses.cross_entropy, optimizer,
-        model.initial_carry(B), clip_norm=CLIP, carry_batch_axis=1,
-    )  # fmt: skip
-    state = train.init_state(params, optimizer, jax.random.key(2), carry=model.initial_carry(B))
+    clipped = optax.chain(optax.clip_by_global_norm(CLIP), optimizer)
+    one = train.make_train_step(lambda p, x, c: model.apply(p, x, c), losses.cross_entropy, clipped)
+    step = tbptt.stream(one, model.initial_carry(B), carry_batch_axis=1)
+    state = train.init_state(params, clipped, carry=model.initial_carry(B))
     batches = tbptt.stream_batches(xs, ys, K, num_chunks=CHUNKS)
-    state, history = train.fit(step, state, batches, steps, quiet=True)
+    state, history = train.fit(step, state, batches, steps, logging=train.Logging(quiet=True))
     ref_params, ref_carry, ref_losses = reference_run(model, params, xs, ys, optimizer, steps)
     np.testing.assert_allclose([r["loss"] for r in history.train], ref_losses, rtol=1e-10)
-    for got, want in zip(jax.tree_util.tree_leaves((state.params, state.carry)),
-                         jax.tree_util.tree_leaves((ref_params, ref_carry)), strict=True):  # fmt: skip
+    for got, want in zip(
+        jax.tree_util.tree_leaves((state.params, state.carry)),
+        jax.tree_util.tree_leaves((ref_params, ref_carry)),
+        strict=True,
+    ):
         assert got.dtype == jnp.float64
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     # The data-parallel stream step (one device here: the wiring, shardings and carry
     # placement) follows the same reference.
-    mesh = parallel.make_mesh()
-    sharded = parallel.make_sharded_stream_step(
-        lambda p, x, c: model.apply(p, x, c), losses.cross_entropy, optimizer,
-        model.initial_carry(B), mesh, CLIP, carry_batch_axis=1,
-    )  # fmt: skip
-    fresh = train.init_state(params, optimizer, jax.random.key(2), carry=model.initial_carry(B))
-    placed = parallel.replicate_stream_state(fresh, mesh, carry_batch_axis=1)
+    mesh = distributed.make_mesh()
+    sharded = distributed.shard(step, mesh, carry_batch_axis=1)
+    fresh = train.init_state(params, clipped, carry=model.initial_carry(B))
+    placed = distributed.place_state(fresh, mesh, carry_batch_axis=1)
     for n in range(steps):
-        placed, _ = sharded(placed, parallel.shard_batch(batches(n), mesh))
+        placed, _ = sharded(placed, distributed.shard_batch(batches(n), mesh))
     for leaf in jax.tree_util.tree_leaves(placed.carry):  # [layers, B, H], split along B
         assert tuple(leaf.sharding.spec)[:2] == (None, "batch"), leaf.sharding.spec
-    for got, want in zip(jax.tree_util.tree_leaves((placed.params, placed.carry)),
-                         jax.tree_util.tree_leaves((ref_params, ref_carry)), strict=True):  # fmt: skip
+    for got, want in zip(
+        jax.tree_util.tree_leaves((placed.params, placed.carry)),
+        jax.tree_util.tree_leaves((ref_params, ref_carry)),
+        strict=True,
+    ):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     assert int(state.step) == steps
     # The carry matters here: resetting it before every chunk gives other losses.
-    fresh = train.init_state(params, optimizer, jax.random.key(2), carry=model.initial_carry(B))
-    _, forgetful = train.fit(step, fresh, lambda n: batches(n)._replace(reset=np.ones(B, bool)),
-                             2, quiet=True)  # fmt: skip
+    fresh = train.init_state(params, clipped, carry=model.initial_carry(B))
+    _, forgetful = train.fit(
+        step,
+        fresh,
+        lambda n: batches(n)._replace(reset=np.ones(B, bool)),
+        2,
+        logging=train.Logging(quiet=True),
+    )
     assert abs(forgetful.train[1]["loss"] - ref_losses[1]) > 1e-4
 
 
@@ -128,17 +135,18 @@ def test_stream_chunks_and_resets_follow_the_step_number():
 
 def test_stream_errors_name_the_argument():
     xs = np.zeros((2, 10))
-    with pytest.raises(ValueError, match="chunk_len must be a positive int"):
+    with pytest.raises(ValueError, match="chunk_len must be an int >= 1; got 0"):
         tbptt.stream_batches(xs, xs, 0)
     with pytest.raises(ValueError, match=r"num_chunks=4 must be an int in 1\.\.3"):
         tbptt.stream_batches(xs, xs, 3, num_chunks=4)
     with pytest.raises(ValueError, match="same batch and time"):
         tbptt.stream_batches(xs, np.zeros((3, 10)), 3)
     model, params, xs, ys = setup()
-    step = tbptt.make_stream_step(lambda p, x, c: model.apply(p, x, c), losses.cross_entropy,
-                                  optax.sgd(0.1), model.initial_carry(B), carry_batch_axis=1)  # fmt: skip
-    state = train.init_state(params, optax.sgd(0.1), jax.random.key(0))  # no carry
-    with pytest.raises(ValueError, match="needs the carry in the state"):
+    one = train.make_train_step(lambda p, x, c: model.apply(p, x, c), losses.cross_entropy,
+                                optax.sgd(0.1))  # fmt: skip
+    step = tbptt.stream(one, model.initial_carry(B), carry_batch_axis=1)
+    state = train.init_state(params, optax.sgd(0.1))  # no carry
+    with pytest.raises(ValueError, match=r"tbptt\.stream needs the carry in the state"):
         step(state, tbptt.stream_batches(xs, ys, K)(0))
 
 

@@ -16,14 +16,14 @@ from lstmjax import tasks, train
 from lstmjax.checkpoint import Checkpointer
 
 INIT, APPLY = tiny_lstm_regressor()
-OPT = optax.adam(1e-2)
-STEP = train.make_train_step(APPLY, mse, OPT, clip_norm=1.0)  # shared: compiled once
+OPT = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2))  # clipping in the optimizer
+STEP = train.make_train_step(APPLY, mse, OPT)  # shared: compiled once
 EVAL = train.make_eval_step(APPLY, mse)
 BATCHES = adding_batches()
 
 
 def fresh_state(seed: int = 0) -> train.TrainState:
-    return train.init_state(INIT(jax.random.key(seed)), OPT, jax.random.key(2))
+    return train.init_state(INIT(jax.random.key(seed)), OPT, key=jax.random.key(2))
 
 
 def leaves(tree) -> list[np.ndarray]:
@@ -39,8 +39,7 @@ def test_adding_problem_loss_falls_well_below_baseline(tmp_path):
         200,
         eval_fn=lambda p: EVAL(p, held_out),
         eval_every=50,
-        log_path=tmp_path / "log.jsonl",
-        quiet=True,
+        logging=train.Logging(path=tmp_path / "log.jsonl", quiet=True),
     )
     final = history.eval[-1]
     # Independent check of the reported evaluation: the MSE by hand, in float64.
@@ -85,8 +84,10 @@ def test_clipping_bounds_the_update(clip):
     # With plain SGD (lr 1) the update is minus the (clipped) gradient, so its
     # norm must be min(|g|, clip): a hand formula, independent of optax.
     sgd = optax.sgd(1.0)
-    step = train.make_train_step(APPLY, mse, sgd, clip_norm=clip)
-    state = train.init_state(INIT(jax.random.key(0)), sgd, jax.random.key(2))
+    if clip is not None:
+        sgd = optax.chain(optax.clip_by_global_norm(clip), sgd)
+    step = train.make_train_step(APPLY, mse, sgd)
+    state = train.init_state(INIT(jax.random.key(0)), sgd)
     batch = BATCHES(0)
     new, metrics = step(state, batch)
     delta = jax.tree_util.tree_map(lambda a, b: a - b, new.params, state.params)
@@ -105,7 +106,7 @@ def test_key_reaches_apply_fn_split_from_the_state():
 
     sgd = optax.sgd(0.0)
     step = train.make_train_step(apply, mse, sgd, with_key=True)
-    state = train.init_state(jnp.zeros((), jnp.float32), sgd, jax.random.key(7))
+    state = train.init_state(jnp.zeros((), jnp.float32), sgd, key=jax.random.key(7))
     batch = (jnp.zeros((4, 3, 2), jnp.float32), jnp.zeros((4, 1), jnp.float32))
     for _ in range(3):
         rng, key = jax.random.split(state.rng)
@@ -146,10 +147,8 @@ def test_nan_in_the_batch_stops_fit_and_keeps_the_last_good_checkpoint(tmp_path)
             fresh_state(),
             batches,
             20,
-            checkpoint_dir=tmp_path / "ck",
-            checkpoint_every=3,
-            log_path=tmp_path / "log.jsonl",
-            quiet=True,
+            logging=train.Logging(path=tmp_path / "log.jsonl", quiet=True),
+            checkpointing=train.Checkpointing(tmp_path / "ck", every=3),
         )
     assert info.value.step == bad_step
     assert str(tmp_path / "ck" / "6") in str(info.value)
@@ -165,16 +164,14 @@ def test_nan_in_the_batch_stops_fit_and_keeps_the_last_good_checkpoint(tmp_path)
 
 
 def test_fit_resumes_from_the_latest_checkpoint_in_process(tmp_path):
-    straight, _ = train.fit(STEP, fresh_state(), BATCHES, 12, quiet=True)
+    straight, _ = train.fit(STEP, fresh_state(), BATCHES, 12, logging=train.Logging(quiet=True))
     train.fit(
         STEP,
         fresh_state(),
         BATCHES,
         8,
-        checkpoint_dir=tmp_path,
-        checkpoint_every=4,
-        log_path=tmp_path / "log.jsonl",
-        quiet=True,
+        logging=train.Logging(path=tmp_path / "log.jsonl", quiet=True),
+        checkpointing=train.Checkpointing(tmp_path, every=4),
     )
     # A different starting state: the resumed run must ignore it and load step 8.
     resumed, history = train.fit(
@@ -182,10 +179,8 @@ def test_fit_resumes_from_the_latest_checkpoint_in_process(tmp_path):
         fresh_state(seed=5),
         BATCHES,
         12,
-        checkpoint_dir=tmp_path,
-        checkpoint_every=4,
-        log_path=tmp_path / "log.jsonl",
-        quiet=True,
+        logging=train.Logging(path=tmp_path / "log.jsonl", quiet=True),
+        checkpointing=train.Checkpointing(tmp_path, every=4),
     )
     assert [r["step"] for r in history.train] == [9, 10, 11, 12]
     for a, b in zip(
@@ -199,30 +194,158 @@ def test_fit_resumes_from_the_latest_checkpoint_in_process(tmp_path):
 
 
 def test_bad_arguments_get_clear_errors():
-    with pytest.raises(ValueError, match="clip_norm must be a positive number"):
-        train.make_train_step(APPLY, mse, OPT, clip_norm=-1.0)
+    with pytest.raises(TypeError, match="with_key must be True or False; got 1"):
+        train.make_train_step(APPLY, mse, OPT, with_key=1)
+    keyless = train.make_train_step(lambda p, xs, key: APPLY(p, xs), mse, OPT, with_key=True)
+    with pytest.raises(ValueError, match=r"needs a key in the state: init_state\(.*key="):
+        keyless(train.init_state(INIT(jax.random.key(0)), OPT), BATCHES(0))
     with pytest.raises(TypeError, match=r"a batch must be a pair \(xs, ys\)"):
         STEP(fresh_state(), BATCHES(0)[0])
     step = train.make_train_step(APPLY, lambda p, y: (p - y) ** 2, OPT)
     with pytest.raises(ValueError, match="loss_fn must return a scalar; got shape"):
         step(fresh_state(), BATCHES(0))
-    with pytest.raises(ValueError, match="checkpoint_every needs a checkpoint_dir"):
-        train.fit(STEP, fresh_state(), BATCHES, 1, checkpoint_every=1, quiet=True)
+    with pytest.raises(TypeError, match=r"fit: checkpointing must be a train.Checkpointing"):
+        train.fit(STEP, fresh_state(), BATCHES, 1, checkpointing="ck")
     with pytest.raises(ValueError, match="eval_every must be an int >= 1; got 0"):
-        train.fit(STEP, fresh_state(), BATCHES, 1, eval_every=0, quiet=True)
+        train.fit(STEP, fresh_state(), BATCHES, 1, eval_every=0, logging=train.Logging(quiet=True))
 
 
 def test_fit_will_not_mix_two_runs_in_one_directory(tmp_path):
-    train.fit(STEP, fresh_state(), BATCHES, 2, checkpoint_dir=tmp_path, quiet=True)
-    with pytest.raises(ValueError, match=r"already holds checkpoints \[2\]; pass resume=True"):
+    train.fit(
+        STEP,
+        fresh_state(),
+        BATCHES,
+        2,
+        logging=train.Logging(quiet=True),
+        checkpointing=train.Checkpointing(tmp_path),
+    )
+    with pytest.raises(
+        ValueError, match=r"already holds checkpoints \[2\]; pass Checkpointing\(..., resume=True\)"
+    ):
         train.fit(
-            STEP, fresh_state(), BATCHES, 2, checkpoint_dir=tmp_path, resume=False, quiet=True
+            STEP,
+            fresh_state(),
+            BATCHES,
+            2,
+            logging=train.Logging(quiet=True),
+            checkpointing=train.Checkpointing(tmp_path, resume=False),
         )
 
 
 def test_progress_bar_shows_step_loss_and_rate_unless_quiet(capsys):
-    state, _ = train.fit(STEP, fresh_state(), BATCHES, 3, quiet=False)
+    state, _ = train.fit(STEP, fresh_state(), BATCHES, 3, logging=train.Logging(quiet=False))
     shown = capsys.readouterr().err
     assert "3/3" in shown and "loss=" in shown and "steps_per_s=" in shown
-    train.fit(STEP, state, BATCHES, 6, quiet=True)
+    train.fit(STEP, state, BATCHES, 6, logging=train.Logging(quiet=True))
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: train.Checkpointing(None), TypeError, "Checkpointing: directory must be a path"),
+        (lambda: train.Checkpointing("ck", every=0), ValueError, "Checkpointing: every must be"),
+        (lambda: train.Checkpointing("ck", keep=1.5), TypeError, "Checkpointing: keep must be"),
+        (lambda: train.Checkpointing("ck", resume="yes"), TypeError, "Checkpointing: resume must"),
+        (lambda: train.Checkpointing("ck", on_save=3), TypeError, "Checkpointing: on_save must"),
+        (lambda: train.Checkpointing("ck", optimizer="adam"), TypeError, "optimizer must be an"),
+        (lambda: train.Checkpointing("ck", fingerprint=1), TypeError, "fingerprint must be a str"),
+        (lambda: train.Logging(every=0), ValueError, "Logging: every must be an int >= 1; got 0"),
+        (lambda: train.Logging(quiet=None), TypeError, "Logging: quiet must be True or False"),
+        (lambda: train.Logging(path=5), TypeError, "Logging: path must be a path"),
+    ],
+)
+def test_option_objects_check_their_fields_when_built(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_options_are_frozen_values_with_documented_defaults(tmp_path):
+    options = train.Checkpointing(str(tmp_path))
+    assert options.directory == tmp_path and options.every is None and options.keep == 3
+    assert options.resume is True and options.optimizer is None and options.fingerprint is None
+    assert train.Logging() == train.Logging(path=None, every=1, quiet=False)
+    assert hash(train.Logging(every=2)) == hash(train.Logging(every=2))
+    with pytest.raises(AttributeError):
+        options.keep = 5  # type: ignore[misc]
+
+
+MEMBERS = 3
+
+
+def population(seed: int = 0) -> train.TrainState:
+    """What JAX users write: `jax.vmap(init_state)` over per-member keys."""
+    keys = jax.random.split(jax.random.key(seed), MEMBERS)
+    return jax.vmap(lambda k: train.init_state(INIT(k), OPT, key=k))(keys)
+
+
+def test_fit_trains_a_vmapped_step_and_logs_each_member(tmp_path):
+    step = jax.vmap(STEP, in_axes=(0, None))  # one shared batch for every member
+    state, history = train.fit(
+        step, population(), BATCHES, 4,
+        logging=train.Logging(path=tmp_path / "log.jsonl", quiet=True),
+        checkpointing=train.Checkpointing(tmp_path / "ck", every=2),
+    )  # fmt: skip
+    assert state.step.shape == (MEMBERS,) and np.all(np.asarray(state.step) == 4)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert all(len(r["loss"]) == MEMBERS and len(r["finite"]) == MEMBERS for r in records)
+    # Member m follows the single run started from member m's state, step by step.
+    for m in range(MEMBERS):
+        single = train.member_state(population(), m)
+        losses = []
+        for n in range(4):
+            single, metrics = STEP(single, BATCHES(n))
+            losses.append(float(metrics["loss"]))
+        np.testing.assert_allclose([r["loss"][m] for r in history.train], losses, rtol=1e-6)
+        for a, b in zip(leaves(train.member_state(state, m).params), leaves(single.params),
+                        strict=True):  # fmt: skip
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    # A resumed population continues from its checkpoint, every member at once.
+    again, rest = train.fit(
+        step,
+        population(seed=9),
+        BATCHES,
+        6,
+        logging=train.Logging(quiet=True),
+        checkpointing=train.Checkpointing(tmp_path / "ck", every=2),
+    )
+    assert rest.resumed_from == 4 and [r["step"] for r in rest.train] == [5, 6]
+    assert np.all(np.asarray(again.step) == 6)
+
+
+def test_plain_vmap_maps_the_batch_too_one_batch_per_member():
+    step = jax.vmap(STEP)  # in_axes=0 everywhere: batch_fn gives [M, B, ...]
+
+    def per_member(n):
+        return jax.tree_util.tree_map(
+            lambda *b: jnp.stack(b), *[BATCHES(MEMBERS * n + m) for m in range(MEMBERS)]
+        )
+
+    _, history = train.fit(step, population(), per_member, 2,
+                               logging=train.Logging(quiet=True))  # fmt: skip
+    single = train.member_state(population(), 1)
+    for n in range(2):
+        single, metrics = STEP(single, BATCHES(MEMBERS * n + 1))
+    np.testing.assert_allclose(history.train[-1]["loss"][1], float(metrics["loss"]), rtol=1e-6)
+
+
+def test_a_diverging_member_is_named_and_the_others_keep_training():
+    step = jax.vmap(STEP, in_axes=(0, None))
+    start = population()
+    # Member 1 gets NaN parameters in its head: its loss is NaN from the first step.
+    head = start.params.head._replace(b=start.params.head.b.at[1].set(jnp.nan))
+    start = start._replace(params=start.params._replace(head=head))
+    with pytest.raises(train.TrainingDiverged, match=r"at step 0 in member \[1\] of 3") as info:
+        train.fit(step, start, BATCHES, 3, logging=train.Logging(quiet=True))
+    assert info.value.members == [1] and info.value.step == 0
+    assert info.value.metrics["finite"] == [True, False, True]
+
+
+def test_ensemble_layout_equals_the_vmapped_step():
+    state = population()
+    a, ma = jax.jit(jax.vmap(STEP, in_axes=(0, None)))(state, BATCHES(0))
+    b, mb = train.ensemble(STEP)(state, BATCHES(0))
+    np.testing.assert_allclose(mb["loss"], ma["loss"], rtol=1e-6)
+    for x, y in zip(leaves(a.params), leaves(b.params), strict=True):
+        np.testing.assert_allclose(y, x, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(ma["loss"][0], ma["loss"][1])  # the members really differ

@@ -83,9 +83,10 @@ def apply_fn(p, xs):
 def fit_lstm(seed, num_steps=400):
     key = jax.random.key(seed)
     params = (cell.init(jax.random.fold_in(key, 0), 1), head.init(jax.random.fold_in(key, 1), 32))
-    optimizer = optax.adam(optax.cosine_decay_schedule(1e-2, num_steps, alpha=0.05))
-    step = jax.jit(train.make_train_step(apply_fn, losses.mse, optimizer, clip_norm=1.0))
-    state = train.init_state(params, optimizer, jax.random.fold_in(key, 2))
+    schedule = optax.cosine_decay_schedule(1e-2, num_steps, alpha=0.05)
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+    step = train.make_train_step(apply_fn, losses.mse, optimizer)
+    state = train.init_state(params, optimizer, key=jax.random.fold_in(key, 2))
     batch = (jnp.asarray(train_x), jnp.asarray(train_y))  # all 229 windows: full-batch Adam
     for _ in range(num_steps):
         state, _ = step(state, batch)

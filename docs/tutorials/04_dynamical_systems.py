@@ -96,9 +96,10 @@ def fit_predictor(trajectory_fn, dim, scale, num_steps=300, seed=0):
         s = trajectory_fn(k) / scale
         return s[:, :-1], s[:, 1:]  # inputs s_t, targets s_{t+1}
 
-    optimizer = optax.adam(optax.cosine_decay_schedule(1e-2, num_steps))
-    step = jax.jit(train.make_train_step(apply_fn, losses.mse, optimizer, clip_norm=1.0))
-    state = train.init_state(params, optimizer, jax.random.fold_in(key, 2))
+    schedule = optax.cosine_decay_schedule(1e-2, num_steps)
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+    step = train.make_train_step(apply_fn, losses.mse, optimizer)
+    state = train.init_state(params, optimizer, key=jax.random.fold_in(key, 2))
     batches = train.keyed_batches(jax.random.fold_in(key, 3), make_batch)
     for i in range(num_steps):
         state, _ = step(state, batches(i))

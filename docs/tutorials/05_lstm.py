@@ -82,9 +82,9 @@ def many_to_one(p, xs):
     return head.apply(p[1], hs[:, -1])
 
 
-optimizer = optax.adam(1e-2)
-step = jax.jit(train.make_train_step(many_to_one, losses.mse, optimizer, clip_norm=1.0))
-state = train.init_state(model_params, optimizer, jax.random.key(6))
+optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2))
+step = train.make_train_step(many_to_one, losses.mse, optimizer)
+state = train.init_state(model_params, optimizer, key=jax.random.key(6))
 batches = train.keyed_batches(jax.random.key(7), lambda k: tasks.adding_problem(k, 64, 30))
 curve = []
 for n in range(300):

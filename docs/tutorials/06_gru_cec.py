@@ -125,9 +125,9 @@ def train_adding(cell, num_steps=250, length=40):
         hs, _ = lj.unroll(cell, p[0], xs)
         return head.apply(p[1], hs[:, -1])
 
-    optimizer = optax.adam(1e-2)
-    step = jax.jit(train.make_train_step(apply_fn, losses.mse, optimizer, clip_norm=1.0))
-    state = train.init_state(params, optimizer, jax.random.key(8))
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2))
+    step = train.make_train_step(apply_fn, losses.mse, optimizer)
+    state = train.init_state(params, optimizer, key=jax.random.key(8))
     batches = train.keyed_batches(
         jax.random.key(9), lambda key: tasks.adding_problem(key, 64, length)
     )

@@ -64,9 +64,10 @@ def split(window):  # a batch is (inputs, targets): the targets are the inputs s
     return window[:, :-1], window[:, 1:]
 
 
-optimizer = optax.adam(optax.cosine_decay_schedule(1e-2, 300, alpha=0.1))
-step = jax.jit(train.make_train_step(apply_fn, losses.cross_entropy, optimizer, clip_norm=1.0))
-state = train.init_state(params, optimizer, jax.random.key(1))
+schedule = optax.cosine_decay_schedule(1e-2, 300, alpha=0.1)
+optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+step = train.make_train_step(apply_fn, losses.cross_entropy, optimizer)
+state = train.init_state(params, optimizer, key=jax.random.key(1))
 batches = train.keyed_batches(
     jax.random.key(2), lambda k: split(tasks.random_windows(k, train_tokens, 32, 64))
 )

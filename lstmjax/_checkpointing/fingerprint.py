@@ -7,7 +7,7 @@ type or fields (`adam` against `sgd`, `adam` against `adamw`); it cannot see
 hyperparameters, which live in closures and not in the state. Two more
 things can:
 
-- a *fingerprint*: any string the user sets (`fit(optimizer_fingerprint=...)`),
+- a *fingerprint*: any string the user sets (`train.Checkpointing(fingerprint=...)`),
   compared verbatim;
 - a *probe*: the optimizer's own behaviour. `probe_optimizer` runs
   `init` and three `update`s on a small deterministic stand-in of the
@@ -22,7 +22,7 @@ clipping that the probe's gradients cross, a warm-up's length). What it
 cannot catch: changes that alter the first three updates by less than
 2 parts in 10^5 (Adam's eps at 1e-8 against 1e-7; a schedule that differs only
 after step 3, such as a cosine decay's horizon), and anything outside the
-optimizer (`make_train_step`'s `clip_norm`, the loss, the model). For those,
+optimizer (the loss, the model, the data). For those,
 set a fingerprint.
 """
 
@@ -129,7 +129,7 @@ def probe_optimizer(optimizer, params: Any) -> Optional[list]:
             errors.append(f"{type(error).__name__}: {str(error)[:200]}")
     warnings.warn(
         f"could not probe the optimizer ({errors[-1]}); a resume will check only its state's "
-        "structure and optimizer_fingerprint.",
+        "structure and the fingerprint.",
         CheckpointWarning,
         stacklevel=3,
     )
@@ -141,7 +141,7 @@ def optimizer_identity(
 ) -> OptimizerIdentity:
     """The identity of the optimizer behind `opt_state` (probe only if `optimizer` is given)."""
     if fingerprint is not None and not isinstance(fingerprint, str):
-        raise TypeError(f"optimizer_fingerprint must be a str or None; got {fingerprint!r}.")
+        raise TypeError(f"fingerprint must be a str or None; got {fingerprint!r}.")
     probe = None if optimizer is None else probe_optimizer(optimizer, params)
     return OptimizerIdentity(describe_structure(opt_state), fingerprint, probe)
 
@@ -162,7 +162,7 @@ def check_optimizer(stored: dict, current: OptimizerIdentity, where: str) -> lis
     Returns the parts that were compared (for the resume notice).
     """
     hint = (
-        " To train with the new setting, use a new checkpoint_dir; to continue the old run, "
+        " To train with the new setting, use a new checkpoint directory; to continue the old run, "
         "restore the optimizer it was written with."
     )
     if stored.get("structure") != current.structure:
@@ -174,7 +174,7 @@ def check_optimizer(stored: dict, current: OptimizerIdentity, where: str) -> lis
     if stored.get("fingerprint") is not None and current.fingerprint is not None:
         if stored["fingerprint"] != current.fingerprint:
             raise OptimizerMismatchError(
-                f"{where} was written with optimizer_fingerprint {stored['fingerprint']!r}, "
+                f"{where} was written with fingerprint {stored['fingerprint']!r}, "
                 f"but this run's is {current.fingerprint!r}.{hint}"
             )
         compared.append("fingerprint")

@@ -72,7 +72,7 @@ class DirectoryLock:
                 raise CheckpointLockedError(
                     f"checkpoint directory {self.path.parent} is in use by another writer "
                     f"({_describe(owner)}); wait for that run to finish, stop it, or use "
-                    "another checkpoint_dir."
+                    "another checkpoint directory."
                 ) from None
             warnings.warn(
                 f"cannot lock {self.path} ({error.strerror}; the file system may not support "

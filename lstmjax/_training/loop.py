@@ -8,7 +8,6 @@ the batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,11 +18,16 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from lstmjax._checkpointing.fingerprint import optimizer_identity
+from lstmjax._checks import check_optional_size, check_size
 from lstmjax._training.metrics_log import JsonLinesLog
+from lstmjax._training.options import Checkpointing, Logging
+from lstmjax._training.processes import is_primary
 from lstmjax._training.resume import resume_run
-from lstmjax._training.step import Batch, TrainState
+from lstmjax._training.state import TrainState, step_number
+from lstmjax._training.step import Batch, StepFn
 
-StepFn = Callable[[TrainState, Batch], tuple[TrainState, dict]]
+DEFAULT_LOGGING = Logging()  # frozen, so one shared default is safe
 
 
 class TrainingDiverged(RuntimeError):  # noqa: N818 (the name is part of the contract)
@@ -34,13 +38,27 @@ class TrainingDiverged(RuntimeError):  # noqa: N818 (the name is part of the con
       metrics: that step's metrics, as Python numbers.
       checkpoint: directory of the last good checkpoint, or None.
       state: the last good state in memory (the failed update was not applied).
+      members: for a population, the indices of the members that diverged
+        (the others' updates of this step were applied); None for one model.
     """
 
-    def __init__(self, step: int, metrics: dict, checkpoint: Optional[Path], state: TrainState):
+    def __init__(
+        self,
+        step: int,
+        metrics: dict,
+        checkpoint: Optional[Path],
+        state: TrainState,
+        members: Optional[list[int]] = None,
+    ):
         self.step, self.metrics, self.checkpoint, self.state = step, metrics, checkpoint, state
+        self.members = members
         where = f"last good checkpoint: {checkpoint}" if checkpoint else "no checkpoint was saved"
+        who = ""
+        if members:
+            count = len(np.atleast_1d(metrics["loss"]))
+            who = f" in member{'s' if len(members) > 1 else ''} {members} of {count}"
         super().__init__(
-            f"training diverged at step {step} (the update on batch_fn({step})): "
+            f"training diverged at step {step}{who} (the update on batch_fn({step})): "
             f"loss={metrics.get('loss')}, grad_norm={metrics.get('grad_norm')}; "
             f"the update was not applied; {where}."
         )
@@ -50,7 +68,7 @@ class History(NamedTuple):
     """Metrics of one `fit` call, one dict per record, each with its "step".
 
     Attributes:
-      train: a record every `log_every` steps: loss, grad_norm, grad_norms, ...
+      train: a record every `Logging.every` steps: loss, grad_norm, grad_norms, ...
       eval: a record every `eval_every` steps from `eval_fn`.
       resumed_from: the checkpoint step this call resumed from, or None.
     """
@@ -72,14 +90,20 @@ def to_python(tree: Any) -> Any:
     return jax.tree_util.tree_map(one, jax.device_get(tree))
 
 
-def _is_finite(metrics: dict) -> bool:
-    """Scalars, or lists of one value per ensemble member: every one must be finite."""
-    finite = np.all(metrics.get("finite", True))
-    return bool(
-        finite
-        and np.all(np.isfinite(metrics["loss"]))
-        and np.all(np.isfinite(metrics["grad_norm"]))
-    )
+def _diverged(metrics: dict) -> Optional[list[int]]:
+    """None when every value is finite; else the diverged members (`[]` for one model).
+
+    Metrics are scalars, or lists with one entry per member of a population
+    (a member diverges when any of its entries, e.g. of its chunks, does).
+    """
+    ok = np.asarray(metrics.get("finite", True), bool)
+    for name in ("loss", "grad_norm"):
+        ok = ok & np.isfinite(np.asarray(metrics[name], np.float64))
+    if ok.all():
+        return None
+    if ok.ndim == 0:
+        return []
+    return np.flatnonzero(~ok.reshape(ok.shape[0], -1).all(axis=1)).tolist()
 
 
 def fit(
@@ -90,58 +114,40 @@ def fit(
     *,
     eval_fn: Optional[Callable[[Any], dict]] = None,
     eval_every: Optional[int] = None,
-    log_path: Optional[str | os.PathLike] = None,
-    log_every: int = 1,
-    checkpoint_dir: Optional[str | os.PathLike] = None,
-    checkpoint_every: Optional[int] = None,
-    keep: int = 3,
-    resume: bool = True,
-    quiet: bool = False,
-    on_checkpoint: Optional[Callable[[int, Path], None]] = None,
-    optimizer: Optional[Any] = None,
-    optimizer_fingerprint: Optional[str] = None,
+    logging: Logging = DEFAULT_LOGGING,
+    checkpointing: Optional[Checkpointing] = None,
     metrics_lag: int = 2,
 ) -> tuple[TrainState, History]:
     """Train until `state.step == num_steps`, resuming from a checkpoint if one exists.
 
     Args:
-      step_fn: `(state, batch) -> (state, metrics)`, e.g. `make_train_step(...)`.
-      state: the initial state (`init_state(...)`); with `resume`, it is also
-        the template the latest checkpoint is restored into.
+      step_fn: `(state, batch) -> (state, metrics)`, e.g. `make_train_step(...)`
+        or any transform of it (`jax.vmap`, `ensemble`, `tbptt.stream`,
+        `distributed.shard`).
+      state: the initial state (`init_state(...)`, or `jax.vmap` of it for a
+        population); when resuming, it is also the template the latest
+        checkpoint is restored into.
       batch_fn: `step -> (xs, ys)`, the batch for update number `step`. It must
         depend on `step` alone (e.g. fold the step into a fixed key), so that
         a resumed run sees the same data as an uninterrupted one.
       num_steps: total number of updates of the run (not of this call).
       eval_fn: `params -> dict of scalars`, run every `eval_every` steps and at
         the end (e.g. `lambda p: eval_step(p, validation_batch)`).
-      eval_every: evaluation period in steps.
-      log_path: a file for metrics as JSON lines (train and eval records, each
-        with "kind" and "step"); on resume, records past the restored step are
-        dropped first.
-      log_every: keep (and write) the train metrics of every `log_every`-th step.
-      checkpoint_dir: where checkpoints go; None for no checkpoints.
-      checkpoint_every: save every this many steps, and at the end.
-      keep: number of checkpoints kept.
-      resume: restore the newest intact checkpoint in `checkpoint_dir` if
-        any (see "Resuming" below); with False, a `checkpoint_dir` that
-        already holds checkpoints is an error.
-      quiet: no progress bar (tests, batch jobs). The one-line notice of a
-        resume is printed to stderr (and logged to the `lstmjax.train`
-        logger) either way.
-      on_checkpoint: called as `on_checkpoint(step, path)` after each save.
-      optimizer: the `optax.GradientTransformation` the step uses. Given, its
-        behaviour is fingerprinted (three updates on a fixed probe, see
-        `lstmjax._checkpointing.fingerprint`) and stored with each checkpoint,
-        so resuming with another optimizer or another learning rate is
-        refused. None: only the optimizer state's structure is checked.
-      optimizer_fingerprint: your own string for the optimizer and anything
-        else a resume must match (e.g. `"adam 3e-3, cosine to 10k"`); stored
-        and compared verbatim. None: no string is compared.
+      eval_every: evaluation period in steps; None: at the end only.
+      logging: a `Logging(path=None, every=1, quiet=False)`: the JSON-lines
+        file, the period of train records, the progress bar.
+      checkpointing: a `Checkpointing(directory, every=None, keep=3,
+        resume=True, on_save=None, optimizer=None, fingerprint=None)`;
+        None (default): no checkpoints.
       metrics_lag: read each step's metrics (and check it for divergence)
         only after this many later steps are dispatched, so that the device
         never waits for the host (see "Speed" below). Each step of lag keeps
         one more `TrainState` alive, for `TrainingDiverged.state`; 0 reads
         every step before the next (least memory, slowest).
+
+    Populations: metrics of shape `[M]` (a vmapped or `ensemble` step) are
+    kept and logged as lists, one entry per member; a divergence names the
+    members that diverged. Every member must stand at the same step.
 
     Resuming: the newest checkpoint that is intact (checksums verified) is
     restored; newer damaged steps are named in a `CheckpointWarning` and
@@ -149,8 +155,8 @@ def fit(
     are renamed `<step>.not-a-checkpoint`; `CheckpointCorruptError` if no
     step is intact. The resume is announced (directory, step). A checkpoint
     at `num_steps` is a no-op that says so; one past `num_steps` is an error.
-    A torn last line of `log_path` is dropped with a warning. Only one
-    `fit` may write a `checkpoint_dir` at a time (`CheckpointLockedError`).
+    A torn last line of the log file is dropped with a warning. Only one
+    `fit` may write a checkpoint directory at a time (`CheckpointLockedError`).
 
     Speed: reading metrics makes the host wait for the device, so `fit`
     reads them `metrics_lag` steps late, while later steps run; it waits at
@@ -163,60 +169,60 @@ def fit(
 
     Raises:
       TrainingDiverged: a step gave a non-finite loss, gradient or parameters.
-        The message names the step and the last good checkpoint; no
-        non-finite state is ever saved.
+        The message names the step (and the members) and the last good
+        checkpoint; no non-finite state is ever saved.
       CheckpointLockedError: another writer holds the checkpoint directory.
       CheckpointCorruptError: no intact checkpoint to resume from.
       CheckpointMismatchError: the checkpoint's state does not fit this run.
       OptimizerMismatchError: the checkpoint was written by another optimizer.
     """
-    from lstmjax._checkpointing.fingerprint import optimizer_identity
-    from lstmjax.checkpoint import Checkpointer  # orbax is imported only when needed
+    from lstmjax._checkpointing.checkpointer import Checkpointer  # orbax only when needed
 
-    for name, value in (("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
-        if value is not None:
-            _check_count(name, value)
-    _check_count("log_every", log_every)
-    _check_count("num_steps", num_steps, minimum=0)
-    _check_count("metrics_lag", metrics_lag, minimum=0)
-    if checkpoint_every is not None and checkpoint_dir is None:
-        raise ValueError("checkpoint_every needs a checkpoint_dir.")
-    checkpointer = None if checkpoint_dir is None else Checkpointer(checkpoint_dir, keep=keep)
+    check_optional_size("eval_every", eval_every)
+    check_size("num_steps", num_steps, minimum=0)
+    check_size("metrics_lag", metrics_lag, minimum=0)
+    if not isinstance(logging, Logging):
+        raise TypeError(f"fit: logging must be a train.Logging(...); got {logging!r}.")
+    if checkpointing is not None and not isinstance(checkpointing, Checkpointing):
+        raise TypeError(
+            f"fit: checkpointing must be a train.Checkpointing(...) or None; got {checkpointing!r}."
+        )
+    ckpt = checkpointing
+    checkpointer = None if ckpt is None else Checkpointer(ckpt.directory, keep=ckpt.keep)
     try:
         identity = None
-        if checkpointer is not None:
+        if ckpt is not None:
             identity = optimizer_identity(
-                state.opt_state, optimizer, optimizer_fingerprint, state.params
+                state.opt_state, ckpt.optimizer, ckpt.fingerprint, state.params
             )
         state, resumed = resume_run(
-            checkpointer, state, resume=resume, num_steps=num_steps, identity=identity
+            checkpointer,
+            state,
+            resume=ckpt is None or ckpt.resume,
+            num_steps=num_steps,
+            identity=identity,
         )
-        primary = jax.process_index() == 0  # several processes: only process 0 speaks
+        primary = is_primary()  # several processes: only process 0 speaks
         loop = _Loop(
             step_fn=step_fn,
             batch_fn=batch_fn,
             num_steps=num_steps,
             eval_fn=eval_fn,
             eval_every=eval_every,
-            log=JsonLinesLog(log_path if primary else None, resumed),
-            log_every=log_every,
+            log=JsonLinesLog(logging.path if primary else None, resumed),
+            log_every=logging.every,
             checkpointer=checkpointer,
-            checkpoint_every=checkpoint_every,
-            on_checkpoint=on_checkpoint,
+            checkpoint_every=None if ckpt is None else ckpt.every,
+            on_checkpoint=None if ckpt is None else ckpt.on_save,
             identity=identity,
             resumed=resumed,
             metrics_lag=metrics_lag,
         )
-        state = loop.run(state, quiet or not primary)
+        state = loop.run(state, logging.quiet or not primary)
     finally:
         if checkpointer is not None:
             checkpointer.close()
     return state, loop.history
-
-
-def _check_count(name: str, value: Any, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}.")
 
 
 def _due(done: int, every: Optional[int], last: int) -> bool:
@@ -252,7 +258,7 @@ class _Loop:
         state a save or an evaluation needs is read at once, so nothing is
         saved or evaluated before its step is known to be finite.
         """
-        start = int(state.step)
+        start = step_number(state)
         bar = _Progress(start, self.num_steps, quiet)
         pending = deque()  # (index, device metrics, state before it) of steps not yet read
         try:
@@ -276,8 +282,9 @@ class _Loop:
         """Read a step's metrics: stop on divergence, else record them."""
         step, metrics, before = pending
         metrics = to_python(metrics)
-        if not _is_finite(metrics):
-            raise TrainingDiverged(step, metrics, self.last_good, before)
+        bad = _diverged(metrics)
+        if bad is not None:
+            raise TrainingDiverged(step, metrics, self.last_good, before, bad or None)
         done = step + 1
         if done % self.log_every == 0 or done == self.num_steps:
             self._record("train", done, metrics, self.history.train)

@@ -50,7 +50,7 @@ class JsonLinesLog:
                     raise ValueError(
                         f"metrics log {self.path}, line {number}, is not JSON ({line[:60]!r}); "
                         "only a torn last line is repaired. Fix or remove the file, or pass "
-                        "another log_path."
+                        "another Logging(path=...)."
                     ) from None
                 warnings.warn(
                     f"repaired metrics log {self.path}: its last line (line {number}) was torn "

@@ -26,6 +26,8 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
+from lstmjax._checks import check_size
+
 Batch = Any
 
 
@@ -95,8 +97,7 @@ def shard_range(num_shards: int, process_index: int, process_count: int) -> rang
     Raises:
       ValueError: `num_shards` is not a positive multiple of `process_count`.
     """
-    if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
-        raise ValueError(f"num_shards must be a positive int; got {num_shards!r}.")
+    num_shards = check_size("num_shards", num_shards)
     if num_shards % process_count:
         raise ValueError(
             f"num_shards={num_shards} cannot be split evenly over {process_count} processes; "
@@ -133,7 +134,7 @@ def keyed_shards(
 
     Returns:
       `step -> batch`, this process's rows of the global batch of `step`
-      (place them with `parallel.shard_local_batch`).
+      (place them with `distributed.shard_local_batch`).
     """
     index = jax.process_index() if process_index is None else process_index
     count = jax.process_count() if process_count is None else process_count

@@ -14,12 +14,12 @@ import sys
 import warnings
 from typing import NamedTuple, Optional
 
-import jax
 from tqdm import tqdm
 
 from lstmjax._checkpointing.errors import CheckpointWarning
 from lstmjax._checkpointing.fingerprint import OptimizerIdentity
-from lstmjax._training.step import TrainState
+from lstmjax._training.processes import is_primary
+from lstmjax._training.state import TrainState, step_number
 
 logger = logging.getLogger("lstmjax.train")
 
@@ -36,7 +36,7 @@ def announce(message: str) -> None:
 
     With several processes, only process 0 speaks (they all resume alike).
     """
-    if jax.process_index() != 0:
+    if not is_primary():
         return
     logger.info(message)
     tqdm.write(message, file=sys.stderr)
@@ -68,7 +68,8 @@ def resume_run(
         # Mixing two runs in one directory would let "keep the last k" delete the new one.
         raise ValueError(
             f"{checkpointer.directory} already holds checkpoints {checkpointer.steps()}; "
-            "pass resume=True to continue that run, or use an empty directory."
+            "pass Checkpointing(..., resume=True) to continue that run, or use an empty "
+            "directory."
         )
     _set_aside_strays(checkpointer)
     if not checkpointer.steps():
@@ -84,20 +85,20 @@ def resume_run(
                 stacklevel=4,
             )
     where = checkpointer.path(restored.step)
-    if restored.data_position != int(restored.state.step):
+    if restored.data_position != step_number(restored.state):
         raise ValueError(
             f"checkpoint {where} records data position {restored.data_position!r}, "
-            f"but fit expects it to equal the step {int(restored.state.step)}."
+            f"but fit expects it to equal the step {step_number(restored.state)}."
         )
     if restored.step > num_steps:
         raise ValueError(
             f"checkpoint {where} is at step {restored.step}, past num_steps={num_steps} "
             "(num_steps counts the run's updates, not this call's): pass "
-            f"num_steps > {restored.step} to train on, or use another checkpoint_dir."
+            f"num_steps > {restored.step} to train on, or use another checkpoint directory."
         )
     checked = ", ".join(restored.compared)
     if identity.probe is None and identity.fingerprint is None:
-        checked += "; pass optimizer= to fit to check its hyperparameters too"
+        checked += "; pass Checkpointing(optimizer=...) to check its hyperparameters too"
     announce(f"fit: resumed from {where} (step {restored.step}; optimizer checked: {checked}).")
     if restored.step == num_steps:
         announce(

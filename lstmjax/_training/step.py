@@ -1,91 +1,32 @@
-"""The pure training step: state, gradients, clipping, an Optax update.
+"""The one training step: gradients, an Optax update, a guard against non-finite values.
 
 The step is one jitted function `(state, batch) -> (state, metrics)`; it
-prints nothing and owns no Python state, so the same function runs under
-`jit`, with sharded inputs (`lstmjax.parallel`) or inside a scan over
-chunks (`lstmjax.tbptt`).
+prints nothing and owns no Python state, so it composes with JAX's own
+transforms and with ours: `jax.vmap(step, in_axes=(0, None))` trains a
+population, `lstmjax.distributed.shard(step, mesh)` splits the batch over
+devices, `lstmjax.tbptt.stream(step, ...)` and `tbptt.chunked(step, k)`
+train on a long stream. Clipping is an Optax transformation in the
+optimizer (`optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from lstmjax._arrays import group_norms as _group_norms
+from lstmjax._checks import check_bool
+from lstmjax._training.state import TrainState
 
 Array = jax.Array
 Batch = Any  # a pair (xs, ys) of arrays or pytrees
-ApplyFn = Callable[..., Any]  # (params, xs) -> predictions, or (params, xs, key)
+ApplyFn = Callable[..., Any]  # (params, xs[, carry][, key]) -> predictions[, carry]
 LossFn = Callable[[Any, Any], Array]  # (predictions, ys) -> scalar
-
-
-class TrainState(NamedTuple):
-    """Everything a training run needs to continue exactly where it stopped.
-
-    Attributes:
-      params: the model parameters (any pytree).
-      opt_state: the Optax optimizer state for `params`.
-      step: int32 scalar, the number of updates done so far; it is also the
-        index of the next batch (`fit` asks `batch_fn(step)` for it).
-      rng: a PRNG key, split once per step; the split-off key goes to
-        `apply_fn` when the step was built with `with_key=True`.
-      carry: the recurrent carry handed from one update to the next in
-        truncated BPTT over a stream (`lstmjax.tbptt.make_stream_step`), so
-        that checkpoints hold it; None (no leaves) for every other step.
-    """
-
-    params: Any
-    opt_state: optax.OptState
-    step: Array
-    rng: Array
-    carry: Any = None
-
-
-def init_state(
-    params: Any, optimizer: optax.GradientTransformation, key: Array, carry: Any = None
-) -> TrainState:
-    """A fresh `TrainState` at step 0.
-
-    Args:
-      params: the model parameters.
-      optimizer: any `optax.GradientTransformation`, the same one given to
-        `make_train_step` (its `clip_norm` adds no optimizer state).
-      key: a PRNG key (`jax.random.key` or `jax.random.PRNGKey`).
-      carry: the carry the first chunk of a stream starts from, for
-        `tbptt.make_stream_step` (e.g. `model.initial_carry(B)`); else None.
-    """
-    return TrainState(
-        params=params,
-        opt_state=optimizer.init(params),
-        step=jnp.zeros((), jnp.int32),
-        rng=key,
-        carry=carry,
-    )
-
-
-def make_clipper(clip_norm: Optional[float]) -> Callable[[Any], Any]:
-    """`grads -> grads` through `optax.clip_by_global_norm(clip_norm)` (Pascanu et al. 2013).
-
-    The clipping transformation holds no state (`EmptyState`), so it runs
-    here with a fresh one, in front of the optimizer, and the optimizer
-    state stays exactly `optimizer.init(params)`: the same `TrainState`
-    serves runs with and without clipping.
-    """
-    if clip_norm is None:
-        return lambda grads: grads
-    if isinstance(clip_norm, bool) or not clip_norm > 0:
-        raise ValueError(f"clip_norm must be a positive number or None; got {clip_norm!r}.")
-    clip = optax.clip_by_global_norm(clip_norm)
-
-    def clipped(grads):
-        updates, _ = clip.update(grads, clip.init(grads))
-        return updates
-
-    return clipped
+StepFn = Callable[[TrainState, Batch], tuple[TrainState, dict]]
 
 
 def group_norms(tree: Any) -> dict[str, Array]:
@@ -119,42 +60,47 @@ def split_batch(batch: Batch) -> tuple[Any, Any]:
     return batch[0], batch[1]
 
 
-def make_loss(apply_fn: ApplyFn, loss_fn: LossFn, with_key: bool) -> Callable[..., Array]:
-    """`(params, xs, ys, key) -> scalar loss`; the key reaches `apply_fn` only if asked."""
-
-    def loss(params, xs, ys, key):
-        predictions = apply_fn(params, xs, key) if with_key else apply_fn(params, xs)
-        value = loss_fn(predictions, ys)
-        if jnp.shape(value) != ():
-            raise ValueError(
-                f"loss_fn must return a scalar; got shape {jnp.shape(value)}. "
-                "Average (or sum) over the batch and time inside loss_fn."
-            )
-        return value
-
-    return loss
-
-
 def select_tree(pred: Array, new: Any, old: Any) -> Any:
     """`new` where the scalar `pred` holds, else `old`, leaf by leaf."""
     return jax.tree_util.tree_map(lambda n, o: jnp.where(pred, n, o), new, old)
 
 
+def _scalar_loss(value: Array) -> Array:
+    if jnp.shape(value) != ():
+        raise ValueError(
+            f"loss_fn must return a scalar; got shape {jnp.shape(value)}. "
+            "Average (or sum) over the batch and time inside loss_fn."
+        )
+    return value
+
+
+def _split_key(state: TrainState, with_key: bool) -> tuple[Optional[Array], Optional[Array]]:
+    """`(next rng, key for apply_fn)`: the state's key is split once per step when it has one."""
+    if state.rng is None:
+        if with_key:
+            raise ValueError(
+                "make_train_step(..., with_key=True) needs a key in the state: "
+                "init_state(params, optimizer, key=jax.random.key(0)); the state has rng=None."
+            )
+        return None, None
+    rng, key = jax.random.split(state.rng)
+    return rng, key
+
+
 def apply_gradients(
     optimizer: optax.GradientTransformation,
-    clip: Callable[[Any], Any],
     state: TrainState,
-    rng: Array,
+    rng: Optional[Array],
     loss: Array,
     grads: Any,
 ) -> tuple[TrainState, dict]:
-    """One guarded optimizer update and its metrics (shared with `lstmjax.tbptt`).
+    """One guarded optimizer update and its metrics.
 
     A step whose loss, gradient or resulting parameters are not all finite
     changes nothing but `step` and `rng`, so the state in hand always holds
     the last good parameters; `metrics["finite"]` tells the caller.
     """
-    updates, opt_state = optimizer.update(clip(grads), state.opt_state, state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(params)
@@ -163,7 +109,7 @@ def apply_gradients(
         opt_state=select_tree(finite, opt_state, state.opt_state),
         step=state.step + 1,
         rng=rng,
-        carry=state.carry,  # a stream step replaces it with the chunk's final carry
+        carry=state.carry,
     )
     metrics = {
         "loss": loss,
@@ -175,62 +121,65 @@ def apply_gradients(
     return new_state, metrics
 
 
-def train_step_fn(
-    apply_fn: ApplyFn,
-    loss_fn: LossFn,
-    optimizer: optax.GradientTransformation,
-    clip_norm: Optional[float] = None,
-    *,
-    with_key: bool = False,
-) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
-    """The step of `make_train_step`, not yet jitted (for custom `jax.jit` shardings)."""
-    clip = make_clipper(clip_norm)
-    loss_of = make_loss(apply_fn, loss_fn, with_key)
-
-    def step(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
-        xs, ys = split_batch(batch)
-        rng, key = jax.random.split(state.rng)
-        loss, grads = jax.value_and_grad(loss_of)(state.params, xs, ys, key)
-        return apply_gradients(optimizer, clip, state, rng, loss, grads)
-
-    return step
-
-
 def make_train_step(
     apply_fn: ApplyFn,
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
-    clip_norm: Optional[float] = None,
     *,
     with_key: bool = False,
-    donate: bool = False,
-) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
-    """Build a jitted, pure training step `(state, (xs, ys)) -> (state, metrics)`.
+) -> StepFn:
+    """Build the jitted, pure training step `(state, (xs, ys)) -> (state, metrics)`.
+
+    The one step builder of lstmjax; everything else is a transform of its
+    result: `jax.vmap(step, in_axes=(0, None))` for a population,
+    `distributed.shard(step, mesh)` for devices and processes,
+    `tbptt.stream(step, initial_carry)` and `tbptt.chunked(step, chunk_len)`
+    for truncated BPTT, `jax.jit(step, donate_argnums=0)` to donate the
+    state's buffers.
 
     Args:
-      apply_fn: `(params, xs) -> predictions`, or `(params, xs, key)` with
-        `with_key=True` (a fresh key each step, e.g. for dropout).
+      apply_fn: `(params, xs) -> predictions`. When the state holds a carry
+        (`init_state(..., carry=c0)`, for truncated BPTT) it is called as
+        `(params, xs, carry) -> (predictions, carry)`, with the gradient
+        stopped at the incoming carry, and the carry it returns is kept in
+        the new state. With `with_key=True`, a key is the last argument.
       loss_fn: `(predictions, ys) -> scalar`.
-      optimizer: any `optax.GradientTransformation`.
-      clip_norm: if set, `optax.clip_by_global_norm(clip_norm)` runs before
-        `optimizer` (it holds no state, so `init_state(params, optimizer, key)`
-        fits either way).
-      with_key: pass a key split from `state.rng` to `apply_fn`.
-      donate: donate the input state's buffers to the output (saves memory;
-        the state passed in must not be used afterwards).
+      optimizer: any `optax.GradientTransformation`; gradient clipping goes
+        here, e.g. `optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))`.
+      with_key: pass a fresh key, split from `state.rng` each step, to
+        `apply_fn` as its last argument (e.g. for dropout). This keyword is
+        the only way a step decides whether `apply_fn` takes a key.
 
     Returns:
       `step(state, batch) -> (state, metrics)` with metrics
         loss: the loss at the parameters before the update;
-        grad_norm: global L2 norm of the gradient, before clipping;
+        grad_norm: global L2 norm of the gradient, before any clipping;
         grad_norms: dict of the gradient norm of each top-level parameter group;
         update_norm: global norm of the applied update;
         finite: False when the loss, gradient or new parameters were not all
-          finite; the step then leaves params and opt_state unchanged (only
-          `step` and `rng` advance) and `fit` stops with `TrainingDiverged`.
+          finite; the step then leaves params, opt_state and carry unchanged
+          (only `step` and `rng` advance) and `fit` stops with `TrainingDiverged`.
     """
-    step = train_step_fn(apply_fn, loss_fn, optimizer, clip_norm, with_key=with_key)
-    return jax.jit(step, donate_argnums=(0,) if donate else ())
+    with_key = check_bool("with_key", with_key)
+
+    def objective(params, xs, ys, carry, key):
+        args = (params, xs) if carry is None else (params, xs, jax.lax.stop_gradient(carry))
+        out = apply_fn(*args, key) if with_key else apply_fn(*args)
+        predictions, carry_out = (out, None) if carry is None else out
+        return _scalar_loss(loss_fn(predictions, ys)), carry_out
+
+    def step(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+        xs, ys = split_batch(batch)
+        rng, key = _split_key(state, with_key)
+        (loss, carry), grads = jax.value_and_grad(objective, has_aux=True)(
+            state.params, xs, ys, state.carry, key
+        )
+        new_state, metrics = apply_gradients(optimizer, state, rng, loss, grads)
+        if state.carry is not None:
+            new_state = new_state._replace(carry=select_tree(metrics["finite"], carry, state.carry))
+        return new_state, metrics
+
+    return jax.jit(step)
 
 
 def make_eval_step(
@@ -242,9 +191,17 @@ def make_eval_step(
 ) -> Callable[[Any, Batch], dict]:
     """Build a jitted `eval_step(params, (xs, ys)) -> {"loss": ..., **metrics}`.
 
-    With `with_key=True`, `apply_fn` gets `key=None` (no dropout at evaluation).
-    `metric_fns` maps extra names to `(predictions, ys) -> scalar`.
+    Args:
+      apply_fn: `(params, xs) -> predictions`, as for `make_train_step`.
+      loss_fn: `(predictions, ys) -> scalar`.
+      with_key: `apply_fn` takes a key as its last argument; it gets
+        `None` here (no dropout at evaluation).
+      metric_fns: extra names mapped to `(predictions, ys) -> scalar`.
+
+    Returns:
+      `eval_step(params, batch) -> dict of scalars`.
     """
+    with_key = check_bool("with_key", with_key)
     extra = dict(metric_fns or {})
 
     def evaluate(params, batch):

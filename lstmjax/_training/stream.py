@@ -3,7 +3,7 @@
 `fit` calls `step(state, batch_fn(n))` once per update. For a long stream,
 update n trains on chunk n: `stream_batches` returns chunk n of the stream
 (a pure function of n, so a resumed run reads exactly the chunks it would
-have read), and the step built by `make_stream_step` starts from the carry
+have read), and the step made by `tbptt.stream` starts from the carry
 the previous chunk ended with, stored in `TrainState.carry`. The gradient is
 stopped at the chunk's start (`jax.lax.stop_gradient`): the forward pass
 sees the whole history, the backward pass only the chunk's k steps. Since
@@ -17,8 +17,9 @@ Resets inside a chunk need the model itself to reset (`unroll`'s planned
 `resets=` argument); when it lands, a `[B, k]` reset array should travel to
 `apply_fn` in the same way.
 
-    step = make_stream_step(apply_fn, loss_fn, optimizer, model.initial_carry(B))
-    state = train.init_state(params, optimizer, key, carry=model.initial_carry(B))
+    step = tbptt.stream(train.make_train_step(apply_fn, loss_fn, optimizer),
+                        model.initial_carry(B))
+    state = train.init_state(params, optimizer, carry=model.initial_carry(B))
     state, history = train.fit(step, state, stream_batches(xs, ys, k), num_steps)
 """
 
@@ -30,9 +31,10 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from lstmjax._training.step import TrainState, apply_gradients, make_clipper, select_tree
+from lstmjax._checks import check_optional_size, check_size
+from lstmjax._training.state import TrainState
+from lstmjax._training.step import StepFn, select_tree
 
 Array = jax.Array
 Carry = Any
@@ -68,11 +70,12 @@ def stream_batches(
       num_chunks: chunks per pass (at most T // k); the steps past them are unused.
 
     Raises:
-      ValueError: chunk_len is not a positive int, the leaves disagree on
+      TypeError: chunk_len or num_chunks is not an int.
+      ValueError: chunk_len < 1, the leaves disagree on
         B or T, or T holds fewer than `num_chunks` chunks.
     """
-    if isinstance(chunk_len, bool) or not isinstance(chunk_len, int) or chunk_len < 1:
-        raise ValueError(f"chunk_len must be a positive int; got {chunk_len!r}.")
+    chunk_len = check_size("chunk_len", chunk_len)
+    num_chunks = check_optional_size("num_chunks", num_chunks)
     shapes = {np.shape(leaf)[:2] for leaf in jax.tree_util.tree_leaves((xs, ys))}
     if len(shapes) != 1 or len(next(iter(shapes))) != 2:
         raise ValueError(
@@ -82,7 +85,7 @@ def stream_batches(
     batch, length = next(iter(shapes))
     available = length // chunk_len
     chunks = available if num_chunks is None else num_chunks
-    if isinstance(chunks, bool) or not isinstance(chunks, int) or not 1 <= chunks <= available:
+    if not 1 <= chunks <= available:
         raise ValueError(
             f"stream_batches: the stream has T={length} steps, {available} chunks of "
             f"{chunk_len}; num_chunks={num_chunks!r} must be an int in 1..{available}."
@@ -120,81 +123,40 @@ def reset_carry(carry: Carry, initial: Carry, reset: Array, batch_axis: int = 0)
     return jax.tree_util.tree_map(one, carry, initial)
 
 
-def make_stream_step(
-    apply_fn: Callable[..., tuple[Any, Carry]],
-    loss_fn: Callable[[Any, Any], Array],
-    optimizer: optax.GradientTransformation,
-    initial_carry: Carry,
-    clip_norm: Optional[float] = None,
-    *,
-    carry_batch_axis: int = 0,
-    with_key: bool = False,
-    donate: bool = False,
-) -> Callable[[TrainState, StreamChunk], tuple[TrainState, dict]]:
-    """Build a jitted `(state, chunk) -> (state, metrics)` for `fit` over a stream.
+def stream(step: StepFn, initial_carry: Carry, *, carry_batch_axis: int = 0) -> StepFn:
+    """Turn a training step into one that trains on a stream, chunk by chunk, inside `fit`.
 
-    See `stream_step_fn` for the arguments; `donate` donates the input
-    state's buffers to the output.
-    """
-    step = stream_step_fn(apply_fn, loss_fn, optimizer, initial_carry, clip_norm,
-                          carry_batch_axis=carry_batch_axis, with_key=with_key)  # fmt: skip
-    return jax.jit(step, donate_argnums=(0,) if donate else ())
-
-
-def stream_step_fn(
-    apply_fn: Callable[..., tuple[Any, Carry]],
-    loss_fn: Callable[[Any, Any], Array],
-    optimizer: optax.GradientTransformation,
-    initial_carry: Carry,
-    clip_norm: Optional[float] = None,
-    *,
-    carry_batch_axis: int = 0,
-    with_key: bool = False,
-) -> Callable[[TrainState, StreamChunk], tuple[TrainState, dict]]:
-    """The step of `make_stream_step`, not yet jitted (for custom `jax.jit` shardings).
-
-    The step resets the rows of `state.carry` that `chunk.reset` marks, runs
-    `apply_fn(params, chunk.xs, carry)` with the gradient stopped at the
-    carry, takes one optimizer update on `loss_fn(predictions, chunk.ys)`,
-    and stores the carry the chunk ended with in the new state. A chunk with
-    non-finite values changes neither params, opt_state nor the carry.
+    The returned step takes a `StreamChunk` (from `stream_batches`): it
+    resets the rows of `state.carry` that `chunk.reset` marks to
+    `initial_carry`, then runs `step` on `(chunk.xs, chunk.ys)`. The step
+    (from `train.make_train_step`) sees a state with a carry, so it calls
+    `apply_fn(params, xs, carry) -> (predictions, carry)` with the gradient
+    stopped at the carry, and keeps the carry the chunk ended with. A chunk
+    with non-finite values changes neither params, opt_state nor the carry.
 
     Args:
-      apply_fn: `(params, xs, carry) -> (predictions, carry)`, or
-        `(params, xs, carry, key)` with `with_key=True`.
-      loss_fn: `(predictions, ys) -> scalar`.
-      optimizer: any `optax.GradientTransformation`.
+      step: `(state, (xs, ys)) -> (state, metrics)` from `train.make_train_step`
+        (or any transform of it, e.g. `distributed.shard`).
       initial_carry: the carry a reset row goes back to (e.g.
         `model.initial_carry(B)`); also what `init_state(..., carry=)` takes.
-      clip_norm: global-norm clipping of each chunk's gradient.
       carry_batch_axis: the batch axis of the carry's leaves (see `reset_carry`).
-      with_key: give `apply_fn` a key split from `state.rng` (e.g. dropout).
 
     Returns:
-      The step; its metrics are those of `make_train_step`.
+      The jitted stream step `(state, chunk) -> (state, metrics)`; its
+      metrics are those of `make_train_step`.
     """
-    clip = make_clipper(clip_norm)
+    carry_batch_axis = check_size("carry_batch_axis", carry_batch_axis, minimum=0)
 
-    def loss(params, xs, ys, carry, key):
-        carry = jax.lax.stop_gradient(carry)  # truncation: no gradient into earlier chunks
-        args = (params, xs, carry, key) if with_key else (params, xs, carry)
-        predictions, carry_out = apply_fn(*args)
-        return loss_fn(predictions, ys), carry_out
-
-    def step(state: TrainState, chunk: StreamChunk) -> tuple[TrainState, dict]:
+    def streamed(state: TrainState, chunk: StreamChunk) -> tuple[TrainState, dict]:
         if state.carry is None:
             raise ValueError(
-                "make_stream_step needs the carry in the state: "
-                "init_state(params, optimizer, key, carry=initial_carry)."
+                "tbptt.stream needs the carry in the state: "
+                "init_state(params, optimizer, carry=initial_carry)."
             )
         xs, ys, reset = chunk
         carry = reset_carry(state.carry, initial_carry, reset, carry_batch_axis)
-        rng, key = jax.random.split(state.rng)
-        (value, carry_out), grads = jax.value_and_grad(loss, has_aux=True)(
-            state.params, xs, ys, carry, key
-        )
-        new_state, metrics = apply_gradients(optimizer, clip, state, rng, value, grads)
-        carry_out = select_tree(metrics["finite"], carry_out, state.carry)
-        return new_state._replace(carry=carry_out), metrics
+        new_state, metrics = step(state._replace(carry=carry), (xs, ys))
+        kept = select_tree(metrics["finite"], new_state.carry, state.carry)
+        return new_state._replace(carry=kept), metrics
 
-    return step
+    return jax.jit(streamed)

@@ -1,8 +1,8 @@
-"""Data-parallel training over every device of the job with `jax.sharding`.
+"""Devices and processes: data-parallel training over every device of the job.
 
 A one-axis `Mesh` named "batch" spans the devices. Batches are split along
 their leading (batch) axis, one slice per device; the training state is
-replicated. The step is the ordinary one from `lstmjax.train`, compiled
+replicated. The step is the ordinary one from `lstmjax.train`, compiled by `shard`
 with these shardings: XLA partitions the computation and inserts the
 all-reduce of the gradient itself, so there is no hand-written collective
 and no multiprocessing. On one device the mesh has one entry and the same
@@ -16,32 +16,37 @@ every process, each process builds only its own rows of the global batch
 a single program over all of them. Only process 0 prints and writes logs in
 `train.fit`; orbax writes each checkpoint once for the whole job.
 
-    mesh = parallel.make_mesh()
-    step = parallel.make_sharded_train_step(apply_fn, loss_fn, optimizer, mesh)
-    state = parallel.replicate(train.init_state(params, optimizer, key), mesh)
-    state, metrics = step(state, parallel.shard_batch((xs, ys), mesh))
+    mesh = distributed.make_mesh()
+    step = distributed.shard(train.make_train_step(apply_fn, loss_fn, optimizer), mesh)
+    state = distributed.place_state(train.init_state(params, optimizer), mesh)
+    state, metrics = step(state, distributed.shard_batch((xs, ys), mesh))
 
 `fit` works with the sharded step too: pass `lambda s: shard_batch(batch_fn(s), mesh)`,
 or with several processes `lambda s: shard_local_batch(local_batches(s), mesh)`.
+A stream shards the same way: `distributed.shard(tbptt.stream(step, c0), mesh,
+carry_batch_axis=1)` with `place_state(state, mesh, carry_batch_axis=1)`.
+
+("Parallel in time", the parallel solvers of `lj.unroll`, is another
+concept; this module is about devices and processes.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import jax
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lstmjax._checks import check_size
 from lstmjax._training.processes import host_array, local_row_range
 from lstmjax._training.processes import initialize as initialize
 from lstmjax._training.processes import is_primary as is_primary
 from lstmjax._training.processes import keyed_shards as keyed_shards
 from lstmjax._training.processes import shard_range as shard_range
-from lstmjax._training.step import ApplyFn, Batch, LossFn, TrainState, train_step_fn
-from lstmjax._training.stream import stream_step_fn
+from lstmjax._training.state import TrainState
+from lstmjax._training.step import Batch, StepFn
 
 BATCH_AXIS = "batch"
 
@@ -160,70 +165,81 @@ def shard_local_batch(local_batch: Batch, mesh: Mesh) -> Batch:
     return jax.tree_util.tree_map(one, local_batch)
 
 
-def make_sharded_train_step(
-    apply_fn: ApplyFn,
-    loss_fn: LossFn,
-    optimizer: optax.GradientTransformation,
-    mesh: Mesh,
-    clip_norm: Optional[float] = None,
-    *,
-    with_key: bool = False,
-) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
-    """`lstmjax.train.make_train_step`, compiled for data parallelism over `mesh`.
+def state_sharding(mesh: Mesh, *, carry_batch_axis: int = 0) -> TrainState:
+    """Shardings of a `TrainState`: replicated, except a stream's carry, split by rows.
 
-    The state comes in and goes out replicated, the batch comes in split
-    along its leading axis (place it with `shard_batch`), and the metrics are
-    replicated. Arguments and metrics are those of `make_train_step`.
+    Each field is one sharding (a pytree prefix of the state), so it fits any
+    parameters, optimizer state and carry; with `carry=None` the state is
+    simply replicated.
+
+    Args:
+      mesh: the mesh (`make_mesh()`).
+      carry_batch_axis: the batch axis of the carry's leaves (0 for a cell's
+        carry `[B, H]`, 1 for a stacked `lj.recurrent` net's `[layers, B, H]`).
     """
-    step = train_step_fn(apply_fn, loss_fn, optimizer, clip_norm, with_key=with_key)
-    return jax.jit(
-        step,
-        in_shardings=(replicated(mesh), batch_sharding(mesh)),
-        out_shardings=(replicated(mesh), replicated(mesh)),
-    )
-
-
-def make_sharded_stream_step(
-    apply_fn: Callable[..., Any],
-    loss_fn: LossFn,
-    optimizer: optax.GradientTransformation,
-    initial_carry: Any,
-    mesh: Mesh,
-    clip_norm: Optional[float] = None,
-    *,
-    carry_batch_axis: int = 0,
-    with_key: bool = False,
-) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
-    """`tbptt.make_stream_step`, compiled for data parallelism over `mesh`.
-
-    The parameters, optimizer state, step and key are replicated; the carry
-    in the state is split along its batch axis like the chunk's rows, so each
-    device keeps the carry of its own rows. Place the initial state with
-    `replicate_stream_state` and each chunk with `shard_batch` (or
-    `shard_local_batch`).
-    """
-    step = stream_step_fn(apply_fn, loss_fn, optimizer, initial_carry, clip_norm,
-                          carry_batch_axis=carry_batch_axis, with_key=with_key)  # fmt: skip
-    state_sharding = stream_state_sharding(initial_carry, mesh, carry_batch_axis)
-    return jax.jit(
-        step,
-        in_shardings=(state_sharding, batch_sharding(mesh)),
-        out_shardings=(state_sharding, replicated(mesh)),
-    )
-
-
-def stream_state_sharding(carry: Any, mesh: Mesh, carry_batch_axis: int = 0) -> TrainState:
-    """Shardings of a stream `TrainState`: replicated, except the carry split along its batch."""
-
-    def split(leaf):
-        spec = [None] * np.ndim(leaf)
-        spec[carry_batch_axis] = BATCH_AXIS
-        return NamedSharding(mesh, PartitionSpec(*spec))
-
+    carry_batch_axis = check_size("carry_batch_axis", carry_batch_axis, minimum=0)
     rep = replicated(mesh)
-    return TrainState(rep, rep, rep, rep, carry=jax.tree_util.tree_map(split, carry))
+    split = NamedSharding(mesh, PartitionSpec(*([None] * carry_batch_axis), BATCH_AXIS))
+    return TrainState(rep, rep, rep, rep, carry=split)
 
 
-def replicate_stream_state(state: TrainState, mesh: Mesh, carry_batch_axis: int = 0) -> TrainState:
-    """Place a stream `TrainState`: replicated, the carry split by rows (see `place`)."""
-    return place(state, stream_state_sharding(state.carry, mesh, carry_batch_axis))
+def shard(step: StepFn, mesh: Mesh, *, carry_batch_axis: int = 0) -> StepFn:
+    """Compile a training step for data parallelism over `mesh`.
+
+    The state comes in and goes out replicated (a stream's carry split along
+    its batch axis, so each device keeps the carry of its own rows), the
+    batch comes in split along its leading axis (place it with
+    `shard_batch`, or `shard_local_batch` with several processes) and the
+    metrics are replicated. XLA partitions the step and inserts the
+    gradient's all-reduce itself.
+
+    Args:
+      step: `(state, batch) -> (state, metrics)`, from
+        `train.make_train_step` or `tbptt.stream(...)` of it.
+      mesh: the mesh (`make_mesh()`).
+      carry_batch_axis: the batch axis of the carry's leaves, for a stream.
+
+    Returns:
+      The jitted step with these shardings; place its first state with
+      `place_state`.
+    """
+    states = state_sharding(mesh, carry_batch_axis=carry_batch_axis)
+    return jax.jit(
+        step,
+        in_shardings=(states, batch_sharding(mesh)),
+        out_shardings=(states, replicated(mesh)),
+    )
+
+
+def place_state(state: TrainState, mesh: Mesh, *, carry_batch_axis: int = 0) -> TrainState:
+    """Place a `TrainState` for `shard(step, mesh)`: replicated, a carry split by rows.
+
+    With several processes, every process must pass the same values (see `place`).
+    """
+    prefix = state_sharding(mesh, carry_batch_axis=carry_batch_axis)
+    shardings = TrainState(
+        *(
+            jax.tree_util.tree_map(lambda _, s=sharding: s, field)
+            for field, sharding in zip(state, prefix, strict=True)
+        )
+    )
+    return place(state, shardings)
+
+
+__all__ = [
+    "BATCH_AXIS",
+    "batch_sharding",
+    "initialize",
+    "is_primary",
+    "keyed_shards",
+    "make_mesh",
+    "place",
+    "place_state",
+    "replicate",
+    "replicated",
+    "shard",
+    "shard_batch",
+    "shard_local_batch",
+    "shard_range",
+    "state_sharding",
+]
