@@ -26,6 +26,7 @@ chaotic transient onto a stable cycle has lambda_1 < 0 from that start.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -49,26 +50,41 @@ class Loop(NamedTuple):
     state: jax.Array  # [..., 3], the state it predicted last
 
 
-def closed_loop_cell(step_fn, params, cell: lj.Cell) -> lj.Cell:
-    """The predictor reading its own output, as a `Cell` (input ignored; params closed over)."""
+@dataclasses.dataclass(frozen=True)
+class ClosedLoop(lj.Cell):
+    """The predictor reading its own output, as a `Cell` (input ignored).
 
-    def recur(_, carry: Loop, px):
-        model, state = step_fn(params, carry.model, carry.state)
+    Its params are the trained predictor's (`step_fn`'s first argument).
+    """
+
+    step_fn: Any  # `(params, carry, state [B, 3]) -> (carry, next state)`
+    cell: lj.Cell  # the predictor's cell
+    output_size: int = 3
+
+    @property
+    def hidden_size(self) -> int:
+        return self.cell.hidden_size
+
+    @property
+    def name(self) -> str:
+        return f"closed-loop {self.cell.name}"
+
+    def init(self, key, input_size):
+        raise NotImplementedError("a closed loop runs a trained predictor's params.")
+
+    def initial_carry(self, batch_shape=()):
+        shape = (batch_shape,) if isinstance(batch_shape, int) else tuple(batch_shape)
+        return Loop(self.cell.initial_carry(shape), jnp.zeros(shape + (3,)))
+
+    def project(self, params, x):
+        return x
+
+    def recur(self, params, carry: Loop, px):
+        model, state = self.step_fn(params, carry.model, carry.state)
         return Loop(model, state), state
 
-    def initial_carry(batch_shape=()):
-        shape = (batch_shape,) if isinstance(batch_shape, int) else tuple(batch_shape)
-        return Loop(cell.initial_carry(shape), jnp.zeros(shape + (3,)))
-
-    return lj.Cell(
-        init=lambda key, n: (),
-        initial_carry=initial_carry,
-        project=lambda p, x: x,
-        recur=recur,
-        hidden_size=cell.hidden_size,
-        output_size=3,
-        name=f"closed-loop {cell.name}",
-    )
+    def output(self, carry: Loop):
+        return carry.state
 
 
 def true_spectrum(key, config: dict) -> dict:
@@ -98,12 +114,14 @@ def model_spectrum(label: str, params, scale, key, config: dict) -> dict:
     states = system_data("lorenz", key, B, warm, config).astype(jnp.float64)
     _, carry = apply_fn(params, states[:, : warm - 1])
     start = Loop(carry, states[:, warm - 1])
-    loop = closed_loop_cell(step_fn, params, cell)
+    loop = ClosedLoop(step_fn, cell)
     xs = jnp.zeros((B, config["model_steps"], 1))
-    spec = dynamics.lyapunov_spectrum(loop, (), xs, start, k=config["k"], warmup=config["warmup"])
+    spec = dynamics.lyapunov_spectrum(
+        loop, params, xs, start, k=config["k"], warmup=config["warmup"]
+    )
 
     def body(c, _):
-        c, y = loop.recur((), c, None)
+        c, y = loop.recur(params, c, None)
         return c, y
 
     one = jax.tree_util.tree_map(lambda a: a[0], start)

@@ -19,6 +19,7 @@ one solve per cell and method at a longer T (1000), with the same parameters.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple, Optional
 
 import jax
@@ -41,21 +42,49 @@ COLORS = {"newton": "C0", "quasi_newton": "C1", "elk": "C2"}
 Y_RANGE = (1e-17, 1e8)  # residual axes; a diverging iterate leaves through the top
 
 
-def traced(cell: lj.Cell) -> lj.Cell:
-    """The same cell whose output at step t is the carry it was given, h_(t-1), raveled.
+@dataclasses.dataclass(frozen=True)
+class Traced(lj.Cell):
+    """`cell` whose output at step t is the carry it was given, h_(t-1), raveled.
 
     A solve's outputs are then the current iterate itself (shifted by one
     step; its last state is the returned carry), not one more step of it;
     the output does not enter the equations the solvers iterate on, so the
-    iterates are those of `cell`.
+    iterates are those of `cell`. (`output` ravels a carry: recur's y_t is
+    `output(carry_(t-1))`, one step behind the contract, on purpose.)
     """
+
+    cell: lj.Cell
+    output_size: int  # the raveled carry's size
+
+    @property
+    def hidden_size(self) -> int:
+        return self.cell.hidden_size
+
+    @property
+    def name(self) -> str:
+        return f"{self.cell.name} (traced)"
+
+    def init(self, key, input_size):
+        return self.cell.init(key, input_size)
+
+    def initial_carry(self, batch_shape=()):
+        return self.cell.initial_carry(batch_shape)
+
+    def project(self, params, x):
+        return self.cell.project(params, x)
+
+    def recur(self, params, carry, px):
+        new, _ = self.cell.recur(params, carry, px)
+        return new, self.output(carry)
+
+    def output(self, carry):
+        return jnp.concatenate(jax.tree_util.tree_leaves(carry), axis=-1)
+
+
+def traced(cell: lj.Cell) -> lj.Cell:
+    """`Traced(cell)`: its outputs are the carries it was given (see `Traced`)."""
     size = sum(leaf.shape[-1] for leaf in jax.tree_util.tree_leaves(cell.initial_carry(())))
-
-    def recur(params, carry, px):
-        new, _ = cell.recur(params, carry, px)
-        return new, jnp.concatenate(jax.tree_util.tree_leaves(carry), axis=-1)
-
-    return cell._replace(recur=recur, output_size=size, name=f"{cell.name} (traced)")
+    return Traced(cell, size)
 
 
 def as_states(cell: lj.Cell, ys: jax.Array, carry):

@@ -66,7 +66,7 @@ def _check_carry_kind(cell: Cell, where: str):
             f"{where}: cell {cell.name!r} outputs {cell.output_size} features but its h has "
             f"{_h(carry).shape[-1]}; zoneout and state noise act on h and need y = h."
         )
-    return [leaf.shape[-1] for leaf in jax.tree_util.tree_leaves(carry)]
+    return tuple(leaf.shape[-1] for leaf in jax.tree_util.tree_leaves(carry))
 
 
 def recurrent_dropout(

@@ -10,30 +10,39 @@ def relu(v):
     return jnp.maximum(v, 0.0)
 
 
-# (id, factory) pairs; factories take a dtype so tests can ask for float64.
+TAUS = (0.3, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # the RK4 CT-RNN's time constants, one per unit
+
+# (id, factory) pairs; factories take a dtype so tests can ask for float64, and a
+# hidden size (each cell's default below) so tests can build a different cell.
 ALL_CELLS = [
-    ("rnn", lambda dtype=jnp.float32: lj.rnn(5, dtype=dtype)),
-    ("rnn_relu", lambda dtype=jnp.float32: lj.rnn(5, activation=relu, dtype=dtype)),
-    ("lstm", lambda dtype=jnp.float32: lj.lstm(5, dtype=dtype)),
-    ("lstm_peephole", lambda dtype=jnp.float32: lj.lstm(5, peephole=True, dtype=dtype)),
-    ("gru", lambda dtype=jnp.float32: lj.gru(5, dtype=dtype)),
-    ("gru_reset_before", lambda dtype=jnp.float32: lj.gru(5, reset_after=False, dtype=dtype)),
-    ("jordan", lambda dtype=jnp.float32: lj.jordan(6, 4, dtype=dtype)),
-    ("lstm_proj", lambda dtype=jnp.float32: lj.lstm(5, proj_size=3, dtype=dtype)),
+    ("rnn", lambda dtype=jnp.float32, hidden=5: lj.rnn(hidden, dtype=dtype)),
+    ("rnn_relu", lambda dtype=jnp.float32, hidden=5: lj.rnn(hidden, activation=relu, dtype=dtype)),
+    ("lstm", lambda dtype=jnp.float32, hidden=5: lj.lstm(hidden, dtype=dtype)),
+    (
+        "lstm_peephole",
+        lambda dtype=jnp.float32, hidden=5: lj.lstm(hidden, peephole=True, dtype=dtype),
+    ),
+    ("gru", lambda dtype=jnp.float32, hidden=5: lj.gru(hidden, dtype=dtype)),
+    (
+        "gru_reset_before",
+        lambda dtype=jnp.float32, hidden=5: lj.gru(hidden, reset_after=False, dtype=dtype),
+    ),
+    ("jordan", lambda dtype=jnp.float32, hidden=6: lj.jordan(hidden, 4, dtype=dtype)),
+    ("lstm_proj", lambda dtype=jnp.float32, hidden=5: lj.lstm(hidden, proj_size=3, dtype=dtype)),
     # The layer-normalised LSTM is not here: LN amplifies round-off by 1/std of
     # what it normalises, and its float32 error (1.1e-6 after 7 steps) and
     # bfloat16 gradients exceed these suites' tolerances. test_layer_norm.py
     # runs the same checks on it at its own stated tolerances.
-    ("gru_ln", lambda dtype=jnp.float32: lj.gru(5, layer_norm=True, dtype=dtype)),
-    ("ctrnn", lambda dtype=jnp.float32: lj.ctrnn(5, tau=0.5, dt=0.2, dtype=dtype)),
+    ("gru_ln", lambda dtype=jnp.float32, hidden=5: lj.gru(hidden, layer_norm=True, dtype=dtype)),
+    ("ctrnn", lambda dtype=jnp.float32, hidden=5: lj.ctrnn(hidden, tau=0.5, dt=0.2, dtype=dtype)),
     (
         "ctrnn_rk4",
-        lambda dtype=jnp.float32: lj.ctrnn(
-            5, tau=[0.3, 0.5, 1.0, 2.0, 4.0], dt=0.2, integrator="rk4", dtype=dtype
+        lambda dtype=jnp.float32, hidden=5: lj.ctrnn(
+            hidden, tau=list(TAUS[:hidden]), dt=0.2, integrator="rk4", dtype=dtype
         ),
     ),
-    ("min_gru", lambda dtype=jnp.float32: lj.min_gru(5, dtype=dtype)),
-    ("min_lstm", lambda dtype=jnp.float32: lj.min_lstm(5, dtype=dtype)),
+    ("min_gru", lambda dtype=jnp.float32, hidden=5: lj.min_gru(hidden, dtype=dtype)),
+    ("min_lstm", lambda dtype=jnp.float32, hidden=5: lj.min_lstm(hidden, dtype=dtype)),
 ]
 CELL_IDS = [name for name, _ in ALL_CELLS]
 CELL_FACTORIES = [factory for _, factory in ALL_CELLS]

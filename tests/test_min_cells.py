@@ -66,7 +66,7 @@ def test_step_scan_and_parallel_pass_equal_the_numpy_equations(name):
     for method in ("scan", "auto", "affine"):
         np.testing.assert_allclose(lj.unroll(cell, params, xs, method=method)[0], want, rtol=1e-12)
     for algorithm in ("blocked", "associative", "sequential", "log"):
-        ys = lj.unroll(cell, params, xs, method="affine", affine_algorithm=algorithm)[0]
+        ys = lj.unroll(cell, params, xs, method=lj.Affine(algorithm=algorithm))[0]
         np.testing.assert_allclose(ys, want, rtol=1e-10)
 
 
@@ -112,7 +112,7 @@ def test_chunked_pass_and_its_derivatives_equal_the_scan(name, chunk):
         ys, last = lj.unroll(cell, p, x, c, reverse=True, **kw, **method)
         return jnp.sum(jnp.sin(ys)) + jnp.sum(last**2)
 
-    affine = dict(method="affine", affine_chunk=chunk)
+    affine = dict(method=lj.Affine(chunk=chunk))
     got = lj.unroll(cell, params, xs, carry, reverse=True, **kw, **affine)
     want = lj.unroll(cell, params, xs, carry, reverse=True, **kw, method="scan")
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
@@ -164,8 +164,8 @@ def test_a_linear_cell_whose_output_is_not_its_carry_takes_the_output_pass():
     # the exact pass must evaluate `recur` for the outputs, not return the states.
     base, params, xs = setup("min_gru", T=13)
     cell = TanhOutput(base)
-    kw = dict(lengths=jnp.array([13, 6]), affine_chunk=4)
-    got = lj.unroll(cell, params, xs, method="affine", **kw)
-    want = lj.unroll(cell, params, xs, method="scan", lengths=kw["lengths"])
+    lengths = jnp.array([13, 6])
+    got = lj.unroll(cell, params, xs, method=lj.Affine(chunk=4), lengths=lengths)
+    want = lj.unroll(cell, params, xs, method="scan", lengths=lengths)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
