@@ -19,7 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax._arrays import is_concrete, is_tracer, path_name, row  # noqa: F401 (re-exported)
+
+def _is_tracer(x) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
 
 MAX_LISTED = 5  # offenders named in a value error; the rest are counted
 
@@ -135,7 +138,7 @@ def check_param_dtype(dtype, name: str = "dtype"):
 
 def as_array(x, name: str):
     """`x` as an array; a list or tuple of numbers is converted, anything else is refused."""
-    if isinstance(x, (jax.Array, np.ndarray, np.generic)) or is_tracer(x):
+    if isinstance(x, (jax.Array, np.ndarray, np.generic)) or _is_tracer(x):
         return x
     if isinstance(x, (list, tuple, numbers.Number)):
         try:
@@ -220,7 +223,7 @@ def check_lengths(lengths, batch: int, time: int, where: str = "unroll", name: s
         raise TypeError(
             f"{where}: {name} must be an integer array; got dtype {jnp.result_type(lengths)}."
         )
-    if is_concrete(lengths):
+    if not _is_tracer(lengths):
         values = np.asarray(lengths)
         bad = (values < 0) | (values > time)
         if bad.any():
@@ -260,7 +263,7 @@ def check_token_ids(ids, vocab_size: int, where: str, name: str = "ids"):
     dtype = jnp.result_type(ids)
     if not jnp.issubdtype(dtype, jnp.integer):
         raise TypeError(f"{where}: {name} must be integer token ids; got dtype {dtype}.")
-    if is_concrete(ids) and jnp.size(ids):
+    if not _is_tracer(ids) and jnp.size(ids):
         values = np.asarray(ids)
         bad = (values < 0) | (values >= vocab_size)
         if bad.any():
@@ -277,7 +280,7 @@ def check_temperature(temperature) -> None:
     A traced one cannot be inspected; `generate.sample_logits` then returns
     `INVALID_TOKEN` for a NaN or negative one.
     """
-    if is_concrete(temperature):
+    if not _is_tracer(temperature):
         value = check_real("temperature", temperature)
         if value < 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature!r}.")
@@ -298,7 +301,7 @@ def check_time_constant(name: str, value, size: int) -> np.ndarray:
         if v <= 0:
             raise ValueError(f"{name} must be > 0; got {value!r}.")
         return np.asarray(v, np.float64)
-    if is_tracer(value):
+    if _is_tracer(value):
         raise TypeError(f"{name} must be a concrete number or array (it fixes the dynamics).")
     array = np.asarray(value)
     if array.shape != (size,):

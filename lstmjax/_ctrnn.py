@@ -25,8 +25,8 @@ from lstmjax._initializers import (
     default_kernel_init,
     default_recurrent_init,
 )
+from lstmjax._integrators import rk4_step
 from lstmjax._typing import Array, Initializer
-from lstmjax.tasks import rk4_step
 
 INTEGRATORS = ("euler", "rk4")
 

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from lstmjax._arrays import row
 from lstmjax._cell import Array
 from lstmjax._checks import (
     as_array,
@@ -18,7 +19,6 @@ from lstmjax._checks import (
     check_param_dtype,
     check_size,
     check_token_ids,
-    row,
 )
 from lstmjax._initializers import default_bias_init, default_kernel_init
 

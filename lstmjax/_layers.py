@@ -9,13 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._cell import Array, Carry, Cell, Params, check_cell, check_params
-from lstmjax._checks import (
-    check_bool,
-    check_key,
-    check_rate,
-    check_real,
-    check_size,
-)
+from lstmjax._checks import check_bool, check_key, check_rate, check_real, check_size
 from lstmjax._methods import as_method
 from lstmjax._recurrent_dropout import recurrent_dropout as _recurrent_dropout
 from lstmjax._unroll import MethodArg
