@@ -117,7 +117,7 @@ def column_blocks(params: Params) -> Params:
     are not split across threads, and more blocks only add kernels), and
     so are matrices over four blocks' worth: their adds are large enough
     for the thread split to pay.
-    Measured with `experiments/benchmark.py --variants fused-accumulation`.
+    Measured with `benchmarks/benchmark.py --variants fused-accumulation`.
     """
 
     def split(a):

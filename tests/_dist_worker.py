@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 
@@ -54,7 +53,6 @@ ARGS = parse()
 # Must precede the first import of jax: the devices are fixed when XLA starts.
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={ARGS.devices}"
 os.environ["JAX_PLATFORMS"] = "cpu"
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

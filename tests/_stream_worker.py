@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax
 import numpy as np

@@ -5,7 +5,7 @@ elements) in column blocks, so that the per-step gradient adds stay on one
 thread (see `lstmjax._scan.column_blocks`). The conformance suite uses
 small cells, whose matrices are never cut; here the hidden sizes are chosen
 so that they are, and the results and gradients are compared, in float64 at
-1e-12 relative, against the same `unroll` with the blocks turned off (`column_blocks=False`).
+1e-12 relative, against the same `unroll` with the blocks turned off (`lj.Scan(column_blocks=False)`).
 """
 
 import jax
@@ -62,7 +62,9 @@ def test_same_outputs_and_gradients(name):
     lengths = jnp.array([T, 2, 0])
 
     def loss(params, xs, split):
-        ys, carry = lj.unroll(cell, params, xs, lengths=lengths, column_blocks=split)
+        ys, carry = lj.unroll(
+            cell, params, xs, lengths=lengths, method=lj.Scan(column_blocks=split)
+        )
         leaves = jax.tree_util.tree_leaves(carry)
         return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(leaf**2) for leaf in leaves)
 
