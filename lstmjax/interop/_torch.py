@@ -98,11 +98,12 @@ def _cell_for(mode: str, hidden_size: int, dtype, proj_size: int = 0) -> Cell:
     return gru(hidden_size, reset_after=True, dtype=dtype)
 
 
-# Equal configurations give equal cells (a cell is a value), but a
-# `Recurrent` net is still a bundle of closures, compared by identity: so
-# modules of one configuration share one cached net, and `jax.jit(net.apply)`
-# compiles once for all of them (jit caches by function identity). The cache
-# can go when nets, too, are values.
+# Equal configurations give equal nets (cells and nets are values), but a
+# bound method compares its object by identity (`net1.apply != net2.apply`
+# for equal nets), and `jax.jit(net.apply)` caches by that method: so modules
+# of one configuration share one cached net, and `jax.jit(net.apply)` compiles
+# once for all of them. (`jax.jit(f, static_argnums=...)` over the net itself
+# would need no cache.)
 @functools.lru_cache(maxsize=64)
 def _net_for(
     mode: str,
