@@ -124,7 +124,8 @@ def solvers(cell: lj.Cell) -> Solvers:
     def solve(method):
         def whole(params, xs):
             T = xs.shape[1]
-            return lj.unroll_parallel(cell, params, xs, method=SOLVERS[method](max_iters=T, tol=TOL))[2]
+            solver = SOLVERS[method](max_iters=T, tol=TOL)
+            return lj.unroll_parallel(cell, params, xs, method=solver)[2]
 
         return jax.jit(whole)
 

@@ -3,6 +3,7 @@
 - `row`: a vector shaped to broadcast against a batch, written out because
   the tests run with `jax_numpy_rank_promotion="raise"`;
 - `is_tracer` / `is_concrete`: whether values can be inspected now;
+- `ravel` / `unraveler`: a carry's leaves `[..., n_i]` as one vector and back;
 - `path_parts`, `path_name`, `group_norms`: the one naming of pytree leaves
   (`params.w_h` in messages, `w_h` or `0/forward/w_x` as metric names).
 """
@@ -57,3 +58,20 @@ def group_norms(tree: Any, depth: Optional[int] = 1, bare: str = "all") -> dict[
         name = "/".join(path_parts(path if depth is None else path[:depth])) or bare
         squares[name] = squares.get(name, 0.0) + jnp.sum(jnp.square(leaf))
     return {name: jnp.sqrt(s) for name, s in squares.items()}
+
+
+def ravel(carry: Any) -> jax.Array:
+    """A carry's leaves `[..., n_i]` as one vector `[..., N]`, N = sum n_i (LSTM: `[h, c]`)."""
+    return jnp.concatenate(jax.tree_util.tree_leaves(carry), axis=-1)
+
+
+def unraveler(template: Any):
+    """The inverse of `ravel` for carries shaped like `template` (leaves `[..., n_i]`)."""
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    sizes = [leaf.shape[-1] for leaf in leaves]
+    cuts = [sum(sizes[: k + 1]) for k in range(len(sizes) - 1)]
+
+    def unravel(v: jax.Array) -> Any:
+        return treedef.unflatten(jnp.split(v, cuts, axis=-1))
+
+    return unravel

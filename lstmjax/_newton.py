@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._affine_scan import ALGORITHMS, affine_scan, default_algorithm, entering
+from lstmjax._arrays import ravel, unraveler
 from lstmjax._cell import Cell
 from lstmjax._checks import check_size
 from lstmjax._sequence import Sequences, masked_recur
@@ -193,22 +194,6 @@ class QuasiNewton(Solver):
 
 
 # --- the carry as one vector per sequence -------------------------------------------
-
-
-def ravel(carry: Carry) -> Array:
-    """Leaves `[..., n_i]` -> `[..., N]`, N = sum n_i."""
-    return jnp.concatenate(jax.tree_util.tree_leaves(carry), axis=-1)
-
-
-def unraveler(carry0: Carry):
-    leaves, treedef = jax.tree_util.tree_flatten(carry0)
-    sizes = [leaf.shape[-1] for leaf in leaves]
-    cuts = [sum(sizes[: k + 1]) for k in range(len(sizes) - 1)]
-
-    def unravel(v: Array) -> Carry:
-        return treedef.unflatten(jnp.split(v, cuts, axis=-1))
-
-    return unravel
 
 
 # --- the masked step and its Jacobians ------------------------------------------------

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax import _methods, _newton, _sequence
+from lstmjax._arrays import ravel
 from lstmjax._cell import Cell, check_carry, check_cell, check_params
 from lstmjax._checks import (
     as_array,
@@ -193,6 +194,6 @@ def unroll_parallel(
         )
         init = check_carry(init, expected, f"{where} (init)", "init")
         dtype = jax.tree_util.tree_leaves(seq.carry0)[0].dtype
-        guess = _newton.ravel(jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init))
+        guess = ravel(jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init))
     ys_t, carry, info = strategy.run(cell, params, seq, guess)
     return _sequence.finish(ys_t, lengths, reverse, time_major), carry, info

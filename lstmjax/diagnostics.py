@@ -9,9 +9,8 @@ Conventions shared by the functions below:
     the final carry, and `carry_t` is what step t + 1 reads.
   * The distance from the end is k = T - 1 - t, so index `[:, T - 1 - k]`
     of a `[B, T]` result is the value k steps back.
-  * Every lstmjax cell's output is a function of its new carry: the carry
-    itself (RNN, GRU, Jordan) or its `h` field (LSTM). `output_of` encodes
-    this; pass `output_fn` for a cell of your own where it does not hold.
+  * Every cell's output is a function of its new carry, `cell.output(carry)`
+    (the carry itself for the RNN, GRU and Jordan, its `h` field for the LSTM).
 """
 
 from __future__ import annotations
@@ -21,9 +20,8 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from lstmjax._arrays import group_norms
+from lstmjax._arrays import group_norms, ravel, unraveler
 from lstmjax._cell import Array, Carry, Cell, Params
 
 LossFn = Callable[[Array], Array]  # ys [B, T, O] -> per-example losses [B]
@@ -48,26 +46,6 @@ class CarryGradNorms(NamedTuple):
     fields_mean: Any
 
 
-def output_of(carry: Carry) -> Array:
-    """The output y_t of an lstmjax cell, read from its new carry.
-
-    Args:
-      carry: an array `[..., H]` (RNN, GRU, Jordan: y is the carry) or a
-        NamedTuple with an `h` field (`LSTMCarry`: y is h).
-
-    Returns:
-      `[..., output_size]`.
-    """
-    if hasattr(carry, "h"):
-        return carry.h
-    if isinstance(carry, jax.Array | np.ndarray):
-        return carry
-    raise TypeError(
-        "output_of: expected an array carry or a NamedTuple with an `h` field; got "
-        f"{type(carry).__name__}. Pass output_fn=... for this cell."
-    )
-
-
 def _time_major_inputs(cell: Cell, params: Params, xs: Array, carry: Optional[Carry]):
     """Input projections `[T, B, G*H]` and the initial carry (zeros if None)."""
     if jnp.ndim(xs) != 3:
@@ -81,7 +59,7 @@ def _time_major_inputs(cell: Cell, params: Params, xs: Array, carry: Optional[Ca
     return pxs, carry
 
 
-def _probed_outputs(cell, params, pxs, carry, probes, output_fn):
+def _probed_outputs(cell, params, pxs, carry, probes):
     """Run the cell, adding `probes[t]` to the carry right after step t.
 
     Returns ys `[B, T, O]` computed from the probed carries, so the gradient
@@ -93,7 +71,7 @@ def _probed_outputs(cell, params, pxs, carry, probes, output_fn):
         px, eps = inputs
         c, _ = cell.recur(params, c, px)
         c = jax.tree_util.tree_map(jnp.add, c, eps)
-        return c, output_fn(c)
+        return c, cell.output(c)
 
     _, ys = jax.lax.scan(body, carry, (pxs, probes))
     return jnp.swapaxes(ys, 0, 1)
@@ -110,8 +88,6 @@ def carry_grad_norms(
     xs: Array,
     loss_fn: LossFn,
     carry: Optional[Carry] = None,
-    *,
-    output_fn: Callable[[Carry], Array] = output_of,
 ) -> CarryGradNorms:
     """||dL_b / d carry_t|| for every step t and every example b, in one backward pass.
 
@@ -129,7 +105,6 @@ def carry_grad_norms(
         gradient of the summed loss at example b's carry is the gradient of
         L_b alone; a batch-mean loss would only scale everything by 1/B.
       carry: initial carry with leading axis B; None means zeros.
-      output_fn: carry -> output; the default suits every lstmjax cell.
 
     Returns:
       `CarryGradNorms` (`combined` `[B, T]`, per-field norms, batch means).
@@ -139,7 +114,7 @@ def carry_grad_norms(
     probes = jax.tree_util.tree_map(lambda c: jnp.zeros((T,) + c.shape, c.dtype), carry)
 
     def total_loss(eps):
-        losses = loss_fn(_probed_outputs(cell, params, pxs, carry, eps, output_fn))
+        losses = loss_fn(_probed_outputs(cell, params, pxs, carry, eps))
         if jnp.shape(losses) != (xs.shape[0],):
             raise ValueError(
                 f"loss_fn must return one loss per example, shape ({xs.shape[0]},); "
@@ -160,21 +135,12 @@ def carry_grad_norms(
 
 def _flat_step(cell: Cell, params: Params, template: Carry):
     """One step as a map of flat vectors: (carry `[D]`, px) -> carry `[D]`, one example."""
-    leaves, treedef = jax.tree_util.tree_flatten(template)
-    sizes = [leaf.shape[-1] for leaf in leaves]
-    cuts = list(np.cumsum(sizes)[:-1])
+    unravel = unraveler(template)
 
     def step(v: Array, px: Array) -> Array:
-        c = jax.tree_util.tree_unflatten(treedef, jnp.split(v, cuts))
-        new, _ = cell.recur(params, c, px)
-        return jnp.concatenate(jax.tree_util.tree_leaves(new))
+        return ravel(cell.recur(params, unravel(v), px)[0])
 
     return step
-
-
-def _flatten_carry(carry: Carry) -> Array:
-    """Carry with leaves `[B, D_i]` -> `[B, sum D_i]` (LSTM: `[h, c]`)."""
-    return jnp.concatenate(jax.tree_util.tree_leaves(carry), axis=-1)
 
 
 class JacobianProducts(NamedTuple):
@@ -243,7 +209,7 @@ def jacobian_products(
     pxs, carry = _time_major_inputs(cell, params, xs, carry)
     template = jax.tree_util.tree_map(lambda c: c[0], carry)
     step = _flat_step(cell, params, template)
-    flat = _flatten_carry(carry)
+    flat = ravel(carry)
     B, D = flat.shape
     vectors = jnp.asarray(vectors, flat.dtype)
     if vectors.ndim == 2:
@@ -307,7 +273,7 @@ def jacobian_norms(
     step = _flat_step(cell, params, template)
     jac_step = jax.vmap(jax.jacrev(step, argnums=0))  # ([B, D], [B, P]) -> [B, D, D]
 
-    before = _visited(step, _flatten_carry(carry), pxs)  # before[s] = carry_{s-1}
+    before = _visited(step, ravel(carry), pxs)  # before[s] = carry_{s-1}
     jacs = jax.vmap(jac_step)(before, pxs)  # [T, B, D, D], jacs[s] = J_s
     B, D = jacs.shape[1], jacs.shape[-1]
     eye = jnp.broadcast_to(jnp.eye(D, dtype=jacs.dtype), (B, D, D))
@@ -363,3 +329,15 @@ def param_group_grad_norms(
       A dict from group name to a scalar norm, in pytree order.
     """
     return group_norms(grads, depth, bare)
+
+
+__all__ = [
+    "CarryGradNorms",
+    "JacobianProducts",
+    "carry_grad_norms",
+    "jacobian_norms",
+    "jacobian_products",
+    "param_group_grad_norms",
+    "spectral_norm",
+    "spectral_radius",
+]

@@ -30,8 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lstmjax._arrays import ravel
 from lstmjax._cell import Array, Carry, Cell, Params, batch_shape_tuple, check_size
-from lstmjax.diagnostics import _flat_step, _flatten_carry, _time_major_inputs, jacobian_products
+from lstmjax.diagnostics import _flat_step, _time_major_inputs, jacobian_products
 
 
 class LyapunovSpectrum(NamedTuple):
@@ -227,7 +228,7 @@ def _flat_starts(cell: Cell, starts: Carry) -> Array:
         raise ValueError(
             f"starts' leaves must be [S, D_i]; got shapes {[jnp.shape(v) for v in leaves]}."
         )
-    flat = _flatten_carry(starts)
+    flat = ravel(starts)
     if flat.shape[-1] != carry_size(cell):
         raise ValueError(
             f"{cell.name}: starts hold states of size {flat.shape[-1]}; the flat carry has "
@@ -356,3 +357,15 @@ def fixed_points(
         kind=tuple(_kind(np.abs(e)) for e in eig),
         candidate_speed=speed,
     )
+
+
+__all__ = [
+    "FixedPoints",
+    "LyapunovSpectrum",
+    "MapCell",
+    "carry_size",
+    "fixed_points",
+    "lyapunov_spectrum",
+    "map_cell",
+    "speed_minima",
+]

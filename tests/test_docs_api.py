@@ -90,12 +90,24 @@ def _public_names(module_name: str) -> tuple[set[str], set[str]]:
     return _defined(tree) | reexports, reexports
 
 
-def test_all_lists_exactly_the_reexports():
+def test_all_lists_exactly_the_reexports_and_the_public_modules():
     tree = _source(lstmjax)
-    assert sorted(lstmjax.__all__) == sorted(_reexports(tree)), (
-        "lstmjax.__all__ must list every name lstmjax/__init__.py re-exports, and only those"
+    modules = {name.split(".")[1] for name in _public_submodules()}
+    assert sorted(lstmjax.__all__) == sorted(_reexports(tree) | modules), (
+        "lstmjax.__all__ must list every name lstmjax/__init__.py re-exports and every "
+        "public module (an attribute loaded on first use), and only those"
     )
     assert len(set(lstmjax.__all__)) == len(lstmjax.__all__)
+
+
+def test_every_public_module_is_an_attribute_and_defines_all():
+    for module_name in _public_submodules():
+        short = module_name.split(".")[1]
+        if "." in module_name.removeprefix("lstmjax."):
+            continue  # lstmjax.interop.x and the like: reached through their parent
+        module = getattr(lstmjax, short)
+        assert module.__name__ == module_name
+        assert isinstance(getattr(module, "__all__", None), list), f"{module_name}: no __all__"
 
 
 def test_every_top_level_name_has_a_reference_entry():
