@@ -66,9 +66,9 @@ def lstmjax_loops(s: Shape, batches: list, steps: int) -> dict[str, Callable[[],
         hs, _ = lj.unroll(cell, params[0], xs)
         return head.apply(params[1], hs[:, -1])
 
-    optimizer = optax.adam(LEARNING_RATE)
-    step = train.make_train_step(apply_fn, losses.mse, optimizer, clip_norm=CLIP_NORM)
-    state0 = train.init_state(params, optimizer, jax.random.PRNGKey(2))
+    optimizer = optax.chain(optax.clip_by_global_norm(CLIP_NORM), optax.adam(LEARNING_RATE))
+    step = train.make_train_step(apply_fn, losses.mse, optimizer)
+    state0 = train.init_state(params, optimizer, key=jax.random.PRNGKey(2))
 
     def batch_fn(i):
         return batches[i % len(batches)]

@@ -85,7 +85,7 @@ def measure(name: str, T: int, methods) -> list[dict]:
                 params, xs
             )
             iters = int(info.iterations)
-        if method in ("scan", "gru_scan"):
+        if method == "scan":
             base = {"inference": t_inf, "train": t_train}
         rows.append(
             {
@@ -113,21 +113,20 @@ def min_cell_target(T: int, quick: bool = False) -> dict:
     associative and blocked scans, and the min cells' own sequential scan.
     """
     xs = jax.random.normal(jax.random.PRNGKey(1), (B, T, I))
-    runs = {"gru/scan": ("gru", {})}
+    runs = {"gru/scan": ("gru", lj.Scan())}
     for name in ("min_gru",) if quick else ("min_gru", "min_lstm"):
-        affine = {"method": "affine"}
         runs |= {
-            f"{name}/auto": (name, {}),
-            f"{name}/affine/one_pass": (name, affine | {"affine_chunk": T}),
-            f"{name}/affine/associative": (name, affine | {"affine_algorithm": "associative"}),
-            f"{name}/affine/blocked": (name, affine | {"affine_algorithm": "blocked"}),
-            f"{name}/scan": (name, {"method": "scan"}),
+            f"{name}/auto": (name, "auto"),
+            f"{name}/affine/one_pass": (name, lj.Affine(chunk=T)),
+            f"{name}/affine/associative": (name, lj.Affine(algorithm="associative")),
+            f"{name}/affine/blocked": (name, lj.Affine(algorithm="blocked")),
+            f"{name}/scan": (name, lj.Scan()),
         }
     steps = {}
-    for label, (name, kw) in runs.items():
+    for label, (name, method) in runs.items():
         cell = CELLS[name](H)
         params = cell.init(jax.random.PRNGKey(0), I)
-        loss = lambda p, x, c=cell, k=kw: jnp.mean(lj.unroll(c, p, x, **k)[0] ** 2)  # noqa: E731
+        loss = lambda p, x, c=cell, m=method: jnp.mean(lj.unroll(c, p, x, method=m)[0] ** 2)  # noqa: E731
         steps[label] = (jax.jit(jax.grad(loss)), params)
     times = interleaved_best(steps, xs)
     gru = times["gru/scan"]

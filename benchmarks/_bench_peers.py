@@ -62,10 +62,6 @@ def lstmjax_cell(cell: str, hidden: int) -> lj.Cell:
     return {"rnn": lj.rnn, "gru": lj.gru, "lstm": lj.lstm}[cell](hidden)
 
 
-def last_h(carry) -> jax.Array:
-    return carry.h if isinstance(carry, lj.LSTMCarry) else carry
-
-
 def _plain_lstm(params, carry, px):
     """The LSTM step (no peephole) in plain code: `i, f, g, o` gates on `px + h W_h`."""
     zi, zf, zg, zo = jnp.split(px + carry.h @ params.w_h, 4, axis=-1)
@@ -124,24 +120,18 @@ def lstmjax_model(
 
         def plain(params, xs):
             ys, carry = autodiff_forward(cell, params, xs)
-            return ys, last_h(carry)
+            return ys, c.output(carry)
 
         return JaxModel(lambda key: c.init(key, s.inputs), plain, contextlib.nullcontext)
 
     projection = "auto" if hoist is None else ("hoisted" if hoist else "per_step")
     blocks = "auto" if split is None else split
 
+    method = lj.Scan(unroll=unroll, remat=remat, projection=projection, column_blocks=blocks)
+
     def forward(params, xs):
-        ys, carry = lj.unroll(
-            c,
-            params,
-            xs,
-            unroll=unroll,
-            remat=remat,
-            projection=projection,
-            column_blocks=blocks,
-        )
-        return ys, last_h(carry)
+        ys, carry = lj.unroll(c, params, xs, method=method)
+        return ys, c.output(carry)
 
     return JaxModel(lambda key: c.init(key, s.inputs), forward, contextlib.nullcontext)
 

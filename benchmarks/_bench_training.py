@@ -1,13 +1,18 @@
-"""Timing of the training layouts of issue 13: ensembles in one process, and processes.
+"""Timing of the training layouts: a population in one process, and processes.
 
     python benchmarks/_bench_training.py ensemble [--rounds 5] [--steps 10]
     python benchmarks/_bench_training.py processes [--max-processes 4]
 
-`ensemble`: 8 LSTM regressors (H=64, B=64, T=50, adding problem), trained
-(a) one after another, each by its own `make_train_step` (the sequential
-runs), and (b) at once by `make_ensemble_step` in each layout. Rounds
-alternate between the variants, and the median time of each is reported as
-a ratio: sequential time / ensemble time (above 1: the ensemble is faster).
+`ensemble`: 8 LSTM regressors (H=64, B=64, T=50, adding problem, Adam with
+a learning rate per member through `optax.inject_hyperparams`), trained
+(a) one after another by the one `make_train_step` (the sequential runs,
+each from `train.member_state` of the population), and (b) at once, the
+population being `jax.vmap` of `init_state`, by the two population steps:
+`jax.vmap(step, in_axes=(0, None))` ("vmap", batched matmuls) and
+`train.ensemble(step)` ("ensemble", a `jax.lax.map` over the members).
+Rounds alternate between the variants, and the median time of each is
+reported as a ratio: sequential time / population time (above 1: the
+population step is faster).
 
 `processes`: the same data-parallel job (`tests/_dist_worker.py bench`) on
 1, 2 and 4 processes of one forced host device each, global batch fixed;
@@ -55,38 +60,39 @@ def bench_ensemble(rounds: int, steps: int) -> dict:
     batch = tasks.adding_problem(jax.random.key(3), BATCH, LENGTH)
     rates = jnp.array([1e-3 * (m + 1) for m in range(MEMBERS)])
 
-    def factory(learning_rate):
-        return optax.adam(learning_rate)
+    # Each member's learning rate lives in its optimizer state, so one step
+    # (one compilation) serves every member, alone or as a population.
+    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
 
-    singles = []
-    for m in range(MEMBERS):
-        params_key, state_key = train.member_seed_keys(m)
-        optimizer = optax.adam(float(rates[m]))
-        singles.append((train.make_train_step(apply, mse, optimizer),
-                        train.init_state(init(params_key), optimizer, state_key)))  # fmt: skip
-    population = train.init_ensemble(init, factory, range(MEMBERS), {"learning_rate": rates})
-    hyper = {"learning_rate": rates}
-    ensembles = {
-        layout: train.make_ensemble_step(apply, mse, factory, hyper, layout=layout)
-        for layout in ("vmap", "map")
+    def member(key, learning_rate):
+        params_key, state_key = jax.random.split(key)
+        adam = optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+        return train.init_state(init(params_key), adam, key=state_key)
+
+    population = jax.vmap(member)(jax.random.split(jax.random.key(0), MEMBERS), rates)
+    step = train.make_train_step(apply, mse, optimizer)
+    singles = [train.member_state(population, m) for m in range(MEMBERS)]
+    populations = {
+        "vmap": jax.jit(jax.vmap(step, in_axes=(0, None))),
+        "ensemble": train.ensemble(step),
     }
 
     def run_sequential():
-        for step, state in singles:
+        for state in singles:
             for _ in range(steps):
                 state, metrics = step(state, batch)
             jax.block_until_ready(metrics)
 
-    def runner(step):
+    def runner(population_step):
         def run():
             state = population
             for _ in range(steps):
-                state, metrics = step(state, batch)
+                state, metrics = population_step(state, batch)
             jax.block_until_ready(metrics)
 
         return run
 
-    variants = {"sequential": run_sequential, **{k: runner(s) for k, s in ensembles.items()}}
+    variants = {"sequential": run_sequential, **{k: runner(s) for k, s in populations.items()}}
     for run in variants.values():
         run()  # compile and warm up
     times = {name: [] for name in variants}
@@ -101,7 +107,7 @@ def bench_ensemble(rounds: int, steps: int) -> dict:
         "steps": steps, "rounds": rounds,
         "median_s": median,
         "speedup_vs_sequential": {
-            k: median["sequential"] / median[k] for k in ensembles
+            k: median["sequential"] / median[k] for k in populations
         },
     }  # fmt: skip
 
