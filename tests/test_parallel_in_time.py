@@ -13,6 +13,7 @@ import lstmjax as lj
 from tests.cell_zoo import CELL_FACTORIES, CELL_IDS, INPUT_SIZE
 
 SOLVERS = ["newton", "quasi_newton", "elk"]
+SOLVER_OBJECTS = {"newton": lj.Newton, "quasi_newton": lj.QuasiNewton, "elk": lj.ELK}
 B, T = 3, 8
 LENGTHS = jnp.array([8, 5, 0])
 RESETS = jnp.zeros((B, T), bool).at[0, 4].set(True).at[1, 2].set(True)
@@ -80,7 +81,7 @@ def test_newton_reaches_the_scan_within_t_iterations_from_a_bad_guess(method):
     params = params._replace(w_h=3.0 * params.w_h)  # strongly non-linear
     init = jnp.full((T, B, 5), 7.0)
     ys, carry, info = lj.unroll_parallel(
-        cell, params, xs, init=init, method=SOLVERS[method](max_iters=T, tol=1e-13)
+        cell, params, xs, init=init, method=SOLVER_OBJECTS[method](max_iters=T, tol=1e-13)
     )
     assert int(info.iterations) <= T and bool(info.converged)
     close((ys, carry), lj.unroll(cell, params, xs, method="scan"))
@@ -119,7 +120,7 @@ def test_a_nan_iterate_never_counts_as_converged(method):
     init = jnp.full((6, 2, 4), jnp.nan)
     solve = jax.jit(
         lambda p, k: lj.unroll_parallel(
-            cell, p, xs, method=SOLVERS[method](max_iters=k), init=init
+            cell, p, xs, method=SOLVER_OBJECTS[method](max_iters=k), init=init
         ),
         static_argnums=1,
     )
