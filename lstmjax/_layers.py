@@ -210,8 +210,8 @@ class Recurrent:
                     f"got {sorted(leading)}."
                 )
         inside = dict(
-            input_rate=self.input_dropout,
-            recurrent_rate=self.recurrent_dropout,
+            input_dropout=self.input_dropout,
+            recurrent_dropout=self.recurrent_dropout,
             zoneout=self.zoneout,
             state_noise=self.state_noise,
         )
@@ -230,7 +230,7 @@ class Recurrent:
                     # dropout draws the same masks with these options or not.
                     sub = None if key is None else jax.random.fold_in(key, 1 + 2 * layer + d)
                     run_cell, run_params, run_xs = _recurrent_dropout(
-                        self.cell, dir_params, h, sub, time_major=self.time_major, **inside
+                        self.cell, dir_params, h, key=sub, time_major=self.time_major, **inside
                     )
                 o, c = unroll_cell(
                     run_cell,

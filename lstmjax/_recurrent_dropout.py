@@ -1,6 +1,6 @@
 """Dropout inside the recurrence: variational (same-mask) dropout, zoneout, state noise.
 
-    cell', params', xs' = recurrent_dropout(cell, params, xs, key, recurrent_rate=0.25)
+    cell', params', xs' = recurrent_dropout(cell, params, xs, key=key, recurrent_dropout=0.25)
     ys, carry = lj.unroll(cell', params', xs', lengths=lengths)   # any unroll option
 
 `lj.recurrent(..., input_dropout=, recurrent_dropout=, zoneout=, state_noise=)`
@@ -73,10 +73,10 @@ def recurrent_dropout(
     cell: Cell,
     params: Params,
     xs: Array,
-    key: Optional[jax.Array] = None,
     *,
-    input_rate: float = 0.0,
-    recurrent_rate: float = 0.0,
+    key: Optional[jax.Array] = None,
+    input_dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
     zoneout: float = 0.0,
     state_noise: float = 0.0,
     time_major: bool = False,
@@ -84,10 +84,10 @@ def recurrent_dropout(
     """`(cell, params, xs)` with dropout inside the recurrence, for `lj.unroll`.
 
     With a `key` (training):
-      input_rate: variational dropout of the inputs (Gal & Ghahramani 2016):
+      input_dropout: variational dropout of the inputs (Gal & Ghahramani 2016):
         one mask `[batch, features]` per sequence, the same at every step,
         x_t -> x_t * m / (1 - rate).
-      recurrent_rate: variational dropout of the recurrent state: one mask
+      recurrent_dropout: variational dropout of the recurrent state: one mask
         `[batch, h size]` per sequence, the same at every step, applied to
         h_{t-1} as the step reads it (for the LSTM, the h of `LSTMCarry(h, c)`,
         so only h W_h is affected, as in Gal & Ghahramani; for cells whose h
@@ -121,8 +121,8 @@ def recurrent_dropout(
     """
     where = "recurrent_dropout"
     cell = check_cell(cell, where)
-    input_rate = check_rate("input_rate", input_rate)
-    recurrent_rate = check_rate("recurrent_rate", recurrent_rate)
+    input_dropout = check_rate("input_dropout", input_dropout)
+    recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
     zoneout = check_rate("zoneout", zoneout)
     state_noise = check_real("state_noise", state_noise)
     if state_noise < 0:
@@ -148,12 +148,12 @@ def recurrent_dropout(
         keep = jax.random.bernoulli(k, 1.0 - rate, (B, n))
         return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(xs.dtype)
 
-    if input_rate > 0.0:
-        m = per_step(per_sequence_mask(k_in, input_rate, xs.shape[-1]))
+    if input_dropout > 0.0:
+        m = per_step(per_sequence_mask(k_in, input_dropout, xs.shape[-1]))
         xs = xs * m
     channels, split = [], []
-    if recurrent_rate > 0.0:
-        channels.append(per_step(per_sequence_mask(k_rec, recurrent_rate, sizes[0])))
+    if recurrent_dropout > 0.0:
+        channels.append(per_step(per_sequence_mask(k_rec, recurrent_dropout, sizes[0])))
         split.append(("recurrent", (sizes[0],)))
     shape = (T, B, sum(sizes)) if time_major else (B, T, sum(sizes))
     if zoneout > 0.0:

@@ -31,7 +31,7 @@ def _dropped(**rates):
         xs = jnp.ones((B, T, INPUT_SIZE))
         cell = lj.lstm(hidden)
         params = cell.init(KEY, INPUT_SIZE)
-        return lj.recurrent_dropout(cell, params, xs, key, **rates)[0]
+        return lj.recurrent_dropout(cell, params, xs, key=key, **rates)[0]
 
     return build
 
@@ -40,7 +40,7 @@ def _dropped(**rates):
 WRAPPED = {
     "lstm_ln": lambda hidden=5: lj.lstm(hidden, peephole=True, layer_norm=True),
     "map_cell": lambda hidden=3: dynamics.map_cell(jnp.sin, hidden, name="sin"),
-    "masked": _dropped(recurrent_rate=0.25, zoneout=0.1, state_noise=0.05),
+    "masked": _dropped(recurrent_dropout=0.25, zoneout=0.1, state_noise=0.05),
     "expected_zoneout": lambda hidden=5: _dropped(zoneout=0.1)(hidden, key=None),
 }
 ZOO = dict(zip(CELL_IDS, CELL_FACTORIES, strict=True))

@@ -125,25 +125,25 @@ CASES = {
     "recurrent_dropout key float array": (
         TypeError,
         lambda: lj.recurrent_dropout(
-            lj.gru(H), params_of(lj.gru(H)), XS, jnp.zeros(2), zoneout=0.1
+            lj.gru(H), params_of(lj.gru(H)), XS, key=jnp.zeros(2), zoneout=0.1
         ),
         r"key must be a jax\.random key.*dtype float",
     ),
     "recurrent_dropout xs rank 2": (
         ValueError,
-        lambda: lj.recurrent_dropout(lj.gru(H), params_of(lj.gru(H)), XS[0], KEY, zoneout=0.1),
+        lambda: lj.recurrent_dropout(lj.gru(H), params_of(lj.gru(H)), XS[0], key=KEY, zoneout=0.1),
         r"xs must have rank 3.*got shape \(5, 3\)",
     ),
     "recurrent_dropout int xs": (
         TypeError,
         lambda: lj.recurrent_dropout(
-            lj.gru(H), params_of(lj.gru(H)), jnp.ones((B, T, I), jnp.int32), KEY
+            lj.gru(H), params_of(lj.gru(H)), jnp.ones((B, T, I), jnp.int32), key=KEY
         ),
         r"xs must be a floating-point array.*int32",
     ),
     "recurrent_dropout factory": (
         TypeError,
-        lambda: lj.recurrent_dropout(lj.gru, None, XS, KEY),
+        lambda: lj.recurrent_dropout(lj.gru, None, XS, key=KEY),
         r"got the factory lstmjax\.gru itself",
     ),
 }

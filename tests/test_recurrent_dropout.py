@@ -28,7 +28,7 @@ from finite_differences import assert_grad_matches_fd
 import lstmjax as lj
 
 B, T, I = 4, 6, 3
-OPTIONS = dict(input_rate=0.3, recurrent_rate=0.4, zoneout=0.25, state_noise=0.05)
+OPTIONS = dict(input_dropout=0.3, recurrent_dropout=0.4, zoneout=0.25, state_noise=0.05)
 
 
 def setup(cell, dtype=jnp.float32, batch=B):
@@ -39,7 +39,7 @@ def setup(cell, dtype=jnp.float32, batch=B):
 
 def channels(cell, params, xs, key, **options):
     """The masks `recurrent_dropout` drew, split back apart (test-side bookkeeping)."""
-    _, _, wxs = lj.recurrent_dropout(cell, params, xs, key, **options)
+    _, _, wxs = lj.recurrent_dropout(cell, params, xs, key=key, **options)
     return wxs[..., :I], wxs[..., I:]
 
 
@@ -48,7 +48,9 @@ def test_variational_masks_constant_over_time_and_independent_across_sequences()
     params, _ = setup(cell)
     xs = jnp.ones((2000, T, I), jnp.float32)
     rate = 0.3
-    x_in, rec = channels(cell, params, xs, jax.random.key(2), input_rate=rate, recurrent_rate=rate)
+    x_in, rec = channels(
+        cell, params, xs, jax.random.key(2), input_dropout=rate, recurrent_dropout=rate
+    )
     for m in (np.asarray(x_in), np.asarray(rec)):
         np.testing.assert_array_equal(m, np.broadcast_to(m[:, :1], m.shape))  # constant in t
         assert set(np.unique(m)) == {0.0, m.dtype.type(1 / (1 - rate))}
@@ -92,9 +94,9 @@ def test_unroll_equals_hand_loop():
     rec, zone, noise = rest[..., :H], rest[..., H : 3 * H], rest[..., 3 * H :]
     loop = jax.jit(lambda *a: hand_loop(cell, *a))  # one compilation, not op-by-op
     want_ys, want_carry = loop(params, xs, x_in, rec, zone, noise)
-    ys, carry = jax.jit(lambda p, x: lj.unroll(*lj.recurrent_dropout(cell, p, x, key, **OPTIONS)))(
-        params, xs
-    )
+    ys, carry = jax.jit(
+        lambda p, x: lj.unroll(*lj.recurrent_dropout(cell, p, x, key=key, **OPTIONS))
+    )(params, xs)
     np.testing.assert_allclose(ys, want_ys, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(carry.c, want_carry.c, rtol=1e-6, atol=1e-6)
     # Zoneout did act: without its masks the hand loop gives other outputs.
@@ -115,8 +117,8 @@ def test_expected_values_match_deterministic_pass():
     params, _ = setup(cell)
     xs = jnp.broadcast_to(jax.random.normal(jax.random.key(4), (1, T, I)), (n, T, I))
     det, _ = lj.unroll(cell, params, xs[:1])
-    for options, steps in ((dict(input_rate=0.3), T), (dict(recurrent_rate=0.3), 2)):
-        ys, _ = lj.unroll(*lj.recurrent_dropout(cell, params, xs, jax.random.key(5), **options))
+    for options, steps in ((dict(input_dropout=0.3), T), (dict(recurrent_dropout=0.3), 2)):
+        ys, _ = lj.unroll(*lj.recurrent_dropout(cell, params, xs, key=jax.random.key(5), **options))
         mean, se = ys[:, :steps].mean(0), ys[:, :steps].std(0) / np.sqrt(n)
         assert np.all(np.abs(mean - det[0, :steps]) < 4.5 * se + 1e-6), options
 
@@ -127,7 +129,9 @@ def test_zoneout_mean_step_is_the_expected_update():
     params, _ = setup(cell)
     x = jnp.broadcast_to(jax.random.normal(jax.random.key(6), (1, 1, I)), (n, 1, I))
     h0 = jnp.broadcast_to(jax.random.normal(jax.random.key(7), (1, 5)), (n, 5))
-    ys, _ = lj.unroll(*lj.recurrent_dropout(cell, params, x, jax.random.key(8), zoneout=rate), h0)
+    ys, _ = lj.unroll(
+        *lj.recurrent_dropout(cell, params, x, key=jax.random.key(8), zoneout=rate), h0
+    )
     expected, _ = lj.unroll(*lj.recurrent_dropout(cell, params, x[:1], zoneout=rate), h0[:1])
     new, _ = cell.step(params, h0[:1], x[0, :1])
     np.testing.assert_allclose(expected[0, 0], rate * h0[0] + (1 - rate) * new[0], rtol=1e-6)
@@ -161,7 +165,7 @@ def test_gradients_match_finite_differences_with_fixed_key():
 
     def loss(args):
         p, x = args
-        ys, carry = lj.unroll(*lj.recurrent_dropout(cell, p, x, key, **OPTIONS))
+        ys, carry = lj.unroll(*lj.recurrent_dropout(cell, p, x, key=key, **OPTIONS))
         return jnp.sum(w * ys) + jnp.sum(carry.c**2)
 
     assert_grad_matches_fd(loss, (params, xs))
@@ -175,11 +179,13 @@ def test_lengths_respected(reverse):
     padding = jnp.arange(T)[None, :, None] >= lengths[:, None, None]
     junk = jnp.where(padding, jnp.nan, xs)
     key = jax.random.key(10)
-    opts = dict(input_rate=0.3, recurrent_rate=0.3, zoneout=0.3, state_noise=0.1)
+    opts = dict(input_dropout=0.3, recurrent_dropout=0.3, zoneout=0.3, state_noise=0.1)
 
     def run(x):
         return lj.unroll(
-            *lj.recurrent_dropout(cell, params, x, key, **opts), lengths=lengths, reverse=reverse
+            *lj.recurrent_dropout(cell, params, x, key=key, **opts),
+            lengths=lengths,
+            reverse=reverse,
         )
 
     ys, h = run(junk)
@@ -192,7 +198,7 @@ def test_lengths_respected(reverse):
     np.testing.assert_array_equal(h[2], jnp.zeros(5))
     g = jax.grad(
         lambda p: jnp.sum(
-            lj.unroll(*lj.recurrent_dropout(cell, p, junk, key, **opts), lengths=lengths)[0]
+            lj.unroll(*lj.recurrent_dropout(cell, p, junk, key=key, **opts), lengths=lengths)[0]
         )
     )(params)
     assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(g))
