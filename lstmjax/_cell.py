@@ -119,6 +119,47 @@ class Cell:
         return self.recur(params, carry, self.project(params, x))
 
 
+@dataclasses.dataclass(frozen=True)
+class WrappedCell(Cell):
+    """A cell that changes part of another one (`cell`): every method delegates to it.
+
+    Subclasses (recurrent dropout's cells) override what they change.
+    """
+
+    cell: Cell
+
+    @property
+    def hidden_size(self) -> int:
+        return self.cell.hidden_size
+
+    @property
+    def output_size(self) -> int:
+        return self.cell.output_size
+
+    @property
+    def name(self) -> str:
+        return self.cell.name
+
+    @property
+    def linear_in_carry(self) -> bool:  # type: ignore[override]
+        return self.cell.linear_in_carry
+
+    def init(self, key: jax.Array, input_size: int) -> Params:
+        return self.cell.init(key, input_size)
+
+    def initial_carry(self, batch_shape: int | tuple[int, ...] = ()) -> Carry:
+        return self.cell.initial_carry(batch_shape)
+
+    def project(self, params: Params, x: Array) -> Array:
+        return self.cell.project(params, x)
+
+    def recur(self, params: Params, carry: Carry, px: Array) -> tuple[Carry, Array]:
+        return self.cell.recur(params, carry, px)
+
+    def output(self, carry: Carry) -> Array:
+        return self.cell.output(carry)
+
+
 # --- small helpers shared by the cells --------------------------------------------
 
 

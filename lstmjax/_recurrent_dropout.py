@@ -24,7 +24,7 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Cell, check_cell
+from lstmjax._cell import Cell, WrappedCell, check_cell
 from lstmjax._checks import (
     as_array,
     check_bool,
@@ -174,7 +174,7 @@ def _leaf_split(a: Array, sizes: tuple[int, ...]) -> list[Array]:
 
 
 @dataclasses.dataclass(frozen=True)
-class MaskedCell(Cell):
+class MaskedCell(WrappedCell):
     """`cell` reading its per-step masks from E extra input channels (see the module docstring).
 
     `split` names the channels in order: `(("recurrent", (h size,)),
@@ -182,24 +182,9 @@ class MaskedCell(Cell):
     only when its option is on.
     """
 
-    cell: Cell
     split: tuple[tuple[str, tuple[int, ...]], ...]
 
-    @property
-    def hidden_size(self) -> int:
-        return self.cell.hidden_size
-
-    @property
-    def output_size(self) -> int:
-        return self.cell.output_size
-
-    @property
-    def name(self) -> str:
-        return self.cell.name
-
-    @property
-    def linear_in_carry(self) -> bool:  # masks, selects and noise keep a step affine in h
-        return self.cell.linear_in_carry
+    # linear_in_carry is the inner cell's: masks, selects and noise keep a step affine.
 
     @property
     def extra(self) -> int:
@@ -208,9 +193,6 @@ class MaskedCell(Cell):
 
     def init(self, key, input_size: int) -> MaskedParams:
         return MaskedParams(self.cell.init(key, input_size - self.extra))
-
-    def initial_carry(self, batch_shape=()) -> Carry:
-        return self.cell.initial_carry(batch_shape)
 
     def project(self, params: MaskedParams, x: Array) -> Array:
         E = self.extra
@@ -239,47 +221,17 @@ class MaskedCell(Cell):
         new = jax.tree_util.tree_unflatten(treedef, leaves)
         return new, self.output(new)
 
-    def output(self, carry: Carry) -> Array:
-        return self.cell.output(carry)
-
 
 @dataclasses.dataclass(frozen=True)
-class ExpectedZoneoutCell(Cell):
+class ExpectedZoneoutCell(WrappedCell):
     """Zoneout's evaluation rule: every carry leaf moves (1 - rate) of the way to its update."""
 
-    cell: Cell
     rate: float
 
-    @property
-    def hidden_size(self) -> int:
-        return self.cell.hidden_size
-
-    @property
-    def output_size(self) -> int:
-        return self.cell.output_size
-
-    @property
-    def name(self) -> str:
-        return self.cell.name
-
-    @property
-    def linear_in_carry(self) -> bool:  # a convex mix with the old carry keeps it affine
-        return self.cell.linear_in_carry
-
-    def init(self, key, input_size: int) -> Params:
-        return self.cell.init(key, input_size)
-
-    def initial_carry(self, batch_shape=()) -> Carry:
-        return self.cell.initial_carry(batch_shape)
-
-    def project(self, params: Params, x: Array) -> Array:
-        return self.cell.project(params, x)
+    # linear_in_carry is the inner cell's: a convex mix with the old carry keeps it affine.
 
     def recur(self, params: Params, carry: Carry, px: Array):
         new, _ = self.cell.recur(params, carry, px)
         rate = self.rate
         new = jax.tree_util.tree_map(lambda o, n: rate * o + (1.0 - rate) * n, carry, new)
         return new, self.output(new)
-
-    def output(self, carry: Carry) -> Array:
-        return self.cell.output(carry)
