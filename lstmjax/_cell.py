@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from lstmjax._arrays import path_name, row
 from lstmjax._checks import check_float, check_size
-from lstmjax._typing import Array, Carry, Params
+from lstmjax._typing import Array, Carry, Params, PRNGKey
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +89,7 @@ class Cell:
     def name(self) -> str:
         return type(self).__name__
 
-    def init(self, key: jax.Array, input_size: int) -> Params:
+    def init(self, key: PRNGKey, input_size: int) -> Params:
         raise NotImplementedError(f"{type(self).__name__} must define init(key, input_size).")
 
     def initial_carry(self, batch_shape: int | tuple[int, ...] = ()) -> Carry:

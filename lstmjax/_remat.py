@@ -23,8 +23,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
-Carry = Any
-PyTree = Any
+from lstmjax._typing import Carry, PyTree
 
 
 def default_segment_length(length: int) -> int:

@@ -26,9 +26,8 @@ from lstmjax._checks import (
     check_token_ids,
     check_top_k,
 )
+from lstmjax._typing import Array, Carry, PRNGKey
 
-Array = jax.Array
-Carry = Any
 StepFn = Callable[[Any, Carry, Array], tuple[Carry, Array]]
 
 __all__ = ["INVALID_TOKEN", "filter_logits", "generate_text", "sample", "sample_logits"]
@@ -60,7 +59,7 @@ INVALID_TOKEN = -1
 
 
 def sample_logits(
-    key: jax.Array, logits: Array, temperature=1.0, top_k: Optional[int] = None
+    key: PRNGKey, logits: Array, temperature=1.0, top_k: Optional[int] = None
 ) -> Array:
     """Draw token ids from softmax(filter_logits(logits)); temperature 0 is greedy.
 
@@ -88,7 +87,7 @@ def sample_logits(
 
 
 def sample(
-    key: jax.Array,
+    key: PRNGKey,
     step_fn: StepFn,
     params,
     carry: Carry,
@@ -172,7 +171,7 @@ def _sample(step_fn, params, carry, prompt, num_tokens, key, temperature, top_k)
 
 
 def generate_text(
-    key: jax.Array,
+    key: PRNGKey,
     model,
     params,
     vocab,

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from lstmjax._checks import check_size
+from lstmjax._typing import PRNGKey
 
 Batch = Any
 
@@ -108,8 +109,8 @@ def shard_range(num_shards: int, process_index: int, process_count: int) -> rang
 
 
 def keyed_shards(
-    key: jax.Array,
-    make_shard: Callable[[jax.Array], Batch],
+    key: PRNGKey,
+    make_shard: Callable[[PRNGKey], Batch],
     num_shards: int,
     *,
     process_index: Optional[int] = None,

@@ -18,10 +18,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Carry, Cell, Params, check_cell
+from lstmjax._cell import Cell, check_cell
 from lstmjax._gru import GRUParams, gru
 from lstmjax._lstm import LSTMCarry, LSTMParams, lstm
 from lstmjax._rnn import RNNParams, rnn
+from lstmjax._typing import Array, Carry, Params, PRNGKey
 
 PARAM_NAME = "cell_params"  # the one Flax param that holds the lstmjax params
 
@@ -54,7 +55,7 @@ class FlaxCell(nn.RNNCellBase):
         return self.cell.step(params, carry, inputs)
 
     @nn.nowrap
-    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> Carry:
+    def initialize_carry(self, rng: PRNGKey, input_shape: tuple[int, ...]) -> Carry:
         """Zeros for inputs of shape `input_shape = (*batch, input_size)`.
 
         `rng` is unused: lstmjax carries start at zero.

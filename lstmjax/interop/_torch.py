@@ -37,12 +37,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax._cell import Carry, Cell
+from lstmjax._cell import Cell
 from lstmjax._checks import check_float
 from lstmjax._gru import GRUParams, gru
 from lstmjax._layers import LayerParams, Recurrent, recurrent
 from lstmjax._lstm import LSTMCarry, LSTMParams, lstm
 from lstmjax._rnn import RNNParams, rnn
+from lstmjax._typing import Array, Carry
 
 # torch's `module.mode` -> number of gate blocks G in each weight matrix.
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
@@ -233,7 +234,7 @@ def carry_from_torch(state: Any) -> Carry:
     return _to_jax(state)
 
 
-def _to_jax(tensor) -> jax.Array:
+def _to_jax(tensor) -> Array:
     if hasattr(tensor, "detach"):
         tensor = tensor.detach().cpu().numpy()
     array = jnp.asarray(tensor)

@@ -14,8 +14,7 @@ import jax.numpy as jnp
 
 from lstmjax._checks import check_size
 from lstmjax._integrators import VectorField, rk4_step
-
-Array = jax.Array
+from lstmjax._typing import Array, PRNGKey
 
 LORENZ_SIGMA = 10.0
 LORENZ_RHO = 28.0
@@ -100,7 +99,7 @@ def lorenz(
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "length", "dtype"))
 def pendulum_trajectories(
-    key: jax.Array,
+    key: PRNGKey,
     batch_size: int,
     length: int,
     *,
@@ -132,7 +131,7 @@ def pendulum_trajectories(
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "length", "burn_in", "dtype"))
 def lorenz_trajectories(
-    key: jax.Array,
+    key: PRNGKey,
     batch_size: int,
     length: int,
     *,
