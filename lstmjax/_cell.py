@@ -23,7 +23,7 @@ Structural checks of a cell's params and carry live here, next to the type.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -79,6 +79,17 @@ class Cell:
     """
 
     linear_in_carry: ClassVar[bool] = False
+
+    if TYPE_CHECKING:
+        # Every cell has these, as fields or properties. Declared for type checkers
+        # only, and as properties: a field here would come first in every cell's
+        # __init__, and a property at run time would be every field's default.
+
+        @property
+        def hidden_size(self) -> int: ...
+
+        @property
+        def output_size(self) -> int: ...
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
