@@ -323,7 +323,7 @@ def check_time_constant(name: str, value, size: int) -> np.ndarray:
     return array.astype(np.float64)
 
 
-def check_key(key, where: str, name: str = "key"):
+def check_key(key, where: str, name: str = "key") -> jax.Array:
     """A JAX PRNG key: a typed key (`jax.random.key`) or raw uint32 `[2]` (`jax.random.PRNGKey`)."""
     dtype = getattr(key, "dtype", None)
     if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and jnp.ndim(key) == 0:
