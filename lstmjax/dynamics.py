@@ -279,6 +279,7 @@ def speed_minima(
             return (optax.apply_updates(h, updates), opt), None
 
         (h, _), _ = jax.lax.scan(body, (h, optimizer.init(h)), None, length=steps)
+        assert isinstance(h, jax.Array)  # optax's updates of an array are an array
         return h, speed(h)
 
     return jax.vmap(descend)(flat)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +33,9 @@ StepFn = Callable[[Any, Carry, Array], tuple[Carry, Array]]
 __all__ = ["INVALID_TOKEN", "filter_logits", "generate_text", "sample", "sample_logits"]
 
 
-def filter_logits(logits: Array, temperature=1.0, top_k: Optional[int] = None) -> Array:
+def filter_logits(
+    logits: Array, temperature: Union[float, Array] = 1.0, top_k: Optional[int] = None
+) -> Array:
     """Logits of the sampling distribution: top-k filtering, then temperature.
 
     Args:
@@ -59,7 +61,10 @@ INVALID_TOKEN = -1
 
 
 def sample_logits(
-    key: PRNGKey, logits: Array, temperature=1.0, top_k: Optional[int] = None
+    key: PRNGKey,
+    logits: Array,
+    temperature: Union[float, Array] = 1.0,
+    top_k: Optional[int] = None,
 ) -> Array:
     """Draw token ids from softmax(filter_logits(logits)); temperature 0 is greedy.
 

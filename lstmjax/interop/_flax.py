@@ -12,7 +12,7 @@ Two directions:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 import flax.linen as nn
 import jax
@@ -82,6 +82,18 @@ def flax_cell(cell: Cell) -> FlaxCell:
       A `FlaxCell` module; see its docstring for where the params live.
     """
     return FlaxCell(cell=check_cell(cell, "flax_cell"))
+
+
+@overload
+def _dense(
+    params: Mapping, name: str, expected: tuple[str, ...], bias: Literal[True]
+) -> tuple[Array, Array]: ...
+
+
+@overload
+def _dense(
+    params: Mapping, name: str, expected: tuple[str, ...], bias: Literal[False]
+) -> tuple[Array, None]: ...
 
 
 def _dense(params: Mapping, name: str, expected: tuple[str, ...], bias: bool):

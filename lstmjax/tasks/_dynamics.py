@@ -42,11 +42,11 @@ def rk4(f: VectorField, y0: Array, dt: float, num_steps: int, *, t0: float = 0.0
     y0 = jnp.asarray(y0)
     if not jnp.issubdtype(y0.dtype, jnp.floating):
         raise TypeError(f"rk4: y0 must be floating point; got {y0.dtype}.")
-    dt = jnp.asarray(dt, y0.dtype)
-    times = jnp.asarray(t0, y0.dtype) + dt * jnp.arange(num_steps, dtype=y0.dtype)
+    h = jnp.asarray(dt, y0.dtype)
+    times = jnp.asarray(t0, y0.dtype) + h * jnp.arange(num_steps, dtype=y0.dtype)
 
     def body(y, t):
-        y = rk4_step(f, t, y, dt)
+        y = rk4_step(f, t, y, h)
         return y, y
 
     _, ys = jax.lax.scan(body, y0, times)
