@@ -19,6 +19,6 @@ PRNGKey: TypeAlias = jax.Array  # a typed key (jax.random.key) or a raw uint32 [
 PyTree: TypeAlias = Any  # any pytree: a (Named)tuple, list or dict of arrays, nested
 Params: TypeAlias = Any  # a cell's parameters: a NamedTuple of arrays (LSTMParams, GRUParams, ...)
 Carry: TypeAlias = Any  # an array, or a NamedTuple of arrays (the LSTM's LSTMCarry(h, c))
-Initializer: TypeAlias = Callable[
-    ..., Array
-]  # a jax.nn.initializers function: (key, shape, dtype) -> array
+Batch: TypeAlias = Any  # a training batch: a pair (xs, ys) of arrays or pytrees
+# A jax.nn.initializers function: (key, shape, dtype) -> array.
+Initializer: TypeAlias = Callable[..., Array]

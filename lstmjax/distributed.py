@@ -46,7 +46,8 @@ from lstmjax._training.processes import is_primary as is_primary
 from lstmjax._training.processes import keyed_shards as keyed_shards
 from lstmjax._training.processes import shard_range as shard_range
 from lstmjax._training.state import TrainState
-from lstmjax._training.step import Batch, StepFn
+from lstmjax._training.step import StepFn
+from lstmjax._typing import Batch
 
 BATCH_AXIS = "batch"
 

@@ -27,9 +27,7 @@ import jax
 import numpy as np
 
 from lstmjax._checks import check_size
-from lstmjax._typing import PRNGKey
-
-Batch = Any
+from lstmjax._typing import Batch, PRNGKey
 
 
 def initialize(
