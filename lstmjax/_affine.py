@@ -144,13 +144,14 @@ def linear_pass(
 def _steps(seq: Sequences, lo: int, hi: int, n: Optional[int] = None) -> Sequences:
     """Steps lo..hi-1 of every time-major array; with `n`, as `[n, (hi - lo) / n, ...]`."""
 
-    def cut(m):
-        if m is None:
-            return None
+    def cut(m: Array) -> Array:
         m = m[lo:hi]
         return m if n is None else jnp.reshape(m, (n, (hi - lo) // n) + m.shape[1:])
 
-    return Sequences(cut(seq.xs), cut(seq.valid), cut(seq.reset), seq.carry0)
+    def cut_optional(m: Optional[Array]) -> Optional[Array]:
+        return None if m is None else cut(m)
+
+    return Sequences(cut(seq.xs), cut_optional(seq.valid), cut_optional(seq.reset), seq.carry0)
 
 
 def linear_unroll(
@@ -167,9 +168,9 @@ def linear_unroll(
       chunk: steps per chunk (module docstring); None: one pass.
     """
     T = seq.xs.shape[0]
-    n = 0 if chunk is None else T // chunk
-    if n <= 1:
+    if chunk is None or T // chunk <= 1:
         return linear_pass(cell, params, seq, seq.carry0, algorithm)
+    n = T // chunk
 
     @jax.checkpoint
     def body(h, part):

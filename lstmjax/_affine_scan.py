@@ -57,7 +57,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-Array = jax.Array
+from lstmjax._typing import Array
+
 ALGORITHMS = ("sequential", "associative", "blocked", "log")
 
 

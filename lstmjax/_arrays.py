@@ -13,7 +13,10 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import jax
+import jax.core
 import jax.numpy as jnp
+
+from lstmjax._typing import Array
 
 
 def row(v, like):
@@ -50,7 +53,7 @@ def path_name(root: str, path) -> str:
     return root + jax.tree_util.keystr(path, simple=False) if path else root
 
 
-def group_norms(tree: Any, depth: Optional[int] = 1, bare: str = "all") -> dict[str, jax.Array]:
+def group_norms(tree: Any, depth: Optional[int] = 1, bare: str = "all") -> dict[str, Array]:
     """Euclidean norm per group of leaves, groups named by their first `depth` path parts
     joined by "/" (None: one group per leaf); `bare` names the group of a bare array."""
     squares: dict[str, Any] = {}
@@ -60,7 +63,7 @@ def group_norms(tree: Any, depth: Optional[int] = 1, bare: str = "all") -> dict[
     return {name: jnp.sqrt(s) for name, s in squares.items()}
 
 
-def ravel(carry: Any) -> jax.Array:
+def ravel(carry: Any) -> Array:
     """A carry's leaves `[..., n_i]` as one vector `[..., N]`, N = sum n_i (LSTM: `[h, c]`)."""
     return jnp.concatenate(jax.tree_util.tree_leaves(carry), axis=-1)
 
@@ -71,7 +74,7 @@ def unraveler(template: Any):
     sizes = [leaf.shape[-1] for leaf in leaves]
     cuts = [sum(sizes[: k + 1]) for k in range(len(sizes) - 1)]
 
-    def unravel(v: jax.Array) -> Any:
+    def unravel(v: Array) -> Any:
         return treedef.unflatten(jnp.split(v, cuts, axis=-1))
 
     return unravel

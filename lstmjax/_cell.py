@@ -23,14 +23,14 @@ Structural checks of a cell's params and carry live here, next to the type.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 
 from lstmjax._arrays import path_name, row
 from lstmjax._checks import check_float, check_size
-from lstmjax._typing import Array, Carry, Params
+from lstmjax._typing import Array, Carry, Params, PRNGKey
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +80,17 @@ class Cell:
 
     linear_in_carry: ClassVar[bool] = False
 
+    if TYPE_CHECKING:
+        # Every cell has these, as fields or properties. Declared for type checkers
+        # only, and as properties: a field here would come first in every cell's
+        # __init__, and a property at run time would be every field's default.
+
+        @property
+        def hidden_size(self) -> int: ...
+
+        @property
+        def output_size(self) -> int: ...
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         # A pytree without leaves: the whole value is static (hashed by jit).
@@ -89,7 +100,7 @@ class Cell:
     def name(self) -> str:
         return type(self).__name__
 
-    def init(self, key: jax.Array, input_size: int) -> Params:
+    def init(self, key: PRNGKey, input_size: int) -> Params:
         raise NotImplementedError(f"{type(self).__name__} must define init(key, input_size).")
 
     def initial_carry(self, batch_shape: int | tuple[int, ...] = ()) -> Carry:

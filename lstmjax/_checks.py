@@ -14,8 +14,10 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
+from typing import cast
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -136,10 +138,14 @@ def check_param_dtype(dtype, name: str = "dtype"):
 # --- arrays -------------------------------------------------------------------
 
 
-def as_array(x, name: str):
-    """`x` as an array; a list or tuple of numbers is converted, anything else is refused."""
+def as_array(x, name: str) -> jax.Array:
+    """`x` as an array; a list or tuple of numbers is converted, anything else is refused.
+
+    A numpy array or scalar is returned unchanged (typed as a `jax.Array`: every
+    `jnp` function takes it as one).
+    """
     if isinstance(x, (jax.Array, np.ndarray, np.generic)) or _is_tracer(x):
-        return x
+        return cast(jax.Array, x)
     if isinstance(x, (list, tuple, numbers.Number)):
         try:
             return jnp.asarray(np.asarray(x))
@@ -317,7 +323,7 @@ def check_time_constant(name: str, value, size: int) -> np.ndarray:
     return array.astype(np.float64)
 
 
-def check_key(key, where: str, name: str = "key"):
+def check_key(key, where: str, name: str = "key") -> jax.Array:
     """A JAX PRNG key: a typed key (`jax.random.key`) or raw uint32 `[2]` (`jax.random.PRNGKey`)."""
     dtype = getattr(key, "dtype", None)
     if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and jnp.ndim(key) == 0:

@@ -9,7 +9,6 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._arrays import row
-from lstmjax._cell import Array
 from lstmjax._checks import (
     as_array,
     check_activation,
@@ -21,6 +20,7 @@ from lstmjax._checks import (
     check_token_ids,
 )
 from lstmjax._initializers import default_bias_init, default_kernel_init
+from lstmjax._typing import Array
 
 
 class Layer(NamedTuple):

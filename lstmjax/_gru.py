@@ -147,6 +147,7 @@ class GRUCell(Cell):
     def project(self, params: GRUParams, x: Array) -> Array:
         xw = x @ params.w_x
         if self.layer_norm:
+            assert params.ln_gain_x is not None  # init gives it with layer_norm
             xw = _ln(xw, params.ln_gain_x)
         return xw + row(params.b, x)
 

@@ -1,6 +1,6 @@
 """One step of an ODE integrator: explicit Euler and classical Runge-Kutta 4.
 
-Ground floor: imports nothing from lstmjax. The continuous-time RNN steps
+Ground floor: imports nothing from lstmjax but the type aliases. The continuous-time RNN steps
 its vector field with these (`_ctrnn.py`), and the tasks integrate their
 dynamical systems with `rk4_step` (`lstmjax.tasks.rk4`).
 
@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax
+from lstmjax._typing import Array
 
-Array = jax.Array
 VectorField = Callable[[Array, Array], Array]  # f(t, y) -> dy/dt, same shape as y
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple, Optional
+from typing import ClassVar, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -93,7 +93,7 @@ class JordanCell(Cell):
     bias_init: Initializer
     dtype: jnp.dtype
 
-    name = "jordan"
+    name: ClassVar[str] = "jordan"  # a class attribute, not a field
 
     def init(self, key, input_size: int) -> JordanParams:
         check_size("input_size", input_size)

@@ -8,10 +8,11 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Carry, Cell, Params, check_cell, check_params
+from lstmjax._cell import Cell, check_cell, check_params
 from lstmjax._checks import check_bool, check_key, check_rate, check_real, check_size
 from lstmjax._methods import as_method
 from lstmjax._recurrent_dropout import recurrent_dropout as _recurrent_dropout
+from lstmjax._typing import Array, Carry, Params, PRNGKey
 from lstmjax._unroll import MethodArg
 from lstmjax._unroll import unroll as unroll_cell
 
@@ -161,7 +162,7 @@ class Recurrent:
     def directions(self) -> int:
         return 2 if self.bidirectional else 1
 
-    def init(self, key: jax.Array, input_size: int) -> tuple[LayerParams, ...]:
+    def init(self, key: PRNGKey, input_size: int) -> tuple[LayerParams, ...]:
         """`(key, input_size) -> params`, a tuple of `LayerParams`, one per layer."""
         check_size("input_size", input_size)
         layers = []
@@ -190,7 +191,7 @@ class Recurrent:
         lengths: Optional[Array] = None,
         mask: Optional[Array] = None,
         resets: Optional[Array] = None,
-        key: Optional[jax.Array] = None,
+        key: Optional[PRNGKey] = None,
     ) -> tuple[Array, Carry]:
         """xs: `[batch, time, features]` (or time-major) -> `(o, carry)` as in `lj.recurrent`.
 

@@ -208,6 +208,7 @@ class LSTMCell(Cell):
     def project(self, params: LSTMParams, x: Array) -> Array:
         xw = x @ params.w_x
         if self.layer_norm:
+            assert params.ln_gain_x is not None  # init gives it with layer_norm
             xw = _ln(xw, params.ln_gain_x)
         return xw + row(params.b, x)
 
@@ -216,13 +217,14 @@ class LSTMCell(Cell):
         # with its hand-derived derivative (faster BPTT on XLA:CPU), the
         # layer-normalised one by plain autodiff. Either holds for h_{t-1}
         # of any size P, so the projection needs nothing else.
-        ln = (
-            LSTMNorm(params.ln_gain_h, params.ln_gain_c, params.ln_bias_c)
-            if self.layer_norm
-            else None
-        )
+        ln = None
+        if self.layer_norm:
+            gain_h, gain_c, bias_c = params.ln_gain_h, params.ln_gain_c, params.ln_bias_c
+            assert gain_h is not None and gain_c is not None and bias_c is not None  # init's
+            ln = LSTMNorm(gain_h, gain_c, bias_c)
         h, c = lstm_recur(params.w_h, params.peephole, carry.h, carry.c, px, ln)
         if self.proj_size is not None:
+            assert params.w_proj is not None  # init gives it with proj_size
             h = h @ params.w_proj
         return LSTMCarry(h, c), h
 

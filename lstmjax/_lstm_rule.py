@@ -126,10 +126,12 @@ def _tangent(k: Coefficients, dw_h, dp, dh, dc, dpx):
     dzi, dzf, dzg, dzo = jnp.split(dpx + dh @ k.w_h + h_dw, 4, axis=-1)
     p = k.peephole
     if p is not None:
+        assert k.c is not None  # kept with the peepholes (_forward)
         dzi = dzi + row(dp[0], k.c) * k.c + row(p[0], dc) * dc
         dzf = dzf + row(dp[1], k.c) * k.c + row(p[1], dc) * dc
     dc_new = k.f * dc + k.a_i * dzi + k.a_f * dzf + k.a_g * dzg
     if p is not None:
+        assert k.c_new is not None  # kept with the peepholes (_forward)
         dzo = dzo + row(dp[2], k.c_new) * k.c_new + row(p[2], dc_new) * dc_new
     return k.b_c * dc_new + k.b_o * dzo, dc_new
 
@@ -174,4 +176,5 @@ def _lstm_recur(w_h, peephole, h, c, px):
 @_lstm_recur.defjvp
 def _jvp(primals, tangents):
     out, coef = _forward(*primals)
+    assert coef is not None  # the plain step: no layer norm inside the custom rule
     return out, _tangent(coef, *tangents)

@@ -76,7 +76,7 @@ class MinGRUCell(Cell):
     bias_init: Initializer
     dtype: jnp.dtype
 
-    name = "min_gru"
+    name: ClassVar[str] = "min_gru"  # a class attribute, not a field
     linear_in_carry: ClassVar[bool] = True
 
     @property

@@ -89,7 +89,7 @@ class MinLSTMCell(Cell):
     bias_init: Initializer
     dtype: jnp.dtype
 
-    name = "min_lstm"
+    name: ClassVar[str] = "min_lstm"  # a class attribute, not a field
     linear_in_carry: ClassVar[bool] = True
 
     @property

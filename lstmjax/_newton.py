@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import partial
 from typing import ClassVar, NamedTuple, Optional
 
 import jax
@@ -249,11 +248,12 @@ def _evaluate(F, dense, h, h0, px, valid, reset):
 
 def iterate(F, options: Solver, h_init, h0, px, valid, reset):
     """The Newton-type iterations from `h_init` `[T, B, N]`: `(h, ParallelInfo)`."""
-    dense = options.dense
+    dense, tol = options.dense, options.tol
+    assert tol is not None  # `options` is settled (Solver.settled)
 
     def cond(state):
         _, _, _, res, k = state
-        return (k < options.max_iters) & ~(res <= options.tol)
+        return (k < options.max_iters) & ~(res <= tol)
 
     def body(state):
         h, Fh, J, _, k = state
@@ -264,14 +264,16 @@ def iterate(F, options: Solver, h_init, h0, px, valid, reset):
     Fh, J, res = _evaluate(F, dense, h_init, h0, px, valid, reset)
     state = (h_init, Fh, J, res, jnp.zeros((), jnp.int32))
     h, _, _, res, k = jax.lax.while_loop(cond, body, state)
-    return h, ParallelInfo(k, res, res <= options.tol)
+    return h, ParallelInfo(k, res, res <= tol)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def fixed_point(cell_F, options, params, px, carry0, valid, reset, h_init):
+def _fixed_point(cell_F, options, params, px, carry0, valid, reset, h_init):
     """The states `[T, B, N]` and ParallelInfo; differentiated implicitly (module docstring)."""
     F = cell_F(params, carry0)
     return iterate(F, options, h_init, ravel(carry0), px, valid, reset)
+
+
+fixed_point = jax.custom_vjp(_fixed_point, nondiff_argnums=(0, 1))
 
 
 def _fixed_point_fwd(cell_F, options, params, px, carry0, valid, reset, h_init):

@@ -34,7 +34,7 @@ from lstmjax._checks import (
     check_rate,
     check_real,
 )
-from lstmjax._typing import Array, Carry, Params
+from lstmjax._typing import Array, Carry, Params, PRNGKey
 
 
 class MaskedParams(NamedTuple):
@@ -74,7 +74,7 @@ def recurrent_dropout(
     params: Params,
     xs: Array,
     *,
-    key: Optional[jax.Array] = None,
+    key: Optional[PRNGKey] = None,
     input_dropout: float = 0.0,
     recurrent_dropout: float = 0.0,
     zoneout: float = 0.0,

@@ -23,8 +23,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
-Carry = Any
-PyTree = Any
+from lstmjax._typing import Carry, PyTree
 
 
 def default_segment_length(length: int) -> int:
@@ -42,7 +41,9 @@ def _scan_length(xs: PyTree) -> int:
             "scan_with_remat: every leaf of xs needs the same leading (time) axis; "
             f"got leading sizes {sorted(lengths, key=str)}."
         )
-    return lengths.pop()
+    (length,) = lengths
+    assert length is not None  # checked above
+    return length
 
 
 def _check_segment_length(segment_length: Any) -> int:

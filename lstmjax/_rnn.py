@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -75,7 +75,7 @@ class RNNCell(Cell):
     bias_init: Initializer
     dtype: Any
 
-    name = "rnn"
+    name: ClassVar[str] = "rnn"  # a class attribute, not a field
 
     @property
     def output_size(self) -> int:

@@ -24,7 +24,7 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Carry, Params
+from lstmjax._typing import Array, Carry, Params
 
 
 class Sequences(NamedTuple):

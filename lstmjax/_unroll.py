@@ -140,6 +140,7 @@ def unroll(
     )
     ys_t, carry, info = strategy.run(cell, params, seq)
     if info is not None:
+        assert isinstance(strategy, Solver)  # only the solvers report convergence
         ys_t, carry = _newton.raise_if_not_converged(info, ys_t, carry, strategy, "unroll")
     return _sequence.finish(ys_t, lengths, reverse, time_major), carry
 

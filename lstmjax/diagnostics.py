@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._arrays import group_norms, ravel, unraveler
-from lstmjax._cell import Array, Carry, Cell, Params
+from lstmjax._cell import Cell
+from lstmjax._typing import Array, Carry, Params
 
 LossFn = Callable[[Array], Array]  # ys [B, T, O] -> per-example losses [B]
 

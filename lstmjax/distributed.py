@@ -46,12 +46,16 @@ from lstmjax._training.processes import is_primary as is_primary
 from lstmjax._training.processes import keyed_shards as keyed_shards
 from lstmjax._training.processes import shard_range as shard_range
 from lstmjax._training.state import TrainState
-from lstmjax._training.step import Batch, StepFn
+from lstmjax._training.step import StepFn
+from lstmjax._typing import Batch
 
 BATCH_AXIS = "batch"
 
 
-def make_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+def make_mesh(
+    # jax.Device is Unknown to pyright: jaxlib's native module, where it is defined, has no stub.
+    devices: Optional[Sequence[jax.Device]] = None,  # pyright: ignore[reportInvalidTypeForm]
+) -> Mesh:
     """A one-axis mesh named "batch" over `devices` (default: all of them, of every process)."""
     devices = jax.devices() if devices is None else list(devices)
     if not devices:
@@ -92,7 +96,7 @@ def place(tree: Any, shardings: Any) -> Any:
     def one(x, sharding):
         host = host_array(x)
         out = jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
-        if hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        if hasattr(x, "dtype") and jax.numpy.issubdtype(x.dtype, jax.dtypes.prng_key):
             out = jax.random.wrap_key_data(out, impl=jax.random.key_impl(x))
         return out
 
@@ -180,7 +184,9 @@ def state_sharding(mesh: Mesh, *, carry_batch_axis: int = 0) -> TrainState:
     carry_batch_axis = check_size("carry_batch_axis", carry_batch_axis, minimum=0)
     rep = replicated(mesh)
     split = NamedSharding(mesh, PartitionSpec(*([None] * carry_batch_axis), BATCH_AXIS))
-    return TrainState(rep, rep, rep, rep, carry=split)
+    # A TrainState of shardings (the prefix tree jit takes), not of arrays: built by
+    # position, as its fields' types do not apply.
+    return TrainState._make((rep, rep, rep, rep, split))
 
 
 def shard(step: StepFn, mesh: Mesh, *, carry_batch_axis: int = 0) -> StepFn:

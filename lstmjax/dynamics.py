@@ -31,7 +31,8 @@ import numpy as np
 import optax
 
 from lstmjax._arrays import ravel
-from lstmjax._cell import Array, Carry, Cell, Params, batch_shape_tuple, check_size
+from lstmjax._cell import Cell, batch_shape_tuple, check_size
+from lstmjax._typing import Array, Carry, Params, PRNGKey
 from lstmjax.diagnostics import _flat_step, _time_major_inputs, jacobian_products
 
 
@@ -78,7 +79,7 @@ def lyapunov_spectrum(
     *,
     k: Optional[int] = None,
     warmup: int = 0,
-    key: Optional[jax.Array] = None,
+    key: Optional[PRNGKey] = None,
 ) -> LyapunovSpectrum:
     """The k largest Lyapunov exponents of the input-driven map carry_{t-1} -> carry_t.
 
@@ -278,6 +279,7 @@ def speed_minima(
             return (optax.apply_updates(h, updates), opt), None
 
         (h, _), _ = jax.lax.scan(body, (h, optimizer.init(h)), None, length=steps)
+        assert isinstance(h, jax.Array)  # optax's updates of an array are an array
         return h, speed(h)
 
     return jax.vmap(descend)(flat)

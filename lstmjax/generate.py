@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -26,15 +26,16 @@ from lstmjax._checks import (
     check_token_ids,
     check_top_k,
 )
+from lstmjax._typing import Array, Carry, PRNGKey
 
-Array = jax.Array
-Carry = Any
 StepFn = Callable[[Any, Carry, Array], tuple[Carry, Array]]
 
 __all__ = ["INVALID_TOKEN", "filter_logits", "generate_text", "sample", "sample_logits"]
 
 
-def filter_logits(logits: Array, temperature=1.0, top_k: Optional[int] = None) -> Array:
+def filter_logits(
+    logits: Array, temperature: Union[float, Array] = 1.0, top_k: Optional[int] = None
+) -> Array:
     """Logits of the sampling distribution: top-k filtering, then temperature.
 
     Args:
@@ -60,7 +61,10 @@ INVALID_TOKEN = -1
 
 
 def sample_logits(
-    key: jax.Array, logits: Array, temperature=1.0, top_k: Optional[int] = None
+    key: PRNGKey,
+    logits: Array,
+    temperature: Union[float, Array] = 1.0,
+    top_k: Optional[int] = None,
 ) -> Array:
     """Draw token ids from softmax(filter_logits(logits)); temperature 0 is greedy.
 
@@ -88,7 +92,7 @@ def sample_logits(
 
 
 def sample(
-    key: jax.Array,
+    key: PRNGKey,
     step_fn: StepFn,
     params,
     carry: Carry,
@@ -172,7 +176,7 @@ def _sample(step_fn, params, carry, prompt, num_tokens, key, temperature, top_k)
 
 
 def generate_text(
-    key: jax.Array,
+    key: PRNGKey,
     model,
     params,
     vocab,

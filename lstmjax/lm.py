@@ -15,10 +15,11 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Carry, Cell
+from lstmjax._cell import Cell
 from lstmjax._checks import check_size
 from lstmjax._feedforward import DenseParams, EmbeddingParams, dense, embedding
 from lstmjax._layers import LayerParams, Recurrent, recurrent
+from lstmjax._typing import Array, Carry, PRNGKey
 
 __all__ = ["LMParams", "LanguageModel", "language_model"]
 
@@ -47,7 +48,7 @@ class LanguageModel(NamedTuple):
       net: the `Recurrent` stack.
     """
 
-    init: Callable[[jax.Array], LMParams]
+    init: Callable[[PRNGKey], LMParams]
     apply: Callable[..., tuple[Array, Carry]]
     step: Callable[[LMParams, Carry, Array], tuple[Carry, Array]]
     initial_carry: Callable[[int], Carry]
@@ -96,7 +97,7 @@ def language_model(
         carry: Optional[Carry] = None,
         *,
         lengths: Optional[Array] = None,
-        key: Optional[jax.Array] = None,
+        key: Optional[PRNGKey] = None,
     ) -> tuple[Array, Carry]:
         if jnp.ndim(tokens) != 2:
             raise ValueError(

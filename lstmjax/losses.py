@@ -28,8 +28,8 @@ import jax.numpy as jnp
 
 from lstmjax._checks import as_array, check_lengths, check_token_ids
 from lstmjax._feedforward import last_valid
+from lstmjax._typing import Array
 
-Array = jax.Array
 Reduction = Literal["mean", "sum"]
 PerPositionLoss = Callable[[Array, Array], Array]
 

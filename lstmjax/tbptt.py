@@ -43,9 +43,8 @@ from lstmjax._training.stream import StreamChunk as StreamChunk
 from lstmjax._training.stream import reset_carry as reset_carry
 from lstmjax._training.stream import stream as stream
 from lstmjax._training.stream import stream_batches as stream_batches
+from lstmjax._typing import Array, Carry
 
-Array = jax.Array
-Carry = Any
 CarryApplyFn = Callable[..., tuple[Any, Carry]]  # (params, xs, carry) -> (predictions, carry)
 
 

@@ -283,6 +283,7 @@ class Checkpointer:
                 "changed after it was saved"
             )
         if is_key(like.rng):
+            assert state.rng is not None  # restored into the shape of `like`, which has a key
             state = state._replace(
                 rng=jax.random.wrap_key_data(state.rng, impl=jax.random.key_impl(like.rng))
             )

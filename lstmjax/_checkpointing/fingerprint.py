@@ -38,6 +38,7 @@ import numpy as np
 
 from lstmjax._checkpointing.errors import CheckpointWarning, OptimizerMismatchError
 from lstmjax._checkpointing.integrity import describe_structure
+from lstmjax._typing import Array
 
 _MAX_PROBE_AXIS = 8
 _PROBE_SCALES = (1.0, 1e-3, 30.0)
@@ -68,7 +69,7 @@ def _pattern(shape: tuple, dtype, phase: float, freq: float) -> np.ndarray:
     return np.cos(freq * np.arange(size) + phase).reshape(shape).astype(dtype)
 
 
-def _stand_in(params: Any, full: bool) -> list:
+def _stand_in(params: Any, full: bool) -> tuple[Any, list[Array]]:
     """Deterministic probe parameters: the same tree, each axis cut to <= 8 unless `full`."""
 
     def one(i, leaf):

@@ -14,7 +14,7 @@ whose states have the same leaves, such as `adam` and `adamw`.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +36,7 @@ def leaf_name(path: tuple) -> str:
     return ".".join(parts)
 
 
-def host_bytes(leaf: Any) -> np.ndarray:
+def host_bytes(leaf: Any) -> Optional[np.ndarray]:
     """The leaf's values on this host; for a replicated array spread over processes, one copy."""
     if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
         if not leaf.is_fully_replicated:

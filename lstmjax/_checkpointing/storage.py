@@ -12,7 +12,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, TypeGuard
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 
 from lstmjax._checkpointing.integrity import MANIFEST
 from lstmjax._training.state import TrainState
+from lstmjax._typing import Array
 
 FORMAT = "lstmjax.TrainState/2"
 STEP_NAME = re.compile(r"^\d+$")
@@ -56,7 +57,7 @@ class DamagedError(Exception):
         self.reason, self.stray = reason, stray
 
 
-def is_key(x: Any) -> bool:
+def is_key(x: Any) -> TypeGuard[Array]:
     return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 

@@ -30,7 +30,8 @@ import jax
 
 from lstmjax._checks import check_size
 from lstmjax._training.state import TrainState
-from lstmjax._training.step import Batch, StepFn
+from lstmjax._training.step import StepFn
+from lstmjax._typing import Batch
 
 
 def ensemble(step: StepFn) -> StepFn:

@@ -25,7 +25,8 @@ from lstmjax._training.options import Checkpointing, Logging
 from lstmjax._training.processes import is_primary
 from lstmjax._training.resume import resume_run
 from lstmjax._training.state import TrainState, step_number
-from lstmjax._training.step import Batch, StepFn
+from lstmjax._training.step import StepFn
+from lstmjax._typing import Batch
 
 DEFAULT_LOGGING = Logging()  # frozen, so one shared default is safe
 

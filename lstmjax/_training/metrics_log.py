@@ -34,6 +34,7 @@ class JsonLinesLog:
 
     def _truncate_after(self, step: int) -> None:
         """Drop records past the resumed step, and a torn last line."""
+        assert self.path is not None  # called with a path only (__init__)
         if not self.path.exists():
             return
         lines = self.path.read_text(errors="replace").split("\n")

@@ -27,8 +27,7 @@ import jax
 import numpy as np
 
 from lstmjax._checks import check_size
-
-Batch = Any
+from lstmjax._typing import Batch, PRNGKey
 
 
 def initialize(
@@ -108,8 +107,8 @@ def shard_range(num_shards: int, process_index: int, process_count: int) -> rang
 
 
 def keyed_shards(
-    key: jax.Array,
-    make_shard: Callable[[jax.Array], Batch],
+    key: PRNGKey,
+    make_shard: Callable[[PRNGKey], Batch],
     num_shards: int,
     *,
     process_index: Optional[int] = None,
@@ -154,8 +153,12 @@ def keyed_shards(
 def local_row_range(sharding: jax.sharding.Sharding, global_rows: int) -> range:
     """The rows of a `[global_rows, ...]` array that live on this process's devices."""
     index_map = sharding.addressable_devices_indices_map((global_rows,))
-    starts = [idx[0].indices(global_rows)[0] for idx in index_map.values()]
-    stops = [idx[0].indices(global_rows)[1] for idx in index_map.values()]
+    bounds = []
+    for idx in index_map.values():
+        assert idx is not None  # a device of the sharding holds its slice of rows
+        bounds.append(idx[0].indices(global_rows)[:2])
+    starts = [start for start, _ in bounds]
+    stops = [stop for _, stop in bounds]
     rows = range(min(starts), max(stops))
     covered = sum(b - a for a, b in {(a, b) for a, b in zip(starts, stops, strict=True)})
     if covered != len(rows):
@@ -168,6 +171,6 @@ def local_row_range(sharding: jax.sharding.Sharding, global_rows: int) -> range:
 
 def host_array(x: Any) -> np.ndarray:
     """`x` as a NumPy array on the host (typed PRNG keys as their key data)."""
-    if hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    if hasattr(x, "dtype") and jax.numpy.issubdtype(x.dtype, jax.dtypes.prng_key):
         x = jax.random.key_data(x)
     return np.asarray(jax.device_get(x))

@@ -59,7 +59,7 @@ def resume_run(
     *,
     resume: bool,
     num_steps: int,
-    identity: OptimizerIdentity,
+    identity: Optional[OptimizerIdentity],  # None without a checkpointer
 ) -> Resumed:
     """Restore the newest intact checkpoint of `checkpointer` into `state`'s shape, if any."""
     if checkpointer is None:
@@ -97,7 +97,7 @@ def resume_run(
             f"num_steps > {restored.step} to train on, or use another checkpoint directory."
         )
     checked = ", ".join(restored.compared)
-    if identity.probe is None and identity.fingerprint is None:
+    if identity is None or (identity.probe is None and identity.fingerprint is None):
         checked += "; pass Checkpointing(optimizer=...) to check its hyperparameters too"
     announce(f"fit: resumed from {where} (step {restored.step}; optimizer checked: {checked}).")
     if restored.step == num_steps:

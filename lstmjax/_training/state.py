@@ -1,6 +1,6 @@
 """The training state: everything a run needs to continue exactly where it stopped.
 
-This file imports nothing from lstmjax, so that the checkpointer
+This file imports nothing from lstmjax but the type aliases, so that the checkpointer
 (`lstmjax._checkpointing`) can store a `TrainState` without importing the
 training loop that uses it.
 """
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-Array = jax.Array
+from lstmjax._typing import Array
 
 
 class TrainState(NamedTuple):

@@ -21,9 +21,8 @@ import optax
 from lstmjax._arrays import group_norms as _group_norms
 from lstmjax._checks import check_bool
 from lstmjax._training.state import TrainState
+from lstmjax._typing import Array, Batch
 
-Array = jax.Array
-Batch = Any  # a pair (xs, ys) of arrays or pytrees
 ApplyFn = Callable[..., Any]  # (params, xs[, carry][, key]) -> predictions[, carry]
 LossFn = Callable[[Any, Any], Array]  # (predictions, ys) -> scalar
 StepFn = Callable[[TrainState, Batch], tuple[TrainState, dict]]

@@ -35,9 +35,7 @@ import numpy as np
 from lstmjax._checks import check_optional_size, check_size
 from lstmjax._training.state import TrainState
 from lstmjax._training.step import StepFn, select_tree
-
-Array = jax.Array
-Carry = Any
+from lstmjax._typing import Array, Carry
 
 
 class StreamChunk(NamedTuple):

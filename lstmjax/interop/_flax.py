@@ -12,16 +12,17 @@ Two directions:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lstmjax._cell import Array, Carry, Cell, Params, check_cell
+from lstmjax._cell import Cell, check_cell
 from lstmjax._gru import GRUParams, gru
 from lstmjax._lstm import LSTMCarry, LSTMParams, lstm
 from lstmjax._rnn import RNNParams, rnn
+from lstmjax._typing import Array, Carry, Params, PRNGKey
 
 PARAM_NAME = "cell_params"  # the one Flax param that holds the lstmjax params
 
@@ -54,7 +55,7 @@ class FlaxCell(nn.RNNCellBase):
         return self.cell.step(params, carry, inputs)
 
     @nn.nowrap
-    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> Carry:
+    def initialize_carry(self, rng: PRNGKey, input_shape: tuple[int, ...]) -> Carry:
         """Zeros for inputs of shape `input_shape = (*batch, input_size)`.
 
         `rng` is unused: lstmjax carries start at zero.
@@ -81,6 +82,18 @@ def flax_cell(cell: Cell) -> FlaxCell:
       A `FlaxCell` module; see its docstring for where the params live.
     """
     return FlaxCell(cell=check_cell(cell, "flax_cell"))
+
+
+@overload
+def _dense(
+    params: Mapping, name: str, expected: tuple[str, ...], bias: Literal[True]
+) -> tuple[Array, Array]: ...
+
+
+@overload
+def _dense(
+    params: Mapping, name: str, expected: tuple[str, ...], bias: Literal[False]
+) -> tuple[Array, None]: ...
 
 
 def _dense(params: Mapping, name: str, expected: tuple[str, ...], bias: bool):

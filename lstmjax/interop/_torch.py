@@ -37,12 +37,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax._cell import Carry, Cell
+from lstmjax._cell import Cell
 from lstmjax._checks import check_float
 from lstmjax._gru import GRUParams, gru
 from lstmjax._layers import LayerParams, Recurrent, recurrent
 from lstmjax._lstm import LSTMCarry, LSTMParams, lstm
 from lstmjax._rnn import RNNParams, rnn
+from lstmjax._typing import Array, Carry
 
 # torch's `module.mode` -> number of gate blocks G in each weight matrix.
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
@@ -79,7 +80,7 @@ def _param_dtype(module, torch):
         )
     if module.weight_ih_l0.dtype != torch.float64:
         return jnp.float32
-    if not jax.config.jax_enable_x64:
+    if not jax.config.read("jax_enable_x64"):
         raise ValueError(
             "from_torch: the module is float64 but JAX's float64 is off. Enable it "
             'with jax.config.update("jax_enable_x64", True), or convert the module '
@@ -233,7 +234,7 @@ def carry_from_torch(state: Any) -> Carry:
     return _to_jax(state)
 
 
-def _to_jax(tensor) -> jax.Array:
+def _to_jax(tensor) -> Array:
     if hasattr(tensor, "detach"):
         tensor = tensor.detach().cpu().numpy()
     array = jnp.asarray(tensor)
@@ -279,15 +280,12 @@ def to_torch_state_dict(net: Recurrent, params: tuple[LayerParams, ...]) -> dict
                 H = b.shape[0] // 3
                 b_hh[2 * H :] = np.asarray(q.b_hn)
             tag = f"l{layer}{suffix}"
+            w_proj = getattr(q, "w_proj", None)  # the LSTM's projection (proj_size), if any
             for name, value in (
                 (f"weight_ih_{tag}", np.asarray(q.w_x).T),
                 (f"weight_hh_{tag}", np.asarray(q.w_h).T),
                 (f"bias_ih_{tag}", b),
                 (f"bias_hh_{tag}", b_hh),
-            ) + (
-                ((f"weight_hr_{tag}", np.asarray(q.w_proj).T),)
-                if getattr(q, "w_proj", None) is not None
-                else ()
-            ):
+            ) + (((f"weight_hr_{tag}", np.asarray(w_proj).T),) if w_proj is not None else ()):
                 state[name] = torch.from_numpy(np.array(value, order="C"))
     return state

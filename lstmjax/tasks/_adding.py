@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._checks import check_size
-
-Array = jax.Array
+from lstmjax._typing import Array, PRNGKey
 
 ADDING_BASELINE_MSE = 1.0 / 6.0
 """MSE of always predicting 1, the mean target: Var(U1 + U2) = 2 * (1/12) = 1/6."""
@@ -17,7 +16,7 @@ ADDING_BASELINE_MSE = 1.0 / 6.0
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "length", "dtype"))
 def adding_problem(
-    key: jax.Array, batch_size: int, length: int, *, dtype=jnp.float32
+    key: PRNGKey, batch_size: int, length: int, *, dtype=jnp.float32
 ) -> tuple[Array, Array]:
     """Batches of the adding problem.
 

@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._checks import check_size
-
-Array = jax.Array
+from lstmjax._typing import Array, PRNGKey
 
 COPY_NUM_SYMBOLS = 8  # symbols to remember are ids 0..7
 COPY_BLANK = 8  # id of the blank
@@ -21,7 +20,7 @@ COPY_LENGTH = 10  # symbols to remember
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "delay", "num_symbols", "copy_length"))
 def copy_task(
-    key: jax.Array,
+    key: PRNGKey,
     batch_size: int,
     delay: int,
     *,

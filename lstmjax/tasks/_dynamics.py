@@ -14,8 +14,7 @@ import jax.numpy as jnp
 
 from lstmjax._checks import check_size
 from lstmjax._integrators import VectorField, rk4_step
-
-Array = jax.Array
+from lstmjax._typing import Array, PRNGKey
 
 LORENZ_SIGMA = 10.0
 LORENZ_RHO = 28.0
@@ -43,11 +42,11 @@ def rk4(f: VectorField, y0: Array, dt: float, num_steps: int, *, t0: float = 0.0
     y0 = jnp.asarray(y0)
     if not jnp.issubdtype(y0.dtype, jnp.floating):
         raise TypeError(f"rk4: y0 must be floating point; got {y0.dtype}.")
-    dt = jnp.asarray(dt, y0.dtype)
-    times = jnp.asarray(t0, y0.dtype) + dt * jnp.arange(num_steps, dtype=y0.dtype)
+    h = jnp.asarray(dt, y0.dtype)
+    times = jnp.asarray(t0, y0.dtype) + h * jnp.arange(num_steps, dtype=y0.dtype)
 
     def body(y, t):
-        y = rk4_step(f, t, y, dt)
+        y = rk4_step(f, t, y, h)
         return y, y
 
     _, ys = jax.lax.scan(body, y0, times)
@@ -100,7 +99,7 @@ def lorenz(
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "length", "dtype"))
 def pendulum_trajectories(
-    key: jax.Array,
+    key: PRNGKey,
     batch_size: int,
     length: int,
     *,
@@ -132,7 +131,7 @@ def pendulum_trajectories(
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "length", "burn_in", "dtype"))
 def lorenz_trajectories(
-    key: jax.Array,
+    key: PRNGKey,
     batch_size: int,
     length: int,
     *,

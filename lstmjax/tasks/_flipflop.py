@@ -8,15 +8,14 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._checks import check_size
-
-Array = jax.Array
+from lstmjax._typing import Array, PRNGKey
 
 FLIPFLOP_BITS = 3
 
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "length", "bits", "dtype"))
 def flip_flop(
-    key: jax.Array,
+    key: PRNGKey,
     batch_size: int,
     length: int,
     *,

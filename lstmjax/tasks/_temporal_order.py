@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._checks import check_size
-
-Array = jax.Array
+from lstmjax._typing import Array, PRNGKey
 
 # Token ids. a, b, c, d are noise; X and Y the relevant symbols; B and E mark
 # the beginning and the end of a sequence.
@@ -38,7 +37,7 @@ def order_positions(length: int) -> tuple[tuple[int, int], tuple[int, int]]:
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "length", "one_hot", "dtype"))
 def temporal_order(
-    key: jax.Array, batch_size: int, length: int, *, one_hot: bool = True, dtype=jnp.float32
+    key: PRNGKey, batch_size: int, length: int, *, one_hot: bool = True, dtype=jnp.float32
 ) -> tuple[Array, Array]:
     """Batches of the temporal order problem.
 

@@ -18,8 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstmjax._checks import check_size
-
-Array = jax.Array
+from lstmjax._typing import Array, PRNGKey
 
 # Folders of the standard library left out of the corpus: test suites (huge
 # and repetitive), installed third-party packages, and byte-code caches.
@@ -158,7 +157,7 @@ def unigram_entropy_bits(tokens: Union[np.ndarray, Array], vocab_size: int) -> f
 
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "length"))
-def random_windows(key: jax.Array, tokens: Array, batch_size: int, length: int) -> Array:
+def random_windows(key: PRNGKey, tokens: Array, batch_size: int, length: int) -> Array:
     """Windows of `length + 1` tokens at random starts, for next-token training.
 
     Feed `windows[:, :-1]` to the model and score with `windows[:, 1:]` (see
