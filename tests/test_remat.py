@@ -6,7 +6,6 @@ by autodiff (plain BPTT, every intermediate stored); checked in float64 to
 multiple of the segment length.
 """
 
-import inspect
 
 import jax
 import jax.numpy as jnp
@@ -170,10 +169,6 @@ def test_remat_stores_less_than_plain_bptt():
     assert remat * 4 < plain, (remat, plain)
 
 
-@pytest.mark.skipif(
-    "remat" not in inspect.signature(lj.unroll).parameters,
-    reason="lj.unroll has no remat option yet",
-)
 @pytest.mark.parametrize("name", ["lstm", "gru"])
 def test_unroll_remat_option_equals_plain(name, unroll):
     cell = CELLS[name]()
