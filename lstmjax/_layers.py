@@ -141,10 +141,9 @@ def recurrent(
 class Recurrent:
     """A stack of recurrent layers (built by `lj.recurrent`): a value with pure methods.
 
-    Attributes:
-      cell, num_layers, bidirectional, dropout, time_major, method,
-      input_dropout, recurrent_dropout, zoneout, state_noise: the
-      configuration `recurrent` was called with.
+    Its fields (`cell`, `num_layers`, `bidirectional`, `dropout`, `time_major`,
+    `method`, `input_dropout`, `recurrent_dropout`, `zoneout`, `state_noise`) hold
+    the configuration `recurrent` was called with; see `lj.recurrent`.
     """
 
     cell: Cell

@@ -9,6 +9,7 @@ returns `(ys, carry, info)` in processing order.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Union
 
 import jax
@@ -62,8 +63,20 @@ def _door(cell, params, xs, carry, lengths, mask, resets, reverse, time_major, m
     if resets is not None:
         resets = check_step_flags(resets, B, T, time_major, where, "resets")
     strategy = _methods.resolve(method, cell, _methods.platform_of(xs, params))
+    return cell, strategy, (xs_t, carry0, lengths, mask, resets)
+
+
+@functools.partial(jax.jit, static_argnames=("cell", "strategy", "reverse", "time_major"))
+def _evaluate(cell, strategy, inputs, params, guess, *, reverse: bool, time_major: bool):
+    """The checked call, compiled once per (cell, strategy, shapes): equal cells and
+    options share the program, also when `unroll` is called eagerly again and again."""
+    xs_t, carry0, lengths, mask, resets = inputs
     seq = _sequence.prepare(xs_t, carry0, lengths, mask, resets, reverse)
-    return cell, strategy, seq, lengths
+    if guess is None:
+        ys_t, carry, info = strategy.run(cell, params, seq)
+    else:
+        ys_t, carry, info = strategy.run(cell, params, seq, guess)
+    return _sequence.finish(ys_t, lengths, reverse, time_major), carry, info
 
 
 def unroll(
@@ -135,14 +148,16 @@ def unroll(
       `(ys, carry)`: `ys` `[batch, time, output_size]` (or time-major) and the
       final carry. With T = 0, `ys` is empty and `carry` the initial one.
     """
-    cell, strategy, seq, lengths = _door(
+    cell, strategy, inputs = _door(
         cell, params, xs, carry, lengths, mask, resets, reverse, time_major, method, "unroll"
     )
-    ys_t, carry, info = strategy.run(cell, params, seq)
+    ys, carry, info = _evaluate(
+        cell, strategy, inputs, params, None, reverse=reverse, time_major=time_major
+    )
     if info is not None:
         assert isinstance(strategy, Solver)  # only the solvers report convergence
-        ys_t, carry = _newton.raise_if_not_converged(info, ys_t, carry, strategy, "unroll")
-    return _sequence.finish(ys_t, lengths, reverse, time_major), carry
+        ys, carry = _newton.raise_if_not_converged(info, ys, carry, strategy, "unroll")
+    return ys, carry
 
 
 def unroll_parallel(
@@ -179,7 +194,7 @@ def unroll_parallel(
       iterate and says so in `info`; it does not raise.
     """
     where = "unroll_parallel"
-    cell, strategy, seq, lengths = _door(
+    cell, strategy, inputs = _door(
         cell, params, xs, carry, lengths, mask, resets, reverse, time_major, method, where
     )
     if not isinstance(strategy, Solver):
@@ -189,12 +204,11 @@ def unroll_parallel(
         )
     guess = None
     if init is not None:
-        T = seq.xs.shape[0]
+        T, carry0 = inputs[0].shape[0], inputs[1]
         expected = jax.eval_shape(
-            lambda: jax.tree_util.tree_map(lambda c: jnp.zeros((T,) + c.shape, c.dtype), seq.carry0)
+            lambda: jax.tree_util.tree_map(lambda c: jnp.zeros((T,) + c.shape, c.dtype), carry0)
         )
         init = check_carry(init, expected, f"{where} (init)", "init")
-        dtype = jax.tree_util.tree_leaves(seq.carry0)[0].dtype
+        dtype = jax.tree_util.tree_leaves(carry0)[0].dtype
         guess = ravel(jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init))
-    ys_t, carry, info = strategy.run(cell, params, seq, guess)
-    return _sequence.finish(ys_t, lengths, reverse, time_major), carry, info
+    return _evaluate(cell, strategy, inputs, params, guess, reverse=reverse, time_major=time_major)
