@@ -6,7 +6,6 @@ by autodiff (plain BPTT, every intermediate stored); checked in float64 to
 multiple of the segment length.
 """
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
