@@ -105,7 +105,7 @@ class Meter(NamedTuple):
 
 
 def start_meter() -> Meter:
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return Meter(time.perf_counter(), busy_jiffies(), own_cpu_s(), os.getloadavg(), now)
 
 

@@ -24,6 +24,10 @@ import _bench_step as step
 import benchmark
 import pytest
 
+# The benchmark harness, in subprocesses: the integration tier (`pytest -m integration`, run by CI as its
+# second command), not the default run.
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
 

@@ -173,6 +173,7 @@ def test_save_interrupted_before_commit_keeps_the_previous_checkpoint(tmp_path, 
         assert_same(ckpt.restore(like()).state.params, second.params)
 
 
+@pytest.mark.integration  # a fresh interpreter killed or started mid-run
 def test_process_killed_while_saving_keeps_the_previous_checkpoint(tmp_path):
     # A real SIGKILL, delivered while the worker is inside the save of step 2.
     ckpt_dir = tmp_path / "ck"

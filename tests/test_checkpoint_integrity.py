@@ -341,6 +341,7 @@ def test_a_second_writer_in_the_same_process_is_refused(tmp_path):
         pass
 
 
+@pytest.mark.integration  # a fresh interpreter killed or started mid-run
 def test_a_second_writer_process_is_refused_and_a_dead_ones_lock_taken_over(tmp_path):
     ck = tmp_path / "ck"
     holder = subprocess.Popen(

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from cell_zoo import CELL_FACTORIES, CELL_IDS, INPUT_SIZE
+from conftest import PLACEMENTS, scan_method
 
 import lstmjax as lj
 
@@ -98,11 +99,21 @@ def test_reverse_equals_unroll_of_flipped_input(factory, unroll):
 def test_hoisted_and_per_step_projection_agree(factory):
     cell, params, xs = make(factory)
     lengths = jnp.array([T, 1, 0, 3])
+
+    def loss(p, x, method):
+        return jnp.sum(
+            jnp.sin(lj.unroll(cell, p, x, lengths=lengths, method=method, reverse=True)[0])
+        )
+
     results = [
-        lj.unroll(cell, params, xs, lengths=lengths, method=lj.Scan(projection=p), reverse=True)
-        for p in ("per_step", "hoisted")
+        jax.grad(loss, argnums=(0, 1))(params, xs, scan_method(layout))
+        for layout in sorted(PLACEMENTS)
+    ] + [
+        lj.unroll(cell, params, xs, lengths=lengths, method=scan_method(layout), reverse=True)
+        for layout in sorted(PLACEMENTS)
     ]
-    chex.assert_trees_all_close(results[0], results[1], **TOL)
+    chex.assert_trees_all_close(results[0], results[1], **TOL)  # gradients
+    chex.assert_trees_all_close(results[2], results[3], **TOL)  # outputs and final carry
 
 
 @parametrize_cells

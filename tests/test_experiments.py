@@ -17,6 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Experiments in quick mode, end to end: the integration tier (`pytest -m integration`, run by CI as its
+# second command), not the default run.
+pytestmark = pytest.mark.integration
+
 # experiments/ is on pytest's pythonpath (pyproject.toml): the scripts and their
 # `_common` import as they do when run as `python experiments/<name>.py`.
 

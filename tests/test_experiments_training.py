@@ -21,6 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Experiments in quick mode, end to end: the integration tier (`pytest -m integration`, run by CI as its
+# second command), not the default run.
+pytestmark = pytest.mark.integration
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -25,6 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Multi-process training in fresh interpreters: the integration tier (`pytest -m integration`, run by CI as its
+# second command), not the default run.
+pytestmark = pytest.mark.integration
+
 WORKER = Path(__file__).with_name("_dist_worker.py")
 STEPS = 10
 HEARTBEAT_S = 3  # the heartbeat timeout the dead-peer test starts its job with

@@ -9,6 +9,10 @@ import pytest
 
 import lstmjax as lj
 
+# The parallel-in-time experiment in quick mode: the integration tier (`pytest -m integration`, run by CI as its
+# second command), not the default run.
+pytestmark = pytest.mark.integration
+
 
 def load():
     """The script as a module (experiments/ is on pytest's pythonpath, pyproject.toml)."""

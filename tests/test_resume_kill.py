@@ -19,7 +19,12 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 from _train_worker import flat_params, tiny_lstm_regressor
+
+# Kill/restart runs in fresh interpreters: the integration tier (`pytest -m integration`, run by CI as its
+# second command), not the default run.
+pytestmark = pytest.mark.integration
 
 WORKER = Path(__file__).with_name("_train_worker.py")
 STEPS, EVERY = 40, 5

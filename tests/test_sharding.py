@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from _train_worker import adding_batches, mse, tiny_lstm_regressor
 
 from lstmjax import distributed, train
@@ -28,6 +29,7 @@ WORKER = Path(__file__).with_name("_train_worker.py")
 STEPS = 8
 
 
+@pytest.mark.integration  # a fresh interpreter killed or started mid-run
 def test_sharded_losses_equal_single_device_losses_on_4_devices(tmp_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
                JAX_PLATFORMS="cpu")  # fmt: skip

@@ -8,9 +8,14 @@ Float32 throughout, as users train.
 import jax
 import jax.numpy as jnp
 import optax
+import pytest
 
 import lstmjax as lj
 from lstmjax import losses, tasks, train
+
+# Real models trained on the tasks: the integration tier (`pytest -m integration`, run by CI as its
+# second command), not the default run.
+pytestmark = pytest.mark.integration
 
 
 def fit_steps(params, apply_fn, loss_fn, batch_fn, steps, lr=1e-2):

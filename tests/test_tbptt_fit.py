@@ -150,6 +150,7 @@ def test_stream_errors_name_the_argument():
         step(state, tbptt.stream_batches(xs, ys, K)(0))
 
 
+@pytest.mark.integration  # a fresh interpreter killed or started mid-run
 def test_a_stream_killed_mid_way_resumes_bit_identical(tmp_path):
     ckpt, out = tmp_path / "run", tmp_path / "resumed.npz"
     command = [sys.executable, str(WORKER), "--ckpt", str(ckpt), "--out", str(out)]
