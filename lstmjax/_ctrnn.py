@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstmjax._arrays import row
-from lstmjax._cell import Cell, zeros_state
+from lstmjax._cell import Cell, dense_projection, zeros_state
 from lstmjax._checks import (
     check_activation,
     check_choice,
@@ -141,7 +141,7 @@ class CTRNNCell(Cell):
         return zeros_state(batch_shape, self.hidden_size, self.dtype)
 
     def project(self, params: CTRNNParams, x: Array) -> Array:
-        return x @ params.w_x + row(params.b, x)
+        return dense_projection(params, x)
 
     def recur(self, params: CTRNNParams, h: Array, px: Array):
         inv_tau = jnp.asarray(1.0 / np.asarray(self.tau, np.float64), h.dtype)

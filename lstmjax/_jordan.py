@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._arrays import row
-from lstmjax._cell import Cell, zeros_state
+from lstmjax._cell import Cell, dense_projection, zeros_state
 from lstmjax._checks import check_activation, check_factory_options, check_size
 from lstmjax._initializers import (
     default_bias_init,
@@ -111,7 +111,7 @@ class JordanCell(Cell):
         return zeros_state(batch_shape, self.output_size, self.dtype)
 
     def project(self, params: JordanParams, x: Array) -> Array:
-        return x @ params.w_x + row(params.b, x)
+        return dense_projection(params, x)
 
     def recur(self, params: JordanParams, y_prev: Array, px: Array):
         h = self.activation(px + y_prev @ params.w_y)

@@ -13,8 +13,7 @@ from typing import ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lstmjax._arrays import row
-from lstmjax._cell import Cell, zeros_state
+from lstmjax._cell import Cell, dense_projection, zeros_state
 from lstmjax._checks import check_factory_options, check_size
 from lstmjax._initializers import default_bias_init, default_kernel_init, gate_blocks
 from lstmjax._typing import Array, Initializer
@@ -96,7 +95,7 @@ class MinGRUCell(Cell):
         return zeros_state(batch_shape, self.hidden_size, self.dtype)
 
     def project(self, params: MinGRUParams, x: Array) -> Array:
-        return x @ params.w_x + row(params.b, x)
+        return dense_projection(params, x)
 
     def recur(self, params: MinGRUParams, h: Array, px: Array):
         H = self.hidden_size

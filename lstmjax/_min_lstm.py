@@ -13,8 +13,7 @@ from typing import ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lstmjax._arrays import row
-from lstmjax._cell import Cell, zeros_state
+from lstmjax._cell import Cell, dense_projection, zeros_state
 from lstmjax._checks import check_factory_options, check_size
 from lstmjax._initializers import default_bias_init, default_kernel_init, gate_blocks
 from lstmjax._min_gru import positive
@@ -109,7 +108,7 @@ class MinLSTMCell(Cell):
         return zeros_state(batch_shape, self.hidden_size, self.dtype)
 
     def project(self, params: MinLSTMParams, x: Array) -> Array:
-        return x @ params.w_x + row(params.b, x)
+        return dense_projection(params, x)
 
     def recur(self, params: MinLSTMParams, h: Array, px: Array):
         H = self.hidden_size
