@@ -27,7 +27,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 import optax
-from _bench_peers import Shape
+from _bench_peers import TORCH_CPU, Shape
 
 import lstmjax as lj
 from lstmjax import losses, tasks, train
@@ -123,7 +123,7 @@ def run_loops(s: Shape, settings: LoopSettings) -> dict:
     try:
         loops["torch loop"] = torch_loop(s, batches, settings.steps)
     except ImportError as e:
-        missing["torch loop"] = f"missing: {e} (pip install lstmjax[bench])"
+        missing["torch loop"] = f"missing: {e} ({TORCH_CPU})"
     warmup = {}
     for name, run in loops.items():  # compiles the step, fills caches
         start = time.perf_counter()

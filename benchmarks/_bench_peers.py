@@ -46,9 +46,13 @@ class Missing(Exception):  # noqa: N818 (a status, not a failure)
     """The implementation cannot run here (package absent, or no such cell)."""
 
 
+TORCH_CPU = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+
+
 def require(module: str) -> None:
     if importlib.util.find_spec(module) is None:
-        raise Missing(f"package '{module}' is not installed (pip install lstmjax[bench])")
+        how = TORCH_CPU if module == "torch" else 'pip install -e ".[bench]"'
+        raise Missing(f"package '{module}' is not installed ({how})")
 
 
 def _swap(a: jax.Array) -> jax.Array:

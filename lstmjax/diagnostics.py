@@ -1,7 +1,9 @@
 """Gradient diagnostics for recurrent cells: how gradients travel through time.
 
-Every function here is pure and can be wrapped in `jax.jit` (pass the cell
-and any Python callables as static arguments, or close over them).
+Every function here is pure. Those that unroll a cell are jitted, keyed on
+the cell and any Python callable (equal cells share compiled programs), so a
+loop that calls one again with the same shapes compiles once; they can also be
+called inside the user's own `jax.jit`.
 
 Conventions shared by the functions below:
   * `xs` is batch-major, `[B, T, F]`, as for `lstmjax.unroll`.
@@ -15,6 +17,7 @@ Conventions shared by the functions below:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple, Optional
 
@@ -83,6 +86,7 @@ def _norm_last(x: Array) -> Array:
     return jnp.swapaxes(jnp.sqrt(jnp.sum(jnp.square(x), axis=-1)), 0, 1)
 
 
+@functools.partial(jax.jit, static_argnames=("cell", "loss_fn"))
 def carry_grad_norms(
     cell: Cell,
     params: Params,
@@ -169,6 +173,7 @@ def _visited(step, carry: Array, pxs: Array) -> Array:
     return jax.lax.scan(forward, carry, pxs)[1]
 
 
+@functools.partial(jax.jit, static_argnames=("cell", "qr"))
 def jacobian_products(
     cell: Cell,
     params: Params,
@@ -243,6 +248,7 @@ def jacobian_products(
     return JacobianProducts(log_stretch=jnp.swapaxes(logs, 0, 1), vectors=u)
 
 
+@functools.partial(jax.jit, static_argnames=("cell",))
 def jacobian_norms(
     cell: Cell,
     params: Params,

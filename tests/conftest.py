@@ -4,14 +4,39 @@ Rank promotion raises, so an accidental broadcast between arrays of
 different ranks fails loudly instead of giving a silently wrong shape.
 float64 is enabled: the exactness claims (BPTT, finite differences) are
 checked in double precision; tests that need float32 ask for it.
+
+The unit tier compiles its programs with LLVM's optimisation level 0
+(`--xla_backend_optimization_level=0`, appended to any XLA_FLAGS the user
+set). Its time goes to compiling thousands of small programs, each run a few
+times on tiny arrays: the optimisation passes were about 40% of each
+compilation and buy nothing there. The HLO passes (fusion, layout, the
+algebra XLA rewrites) still run, and no option here changes floating-point
+semantics (XLA:CPU never enables fast math by default), so every tolerance
+stands. The flag is set only while XLA starts in this process: processes the
+tests start (the integration tier's experiments, benchmark and workers) get
+the caller's XLA_FLAGS unchanged, so code is checked optimised there.
 """
+
+import os
+from importlib.util import find_spec
 
 import jax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_enable_x64", True)
 
+_callers_xla_flags = os.environ.get("XLA_FLAGS")
+os.environ["XLA_FLAGS"] = f"{_callers_xla_flags or ''} --xla_backend_optimization_level=0".strip()
+jax.devices()  # XLA reads its flags once, as its backend starts
+if _callers_xla_flags is None:
+    del os.environ["XLA_FLAGS"]
+else:
+    os.environ["XLA_FLAGS"] = _callers_xla_flags
+
 import pytest  # noqa: E402
+
+# `pytest --compile-counts` (tests/compile_counts.py): XLA compilations per module.
+from compile_counts import pytest_addoption, pytest_configure  # noqa: E402, F401
 
 import lstmjax as lj  # noqa: E402
 
@@ -23,6 +48,14 @@ PLACEMENTS = {
     "cpu_layout": {"projection": "per_step", "column_blocks": True},
     "accelerator_layout": {"projection": "hoisted", "column_blocks": False},
 }
+
+
+# torch is optional (it is in no extra): the parity tests skip, saying why, where it is absent.
+TORCH_MISSING = (
+    "torch is not installed; the parity tests need its CPU build: "
+    "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+)
+needs_torch = pytest.mark.skipif(find_spec("torch") is None, reason=TORCH_MISSING)
 
 
 def scan_method(layout: str, **options) -> lj.Scan:

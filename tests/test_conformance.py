@@ -105,10 +105,8 @@ def test_hoisted_and_per_step_projection_agree(factory):
             jnp.sin(lj.unroll(cell, p, x, lengths=lengths, method=method, reverse=True)[0])
         )
 
-    results = [
-        jax.grad(loss, argnums=(0, 1))(params, xs, scan_method(layout))
-        for layout in sorted(PLACEMENTS)
-    ] + [
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
+    results = [grad(params, xs, scan_method(layout)) for layout in sorted(PLACEMENTS)] + [
         lj.unroll(cell, params, xs, lengths=lengths, method=scan_method(layout), reverse=True)
         for layout in sorted(PLACEMENTS)
     ]

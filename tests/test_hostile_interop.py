@@ -4,11 +4,12 @@ import warnings
 
 import jax.numpy as jnp
 import pytest
+from conftest import TORCH_MISSING
 from hostile import assert_clear
 
 import lstmjax as lj
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason=TORCH_MISSING)
 
 
 def test_complex_torch_module_is_refused():

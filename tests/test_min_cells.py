@@ -1,6 +1,7 @@
 """minGRU and minLSTM: their equations by hand, the exact parallel pass, finite differences."""
 
 import dataclasses
+import functools
 from typing import ClassVar
 
 import jax
@@ -108,22 +109,23 @@ def test_chunked_pass_and_its_derivatives_equal_the_scan(name, chunk):
     kw = dict(lengths=jnp.array([23, 11]), resets=jnp.zeros((2, 23), bool).at[0, 9].set(True))
     carry = jnp.full((2, H), 0.3)
 
-    def run(p, x, c, **method):
-        ys, last = lj.unroll(cell, p, x, c, reverse=True, **kw, **method)
-        return jnp.sum(jnp.sin(ys)) + jnp.sum(last**2)
+    @functools.partial(jax.jit, static_argnums=3)  # values, gradient and JVP in one program
+    def derivatives(p, x, c, method):
+        def run(p, x, c):
+            ys, last = lj.unroll(cell, p, x, c, reverse=True, method=method, **kw)
+            return jnp.sum(jnp.sin(ys)) + jnp.sum(last**2)
 
-    affine = dict(method=lj.Affine(chunk=chunk))
-    got = lj.unroll(cell, params, xs, carry, reverse=True, **kw, **affine)
-    want = lj.unroll(cell, params, xs, carry, reverse=True, **kw, method="scan")
+        tangent = jax.tree.map(lambda v: jnp.ones_like(v) * 0.1, p)
+        values = lj.unroll(cell, p, x, c, reverse=True, method=method, **kw)
+        grads = jax.grad(run, argnums=(0, 1, 2))(p, x, c)
+        return values, grads, jax.jvp(lambda p: run(p, x, c), (p,), (tangent,))[1]
+
+    got, g_got, jvp_got = derivatives(params, xs, carry, lj.Affine(chunk=chunk))
+    want, g_want, jvp_want = derivatives(params, xs, carry, lj.Scan())
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
-    g_got = jax.grad(run, argnums=(0, 1, 2))(params, xs, carry, **affine)
-    g_want = jax.grad(run, argnums=(0, 1, 2))(params, xs, carry, method="scan")
     for a, b in zip(jax.tree.leaves(g_got), jax.tree.leaves(g_want), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-    tangent = jax.tree.map(lambda v: jnp.ones_like(v) * 0.1, params)
-    jvp_got = jax.jvp(lambda p: run(p, xs, carry, **affine), (params,), (tangent,))[1]
-    jvp_want = jax.jvp(lambda p: run(p, xs, carry, method="scan"), (params,), (tangent,))[1]
     np.testing.assert_allclose(jvp_got, jvp_want, rtol=1e-10)
 
 

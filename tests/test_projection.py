@@ -16,12 +16,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import needs_torch
 from finite_differences import assert_grad_matches_fd
 
 import lstmjax as lj
 from lstmjax import interop
 
-torch = pytest.importorskip("torch")
+try:
+    import torch
+except ImportError:  # the tests against torch skip (conftest.needs_torch); the rest run
+    torch = None
 
 # torch warns that its oneDNN path has no projection and takes its default one.
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported:UserWarning")
@@ -30,12 +34,12 @@ I, H, P, B, T = 4, 6, 3, 3, 5
 ATOL32 = 1e-5
 
 
-def make_module(num_layers=1, bidirectional=False, seed=0, dtype=torch.float32):
+def make_module(num_layers=1, bidirectional=False, seed=0, dtype=None):
     torch.manual_seed(seed)
     module = torch.nn.LSTM(
         I, H, num_layers=num_layers, bidirectional=bidirectional, batch_first=True, proj_size=P
     )
-    return module.to(dtype).eval()
+    return module.to(dtype or torch.float32).eval()
 
 
 def random_state(module, rng, dtype=np.float32):
@@ -69,6 +73,7 @@ def assert_matches(got, want, atol):
     np.testing.assert_allclose(carry.c, c_t, rtol=0, atol=atol)
 
 
+@needs_torch
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_from_torch_matches_module(num_layers, bidirectional):
@@ -86,6 +91,7 @@ def test_from_torch_matches_module(num_layers, bidirectional):
     assert_matches(apply(params, jnp.asarray(x), carry0), torch_run(module, x, s0), ATOL32)
 
 
+@needs_torch
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 def test_lengths_match_packed_sequence(bidirectional):
     module = make_module(2, bidirectional, seed=2)
@@ -100,6 +106,7 @@ def test_lengths_match_packed_sequence(bidirectional):
     assert_matches(got, torch_run(module, x, s0, lengths), ATOL32)
 
 
+@needs_torch
 def test_float64_module():
     module = make_module(2, True, seed=3, dtype=torch.float64)
     net, params = interop.from_torch(module)
@@ -111,6 +118,7 @@ def test_float64_module():
     assert_matches(got, torch_run(module, x, s0), 1e-12)
 
 
+@needs_torch
 def test_to_torch_state_dict_round_trip():
     net, params = interop.from_torch(make_module(2, True, seed=5))
     module = make_module(2, True, seed=6)
@@ -124,6 +132,7 @@ def test_to_torch_state_dict_round_trip():
     assert_matches(jax.jit(net.apply)(params, jnp.asarray(x)), torch_run(module, x), ATOL32)
 
 
+@needs_torch
 def test_to_torch_rejects_layer_norm():
     net = lj.recurrent(lj.lstm(H, layer_norm=True, proj_size=P))
     params = jax.eval_shape(lambda k: net.init(k, I), jax.random.key(0))

@@ -21,11 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TORCH_MISSING
 
 import lstmjax as lj
 from lstmjax import interop
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason=TORCH_MISSING)
 
 I, H, B, T = 4, 6, 3, 5
 ATOL32 = 1e-5
