@@ -208,13 +208,13 @@ def test_param_group_grad_norms_lstm_and_stack():
     assert list(by_layer) == ["0", "1"]
     per_array = diagnostics.param_group_grad_norms(stack, depth=None)
     assert "1/backward/w_h" in per_array and "0/forward/b_hn" in per_array
-    np.testing.assert_allclose(by_layer["1"], optax.global_norm(stack[1]), rtol=1e-12)
+    np.testing.assert_allclose(by_layer["1"], optax.tree.norm(stack[1]), rtol=1e-12)
     from_training = train.group_norms(stack)  # the training metrics' own grouping
     assert list(from_training) == list(by_layer)
     for name, value in from_training.items():
         np.testing.assert_allclose(by_layer[name], value, rtol=1e-12)
     total = np.sqrt(sum(float(v) ** 2 for v in per_array.values()))
-    np.testing.assert_allclose(total, optax.global_norm(stack), rtol=1e-12)
+    np.testing.assert_allclose(total, optax.tree.norm(stack), rtol=1e-12)
 
 
 def test_param_group_grad_norms_dict_of_models():
