@@ -6,7 +6,8 @@ page and fails on a link to a missing file or to a missing `#anchor`; on a scrip
 or stylesheet that is missing, or a script loaded from another host (the site must
 work offline: MathJax is served with it); on an executed page with fewer inline
 figures than its source has `plt.show()` calls (a non-inline matplotlib backend in
-the build would drop them silently) or without the download link to its source.
+the build would drop them silently), without the download link to its source, or
+with output on stderr (a warning or a traceback shown to every reader).
 
     python .ci/check_site_links.py site
 """
@@ -38,6 +39,9 @@ class _Page(HTMLParser):
 
 
 _PNG = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
+_STDERR = re.compile(
+    r'<div[^>]*data-mime-type="application/vnd\.jupyter\.stderr"[^>]*>(.*?)</div>', re.DOTALL
+)
 
 
 def _parse(path: Path) -> _Page:
@@ -94,6 +98,9 @@ def main(site: Path) -> int:
             broken.append(f"{page.relative_to(site)}: {found} figures, its source shows {wanted}")
         if f'href="{source.name}"' not in html:
             broken.append(f"{page.relative_to(site)}: no download link to {source.name}")
+        for shown in _STDERR.findall(html):
+            text = re.sub(r"<[^>]+>", "", shown).strip()[:200]
+            broken.append(f"{page.relative_to(site)}: prints to stderr: {text!r}")
     for line in broken:
         print("broken link:", line)
     checked = sum(len(p.links) + len(p.scripts) for p in pages.values())
