@@ -28,7 +28,7 @@ def curves(x: np.ndarray) -> dict:
     """Values and autodiff derivatives of every activation on the grid `x: [N]`."""
     xs = jnp.asarray(x, jnp.float32)
     out = {}
-    for name, (f, closed_form) in progress(FUNCTIONS.items(), desc=NAME):
+    for name, (f, closed_form) in progress(FUNCTIONS.items(), desc=NAME, unit="function"):
         df = jax.vmap(jax.grad(f))(xs)
         out[name] = {
             "value": np.asarray(f(xs)),

@@ -273,7 +273,7 @@ def main(argv=None) -> dict:
     data = tasks.char_corpus(max_chars=config["max_chars"], valid_fraction=config["valid_fraction"])
     baseline = tasks.unigram_entropy_bits(data.train, data.vocab.size)
     sz = sizes(config, data.vocab.size)
-    bar = progress(desc=NAME, total=len(CELLS) * config["updates"])
+    bar = progress(desc=f"{NAME}: training", unit="update", total=len(CELLS) * config["updates"])
     runs = {}
     for label in CELLS:
         bar.set_postfix_str(label)

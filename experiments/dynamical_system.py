@@ -121,7 +121,7 @@ def main(argv=None) -> dict:
     k_data, k_train, k_test, k_div = jax.random.split(key, 4)
     order = rk4_order(config)
     divergence = true_divergence(k_div, config)
-    bar = progress(desc=NAME, total=2 * len(CELLS) * config["steps"])
+    bar = progress(desc=f"{NAME}: training", unit="update", total=2 * len(CELLS) * config["steps"])
     systems = {}
     for system in ("pendulum", "lorenz"):
         scale = scaling_of(system_data(system, k_data, 256, config["train_length"], config))

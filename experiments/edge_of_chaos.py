@@ -132,7 +132,7 @@ def main(argv=None) -> dict:
     if args.quick:
         config |= {"sizes": [64, 256], "batch": 2, "warmup": 100, "measured": 200}
         config |= {"gains": [0.5, 0.8, 0.9, 1.0, 1.1, 1.5, 3.0]}
-    bar = progress(desc=NAME, total=len(config["sizes"]) * len(config["gains"]))
+    bar = progress(desc=NAME, unit="net", total=len(config["sizes"]) * len(config["gains"]))
     sizes = {}
     for i, size in enumerate(config["sizes"]):
         sizes[str(size)] = exponents_for(

@@ -50,7 +50,7 @@ def measure(key, config: dict) -> dict:
     xs = jax.random.normal(kx, (B, T, config["inputs"]), jnp.float64)
     k = np.arange(T)
     out = {}
-    bar = progress(desc=NAME, total=len(ACTIVATIONS) * len(RHOS))
+    bar = progress(desc=NAME, unit="net", total=len(ACTIVATIONS) * len(RHOS))
     for act_name, (act, slope) in ACTIVATIONS.items():
         cell = lj.rnn(H, activation=act, dtype=jnp.float64)
         base = cell.init(kp, config["inputs"])

@@ -164,7 +164,7 @@ def main(argv=None) -> dict:
     }
     if args.quick:
         config |= {"hidden": 16, "steps": 200, "batch": 32, "length": 60, "starts": 48}
-    bar = progress(desc=NAME, total=len(CELLS) * config["steps"])
+    bar = progress(desc=f"{NAME}: training", unit="update", total=len(CELLS) * config["steps"])
     models = {}
     for i, label in enumerate(CELLS):
         k_train, k_fp = jax.random.split(jax.random.fold_in(key, i))

@@ -352,7 +352,7 @@ def main(argv=None) -> dict:
     if args.quick:
         config |= {"hidden": 32, "lr": 0.05, "length": 20, "seeds": 2}
         config |= {"train_steps": 100, "chunk_steps": 50}
-    bar = progress(desc=NAME, total=2 * config["train_steps"])
+    bar = progress(desc=f"{NAME}: training", unit="update", total=2 * config["train_steps"])
     wall = wall_experiment(config)
     k_train = jax.random.fold_in(key, 1)
     runs = {

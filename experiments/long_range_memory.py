@@ -190,7 +190,7 @@ def run_all(key, config: dict) -> dict:
     settings = [adding_task(t) for t in config["adding_lengths"]]
     settings += [copy_task(t) for t in config["copy_delays"]]
     total = len(config["cells"]) * config["steps"] * sum(task_cost(t) for t in settings)
-    bar = progress(desc=f"{NAME} (sequence steps trained)", total=total)
+    bar = progress(desc=f"{NAME}: training", unit="sequence step", total=total)
     results = {"adding": {}, "copy": {}}
     for task in settings:
         per_cell = {}

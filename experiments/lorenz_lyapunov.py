@@ -244,7 +244,7 @@ def main(argv=None) -> dict:
         config |= {"tolerances": [0.1, 0.05, 0.3, 0.005]}
     k_data, k_train, k_test, _ = jax.random.split(key, 4)  # as in dynamical_system.main
     true = true_spectrum(k_test, config)
-    bar = progress(desc=NAME, total=len(CELLS) * config["steps"])
+    bar = progress(desc=f"{NAME}: training", unit="update", total=len(CELLS) * config["steps"])
     scale = scaling_of(system_data("lorenz", k_data, 256, config["train_length"], config))
     models = {}
     for label in CELLS:

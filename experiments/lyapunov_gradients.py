@@ -149,7 +149,7 @@ def main(argv=None) -> dict:
     target = jax.random.normal(ky, (B,), jnp.float64)
     results = {}
     todo = models(kp, config)
-    for label, (cell, params) in progress(todo.items(), desc=NAME, total=len(todo)):
+    for label, (cell, params) in progress(todo.items(), desc=NAME, unit="net", total=len(todo)):
         results[label] = measure(cell, params, xs, u, target, config)
     rows = [
         anchor(

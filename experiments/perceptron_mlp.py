@@ -213,7 +213,7 @@ def main(argv=None) -> dict:
         config |= {"perceptron_epochs": 20, "sigmoid_steps": 500, "mlp_steps": 600}
     k_data, k_model = jax.random.split(key)
     data = make_data(k_data, config["points"])
-    bar = progress(desc=NAME, total=len(data))
+    bar = progress(desc=NAME, unit="data set", total=len(data))
     res = train_all(k_model, data, config, bar)
     bar.close()
     grad = step_gradient(data)

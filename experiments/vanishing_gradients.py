@@ -249,7 +249,7 @@ def main(argv=None) -> dict:
     config |= {"loss": "(last output . u - target)^2, batch mean of per-example norms"}
     k_init, k_weak, k_train, k_eval = jax.random.split(key, 4)
     total = 2 * len(cells_for(config)) + len(TRAINED) * (config["train_steps"] + 1)
-    bar = progress(desc=NAME, total=total)
+    bar = progress(desc=NAME, unit="step", total=total)
     curves = init_curves(k_init, config, 1.0, bar)
     weak = init_curves(k_weak, config, 0.1, bar)
     training, trained = {}, {}

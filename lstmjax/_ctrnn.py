@@ -76,8 +76,9 @@ def ctrnn(
       dt: the step, > 0, in the units of `tau`.
       activation: a callable or a name ("tanh", "relu", "softplus", ...).
       integrator: "euler" or "rk4".
-      kernel_init, recurrent_init, bias_init: initialisers of W_x `[I, H]`
-        (LeCun normal), W_h `[H, H]` (orthogonal) and b `[H]` (zeros).
+      kernel_init: initialiser of W_x `[I, H]` (LeCun normal).
+      recurrent_init: initialiser of W_h `[H, H]` (orthogonal).
+      bias_init: initialiser of b `[H]` (zeros).
       dtype: parameter dtype.
 
     Returns:

@@ -78,9 +78,9 @@ def gru(
       hidden_size: H.
       reset_after: where the reset gate acts (see above).
       layer_norm: the layer-normalised GRU above (needs reset_after=True).
-      kernel_init, recurrent_init, bias_init: initialisers of W_x `[I, 3H]`
-        (LeCun normal per gate), W_h `[H, 3H]` (orthogonal per gate) and the
-        biases (zeros).
+      kernel_init: initialiser of W_x `[I, 3H]` (LeCun normal per gate).
+      recurrent_init: initialiser of W_h `[H, 3H]` (orthogonal per gate).
+      bias_init: initialiser of the biases (zeros).
       dtype: parameter dtype.
 
     Returns:

@@ -111,7 +111,9 @@ def recurrent(
       method: passed to `lstmjax.unroll` for every layer and direction
         ("auto", a shorthand such as "scan", or an option object such as
         `lj.Scan(remat=True)`).
-      input_dropout, recurrent_dropout, zoneout: rates in [0, 1).
+      input_dropout: a rate in [0, 1).
+      recurrent_dropout: a rate in [0, 1).
+      zoneout: a rate in [0, 1).
       state_noise: a standard deviation >= 0.
 
     Returns:

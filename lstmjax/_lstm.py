@@ -112,10 +112,11 @@ def lstm(
       layer_norm: the layer-normalised LSTM above.
       proj_size: P >= 1, the size of the projected output (PyTorch asks for
         P < H); None (default) for no projection.
-      kernel_init, recurrent_init, bias_init, peephole_init, proj_init:
-        initialisers of W_x `[I, 4H]` (LeCun normal per gate), W_h `[P, 4H]`
-        (orthogonal per gate), b `[4H]` (zeros), the peephole weights
-        `[3, H]` (zeros) and W_proj `[H, P]` (LeCun normal).
+      kernel_init: initialiser of W_x `[I, 4H]` (LeCun normal per gate).
+      recurrent_init: initialiser of W_h `[P, 4H]` (orthogonal per gate).
+      bias_init: initialiser of b `[4H]` (zeros).
+      peephole_init: initialiser of the peephole weights `[3, H]` (zeros).
+      proj_init: initialiser of W_proj `[H, P]` (LeCun normal).
       dtype: parameter dtype.
 
     Returns:

@@ -51,8 +51,9 @@ def min_gru(
 
     Args:
       hidden_size: H.
-      kernel_init, bias_init: initialisers of W_x `[I, 2H]` (LeCun normal per
-        block, blocks z, h~) and b `[2H]` (zeros).
+      kernel_init: initialiser of W_x `[I, 2H]` (LeCun normal per block,
+        blocks z, h~).
+      bias_init: initialiser of b `[2H]` (zeros).
       dtype: parameter dtype.
 
     Returns:

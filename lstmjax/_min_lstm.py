@@ -64,8 +64,9 @@ def min_lstm(
 
     Args:
       hidden_size: H.
-      kernel_init, bias_init: initialisers of W_x `[I, 3H]` (LeCun normal per
-        block, blocks f, i, h~) and b `[3H]` (zeros).
+      kernel_init: initialiser of W_x `[I, 3H]` (LeCun normal per block,
+        blocks f, i, h~).
+      bias_init: initialiser of b `[3H]` (zeros).
       dtype: parameter dtype.
 
     Returns:

@@ -109,7 +109,8 @@ def recurrent_dropout(
     deterministic pass.
 
     Args:
-      cell, params: a cell and its parameters.
+      cell: a cell.
+      params: its parameters.
       xs: `[batch, time, features]` (or `[time, batch, features]` with
         `time_major=True`).
       key: a `jax.random` key, or None.

@@ -45,8 +45,9 @@ def rnn(
       activation: elementwise nonlinearity, a callable or one of the names
         "tanh", "relu", "sigmoid", "gelu", "softplus", "identity" (tanh by default; `jax.nn.relu`,
         `jax.nn.sigmoid` or the identity for a linear RNN).
-      kernel_init, recurrent_init, bias_init: initialisers for W_x `[I, H]`
-        (LeCun normal), W_h `[H, H]` (orthogonal) and b `[H]` (zeros).
+      kernel_init: initialiser of W_x `[I, H]` (LeCun normal).
+      recurrent_init: initialiser of W_h `[H, H]` (orthogonal).
+      bias_init: initialiser of b `[H]` (zeros).
       dtype: parameter dtype.
 
     Returns:

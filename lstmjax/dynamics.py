@@ -330,7 +330,8 @@ def fixed_points(
         inputs, plus noise), or a flat `[S, D]` array.
       tol: largest q of a kept point (default 1e-10).
       merge_tol: distance under which two points are one (default 1e-3).
-      steps, optimizer: as for `speed_minima`.
+      steps: optimiser steps, as for `speed_minima` (default 200).
+      optimizer: as for `speed_minima` (None: `optax.lbfgs()`).
 
     Returns:
       `FixedPoints` (points `[M, D]`, carries, speed, eigenvalues, kind).

@@ -196,7 +196,8 @@ def generate_text(
       vocab: a `lstmjax.tasks.Vocab` (anything with `encode` and `decode`).
       prompt: a non-empty string of characters in the vocabulary.
       num_chars: characters to generate.
-      temperature, top_k: as in `sample`.
+      temperature: as in `sample` (default 1.0).
+      top_k: as in `sample` (default None: no filter).
 
     Returns:
       The generated characters (without the prompt).

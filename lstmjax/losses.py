@@ -125,7 +125,8 @@ def squared_error(pred: Array, target: Array) -> Array:
     """Squared error averaged over the last (feature) axis.
 
     Args:
-      pred, target: `[..., F]`, same shape.
+      pred: `[..., F]`.
+      target: `[..., F]`, the same shape as `pred`.
 
     Returns:
       `[...]`, one value per position.
@@ -166,7 +167,8 @@ def mse(pred: Array, target: Array, mask: Optional[Array] = None) -> Array:
     """Mean squared error over the valid entries.
 
     Args:
-      pred, target: `[...]`, same shape, floating point.
+      pred: `[...]`, floating point.
+      target: the same shape as `pred`, floating point.
       mask: optional bool of `pred`'s shape or a leading part of it (e.g.
         `[B, T]` for `[B, T, F]` predictions); True marks entries that count.
 

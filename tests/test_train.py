@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -235,7 +236,11 @@ def test_fit_will_not_mix_two_runs_in_one_directory(tmp_path):
 def test_progress_bar_shows_step_loss_and_rate_unless_quiet(capsys):
     state, _ = train.fit(STEP, fresh_state(), BATCHES, 3, logging=train.Logging(quiet=False))
     shown = capsys.readouterr().err
-    assert "3/3" in shown and "loss=" in shown and "steps_per_s=" in shown
+    assert "3/3 steps" in shown and "loss=" in shown
+    # One rate, of the steps after the first; the first step (with compilation) apart.
+    assert "steps/s after the first" in shown and "first step (compiling it)" in shown
+    assert re.search(r"first step \d+\.\d s with compilation", shown)
+    assert "step/s" not in shown and "s/step" not in shown and "it/s" not in shown  # tqdm's rate
     train.fit(STEP, state, BATCHES, 6, logging=train.Logging(quiet=True))
     assert capsys.readouterr().err == ""
 

@@ -59,7 +59,8 @@ def compare(reshape, hidden, num_steps, batch_size=64, lr=1e-2):
     params = (net.init(jax.random.key(0), features), head.init(jax.random.key(1), hidden))
 
     # The torch peer, with the same initial weights.
-    t_lstm, t_head = torch.nn.LSTM(features, hidden, batch_first=True), torch.nn.Linear(hidden, 10)
+    t_lstm = torch.nn.LSTM(features, hidden, batch_first=True)
+    t_head = torch.nn.Linear(hidden, 10)
     t_lstm.load_state_dict(lj.interop.to_torch_state_dict(net, params[0]))
     with torch.no_grad():
         t_head.weight.copy_(torch.from_numpy(np.array(params[1].w).T))
@@ -80,7 +81,10 @@ def compare(reshape, hidden, num_steps, batch_size=64, lr=1e-2):
 
     @jax.jit
     def step(p, s, xs, ys):
-        loss, grads = jax.value_and_grad(lambda q: losses.cross_entropy(logits_fn(q, xs), ys))(p)
+        def loss_fn(q):
+            return losses.cross_entropy(logits_fn(q, xs), ys)
+
+        loss, grads = jax.value_and_grad(loss_fn)(p)
         updates, s = optimizer.update(grads, s)
         return optax.apply_updates(p, updates), s, loss
 
@@ -96,12 +100,11 @@ def compare(reshape, hidden, num_steps, batch_size=64, lr=1e-2):
         t_opt.zero_grad()
         loss.backward()
         t_opt.step()
-        torch_losses.append(float(loss))
+        torch_losses.append(loss.detach().item())
     gap = np.abs(np.array(jax_losses) - np.array(torch_losses))
-    print(
-        f"|loss gap| between the libraries: step 1 {gap[0]:.1e}, steps 1-10 at most {gap[:10].max():.1e}, "
-        f"steps 1-{num_steps} at most {gap.max():.1e}"
-    )
+    print(f"|loss gap| between the libraries: step 1 {gap[0]:.1e},", end=" ")
+    print(f"steps 1-10 at most {gap[:10].max():.1e},", end=" ")
+    print(f"steps 1-{num_steps} at most {gap.max():.1e}")
 
     jax_acc = float(losses.accuracy(logits_fn(params, test_seq), y_test))
     with torch.no_grad():

@@ -314,23 +314,59 @@ class _Loop:
 
 
 class _Progress:
-    """A tqdm bar with the loss and the recent rate in steps per second."""
+    """A tqdm bar of the run's steps with the loss and one rate, that of the steps after the first.
+
+    The first step of a `fit` call includes compiling the step (seconds, where a
+    step takes milliseconds), so a rate that counts it misleads for a long while.
+    The bar says so while that step runs, then shows one rate, steps per second
+    since the first step ended, and the time left at that rate; tqdm's own rate,
+    which counts the compilation, is not shown. At the end the postfix keeps the
+    final loss, the rate and how long the first step took.
+    """
+
+    _FORMAT = "{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]"
 
     def __init__(self, start: int, total: int, quiet: bool):
         self.quiet, self.start, self.total = quiet, start, total
-        self.bar = tqdm(total=total, initial=start, unit="step", disable=quiet, dynamic_ncols=True)
-        self.tick, self.tick_step = time.perf_counter(), start
+        self.bar = tqdm(
+            total=total,
+            initial=start,
+            unit="step",
+            disable=quiet,
+            dynamic_ncols=True,
+            bar_format=self._FORMAT,
+            postfix="first step (compiling it)" if start < total else None,
+        )
+        self.began = time.perf_counter()
+        self.first: Optional[float] = None  # when the first step of this call ended
+        self.shown = self.began
+        self.loss = ""
 
     def update(self, done: int, loss: float) -> None:
         self.bar.update(1)
+        if self.quiet:
+            return
         now = time.perf_counter()
-        # Refresh twice a second, and on the first and last step. The rate is
-        # over the last window, not since the start, which included compilation.
-        if not self.quiet and (now - self.tick > 0.5 or done in (self.start + 1, self.total)):
-            rate = (done - self.tick_step) / max(now - self.tick, 1e-9)
-            shown = f"{np.mean(loss):.4g}" + (" (mean)" if np.ndim(loss) else "")
-            self.bar.set_postfix(loss=shown, steps_per_s=f"{rate:.1f}")
-            self.tick, self.tick_step = now, done
+        self.loss = f"{np.mean(loss):.4g}" + (" (mean)" if np.ndim(loss) else "")
+        if self.first is None:
+            self.first = now
+        # Refresh twice a second, and on the first and last step.
+        if now - self.shown > 0.5 or done in (self.start + 1, self.total):
+            self.bar.set_postfix_str(self._postfix(done, now), refresh=False)
+            self.bar.refresh()
+            self.shown = now
+
+    def _postfix(self, done: int, now: float) -> str:
+        assert self.first is not None
+        first = f"first step {self.first - self.began:.1f} s with compilation"
+        after = done - self.start - 1  # steps timed after the first one
+        if after < 1 or now <= self.first:
+            return f"loss={self.loss}, {first}"
+        rate = after / (now - self.first)
+        if done < self.total:
+            left = tqdm.format_interval((self.total - done) / rate)
+            return f"loss={self.loss}, {rate:.1f} steps/s, {left} left ({first})"
+        return f"loss={self.loss}, {rate:.1f} steps/s after the first ({first})"
 
     def close(self) -> None:
         self.bar.close()

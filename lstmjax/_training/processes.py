@@ -127,9 +127,10 @@ def keyed_shards(
       key: the data key.
       make_shard: `key -> batch` of `global_batch / num_shards` rows (jitted here).
       num_shards: how many shards make a global batch.
-      process_index, process_count: default `jax.process_index()` and
-        `jax.process_count()`; pass them to build another process's rows
-        (`process_count=1` gives the whole global batch).
+      process_index: default `jax.process_index()`; pass it (with
+        `process_count`) to build another process's rows.
+      process_count: default `jax.process_count()` (`process_count=1` gives
+        the whole global batch).
 
     Returns:
       `step -> batch`, this process's rows of the global batch of `step`

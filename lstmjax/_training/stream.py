@@ -107,10 +107,12 @@ def reset_carry(carry: Carry, initial: Carry, reset: Array, batch_axis: int = 0)
     """`initial` in the rows where `reset` holds, `carry` elsewhere, leaf by leaf.
 
     Args:
-      carry, initial: carries of one structure, every leaf with its batch
-        axis at `batch_axis` (0 for a cell's carry `[B, H]`, 1 for a stacked
-        `lj.recurrent` net's `[layers, B, H]`).
+      carry: a carry, every leaf with its batch axis at `batch_axis` (0 for
+        a cell's carry `[B, H]`, 1 for a stacked `lj.recurrent` net's
+        `[layers, B, H]`).
+      initial: a carry of the same structure and layout.
       reset: bool `[B]`.
+      batch_axis: the batch axis of every leaf (default 0).
     """
 
     def one(c, c0):
