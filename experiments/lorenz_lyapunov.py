@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from _common import Report, anchor, enable_x64, fmt, parse_args, progress, publish, seed_everything
 from _dynamics import system_data
-from _dynamics_predictors import CELLS, predictor, scaling_of, train_predictor
+from _dynamics_predictors import CELLS, Model, predictor, scaling_of, train_predictor
 
 import lstmjax as lj
 from lstmjax import dynamics, tasks
@@ -54,11 +54,13 @@ class Loop(NamedTuple):
 class ClosedLoop(lj.Cell):
     """The predictor reading its own output, as a `Cell` (input ignored).
 
-    Its params are the trained predictor's (`step_fn`'s first argument).
+    Its params are the trained predictor's (`step_fn`'s first argument), of the
+    structure `init` gives: what `lyapunov_spectrum` checks them against.
     """
 
     step_fn: Any  # `(params, carry, state [B, 3]) -> (carry, next state)`
     cell: lj.Cell  # the predictor's cell
+    readout: lj.Layer  # the predictor's readout, [H] -> [3]
     output_size: int = 3
 
     @property
@@ -70,7 +72,9 @@ class ClosedLoop(lj.Cell):
         return f"closed-loop {self.cell.name}"
 
     def init(self, key, input_size):
-        raise NotImplementedError("a closed loop runs a trained predictor's params.")
+        """The predictor's params at initialisation (the loop's own input is ignored)."""
+        k_cell, k_out = jax.random.split(key)
+        return Model(self.cell.init(k_cell, 3), self.readout.init(k_out, self.cell.output_size))
 
     def initial_carry(self, batch_shape=()):
         shape = (batch_shape,) if isinstance(batch_shape, int) else tuple(batch_shape)
@@ -109,12 +113,13 @@ def model_spectrum(label: str, params, scale, key, config: dict) -> dict:
     params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
     scale = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), scale)
     cell = CELLS[label](config["hidden"])
-    apply_fn, step_fn = predictor(cell, lj.dense(3), scale)
+    readout = lj.dense(3)
+    apply_fn, step_fn = predictor(cell, readout, scale)
     warm, B = config["model_warmup"], config["model_batch"]
     states = system_data("lorenz", key, B, warm, config).astype(jnp.float64)
     _, carry = apply_fn(params, states[:, : warm - 1])
     start = Loop(carry, states[:, warm - 1])
-    loop = ClosedLoop(step_fn, cell)
+    loop = ClosedLoop(step_fn, cell, readout)
     xs = jnp.zeros((B, config["model_steps"], 1))
     spec = dynamics.lyapunov_spectrum(
         loop, params, xs, start, k=config["k"], warmup=config["warmup"]

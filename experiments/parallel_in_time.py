@@ -44,13 +44,11 @@ Y_RANGE = (1e-17, 1e8)  # residual axes; a diverging iterate leaves through the 
 
 @dataclasses.dataclass(frozen=True)
 class Traced(lj.Cell):
-    """`cell` whose output at step t is the carry it was given, h_(t-1), raveled.
+    """`cell` whose output is its whole carry, raveled.
 
-    A solve's outputs are then the current iterate itself (shifted by one
-    step; its last state is the returned carry), not one more step of it;
-    the output does not enter the equations the solvers iterate on, so the
-    iterates are those of `cell`. (`output` ravels a carry: recur's y_t is
-    `output(carry_(t-1))`, one step behind the contract, on purpose.)
+    A solve's outputs (the cell's `output` of every state of its final
+    iterate) are then the iterate itself; the output does not enter the
+    equations the solvers iterate on, so the iterates are those of `cell`.
     """
 
     cell: lj.Cell
@@ -75,28 +73,23 @@ class Traced(lj.Cell):
 
     def recur(self, params, carry, px):
         new, _ = self.cell.recur(params, carry, px)
-        return new, self.output(carry)
+        return new, self.output(new)
 
     def output(self, carry):
         return jnp.concatenate(jax.tree_util.tree_leaves(carry), axis=-1)
 
 
 def traced(cell: lj.Cell) -> lj.Cell:
-    """`Traced(cell)`: its outputs are the carries it was given (see `Traced`)."""
+    """`Traced(cell)`: its outputs are its carries (see `Traced`)."""
     size = sum(leaf.shape[-1] for leaf in jax.tree_util.tree_leaves(cell.initial_carry(())))
     return Traced(cell, size)
 
 
-def as_states(cell: lj.Cell, ys: jax.Array, carry):
-    """The iterate as the solver's `init` (leaves `[T, B, n_i]`) from traced `ys` `[B, T, N]`.
-
-    ys[:, t] is h_(t-1), so h_0..h_(T-2) are ys[:, 1:] and h_(T-1) is the final carry.
-    """
+def as_states(cell: lj.Cell, ys: jax.Array):
+    """The iterate as the solver's `init` (leaves `[B, T, n_i]`) from traced `ys` `[B, T, N]`."""
     leaves, treedef = jax.tree_util.tree_flatten(cell.initial_carry(()))
     cuts = np.cumsum([leaf.shape[-1] for leaf in leaves])[:-1].tolist()
-    last = jnp.concatenate(jax.tree_util.tree_leaves(carry), axis=-1)
-    states = jnp.concatenate([jnp.swapaxes(ys[:, 1:], 0, 1), last[None]], axis=0)
-    return treedef.unflatten(jnp.split(states, cuts, axis=-1))
+    return treedef.unflatten(jnp.split(ys, cuts, axis=-1))
 
 
 class Solvers(NamedTuple):
@@ -114,10 +107,10 @@ def solvers(cell: lj.Cell) -> Solvers:
 
     def iterate(method):
         def one(params, xs, init):
-            ys, carry, info = lj.unroll_parallel(
+            ys, _, info = lj.unroll_parallel(
                 wcell, params, xs, method=SOLVERS[method](max_iters=1, tol=1e-300), init=init
             )
-            return as_states(cell, ys, carry), info.residual
+            return as_states(cell, ys), info.residual
 
         return jax.jit(one)
 
@@ -144,7 +137,7 @@ def curve(cell, params, xs, method: str, iters: int, fns: Optional[Solvers] = No
     one = (fns or solvers(cell)).iterate[method]
     T, B = xs.shape[1], xs.shape[0]
     state = jax.tree_util.tree_map(
-        lambda c: jnp.zeros((T,) + c.shape, c.dtype), cell.initial_carry((B,))
+        lambda c: jnp.zeros((B, T) + c.shape[1:], c.dtype), cell.initial_carry((B,))
     )
     out = []
     for _ in range(iters):

@@ -283,3 +283,16 @@ def check_carry(carry, expected, where: str, name: str = "carry"):
             )
         check_float(got, leaf)
     return carry
+
+
+def initial_carry_for(cell: Cell, carry, batch: int, dtype, where: str) -> Carry:
+    """The checked initial carry of a batch of `batch` sequences, cast to `dtype`.
+
+    None gives zeros; anything else is checked against the cell's carry
+    (`check_carry`: structure, shapes `[batch, ...]`, a real dtype).
+    """
+    expected = jax.eval_shape(lambda: cell.initial_carry((batch,)))
+    if carry is None:
+        return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, dtype), expected)
+    carry = check_carry(carry, expected, where)
+    return jax.tree_util.tree_map(lambda c: jnp.asarray(c, dtype), carry)

@@ -7,6 +7,15 @@ are static under `jit`, so these checks run when a function is traced and
 cost nothing at run time. Values (lengths, token ids) can only be checked
 when they are concrete; under `jit` the functions that take them document
 what happens instead.
+
+One rule for numeric options (sizes, counts, tolerances, rates, limits),
+everywhere: a Python number or a NumPy scalar is accepted alike
+(`np.int64(3)`, `np.float32(0.1)`), a real-valued option also as a concrete
+0-d array; bools are refused, and so is a traced value (an option fixes the
+program, so it cannot be an argument of the traced function). `check_size`
+returns a Python int and `check_real` (with `check_positive`,
+`check_nonnegative`) a Python float, which is what option objects store, so
+that equal options hash equal and share a compiled program.
 """
 
 from __future__ import annotations
@@ -33,7 +42,10 @@ MAX_LISTED = 5  # offenders named in a value error; the rest are counted
 
 
 def check_size(name: str, value, minimum: int = 1) -> int:
-    """A Python int >= `minimum` (a size, a count); bools are refused."""
+    """An int >= `minimum` (a size, a count): a Python int or a NumPy integer; bools are refused.
+
+    Returned as a Python int.
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(
             f"{name} must be an int >= {minimum}; got {value!r} ({type(value).__name__})."
@@ -48,8 +60,13 @@ def check_optional_size(name: str, value, minimum: int = 1):
     return None if value is None else check_size(name, value, minimum)
 
 
-def check_real(name: str, value) -> float:
-    """A finite real scalar (a Python number or a 0-d real array)."""
+def _real_number(name: str, value) -> float:
+    """A real scalar (a Python number, a NumPy scalar or a concrete 0-d real array) as a float."""
+    if _is_tracer(value):
+        raise TypeError(
+            f"{name} must be a concrete number (an option, fixed when the program is "
+            f"traced); got a traced value {value!r}."
+        )
     dtype = getattr(value, "dtype", None)
     is_real = isinstance(value, numbers.Real) or (
         dtype is not None
@@ -58,9 +75,34 @@ def check_real(name: str, value) -> float:
     )
     if isinstance(value, (bool, np.bool_)) or not is_real:
         raise TypeError(f"{name} must be a real number; got {value!r} ({type(value).__name__}).")
-    if not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be finite; got {value!r}.")
     return float(value)
+
+
+def check_real(name: str, value) -> float:
+    """A finite real scalar (a Python number, a NumPy scalar or a concrete 0-d real array).
+
+    Returned as a Python float.
+    """
+    number = _real_number(name, value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite; got {value!r}.")
+    return number
+
+
+def check_positive(name: str, value) -> float:
+    """A finite real number > 0 (a tolerance, a step), taken as `check_real` takes it."""
+    number = _real_number(name, value)
+    if not (number > 0 and math.isfinite(number)):
+        raise ValueError(f"{name} must be a positive finite number; got {value!r}.")
+    return number
+
+
+def check_nonnegative(name: str, value) -> float:
+    """A finite real number >= 0 (a damping, a noise scale), taken as `check_real` takes it."""
+    number = _real_number(name, value)
+    if not (number >= 0 and math.isfinite(number)):
+        raise ValueError(f"{name} must be >= 0 and finite; got {value!r}.")
+    return number
 
 
 def check_rate(name: str, value) -> float:
@@ -336,48 +378,3 @@ def check_key(key, where: str, name: str = "key") -> jax.Array:
         f"jax.random.PRNGKey(0)); got {type(key).__name__}"
         + (f" of dtype {dtype} and shape {shape}." if dtype is not None else ".")
     )
-
-
-# --- parallel-in-time options ------------------------------------------------------
-
-# Default residual tolerance of the parallel solvers, by computation dtype:
-# a few hundred ulps of an O(1) state, so that converged means equal to the
-# sequential scan to ~1e-10 (float64) and ~1e-5 (float32).
-DEFAULT_TOL = {"float64": 1e-12, "float32": 1e-6, "bfloat16": 3e-2, "float16": 3e-3}
-
-
-def check_parallel_options(method, max_iters, tol, T: int, where: str):
-    """`(max_iters, tol)`: max_iters None -> T (Newton's exact bound; ELK: 4 T + 20), tol kept."""
-    if max_iters is None:
-        # A damped step no longer makes one state exact per iteration.
-        max_iters = 4 * T + 20 if method == "elk" else max(T, 1)
-    elif isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
-        raise ValueError(f"{where}: max_iters must be a positive int or None; got {max_iters!r}.")
-    if tol is not None:
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
-            raise ValueError(f"{where}: tol must be a positive number or None; got {tol!r}.")
-        tol = float(tol)
-    return max_iters, tol
-
-
-def check_jacobian_memory(T: int, B: int, N: int, itemsize: int, limit: int, where: str):
-    """Refuse a full-Jacobian solve whose [T, B, N, N] Jacobians would not fit in `limit` bytes."""
-    # The Jacobians, their associative-scan partial products (about one more
-    # copy over all levels) and one copy in the adjoint pass.
-    need = 3 * T * B * N * N * itemsize
-    if need > limit:
-        raise ValueError(
-            f"{where}: method='newton' keeps full Jacobians [T, B, N, N] = [{T}, {B}, {N}, {N}] "
-            f"(about {need / 2**30:.2f} GiB with the scan's partial products), over "
-            f"jacobian_limit = {limit / 2**30:.2f} GiB. Use method='quasi_newton' or 'elk' "
-            f"(O(T B N) memory), a shorter sequence, or raise jacobian_limit."
-        )
-
-
-def check_linear_in_carry(cell, where: str):
-    if not cell.linear_in_carry:
-        raise ValueError(
-            f"{where}: method='affine' needs a cell whose step is affine in its carry "
-            f"(Cell.linear_in_carry=True, e.g. lj.min_gru, lj.min_lstm); {cell.name} is not. "
-            f"Use method='scan' or a parallel solver ('newton', 'quasi_newton', 'elk')."
-        )

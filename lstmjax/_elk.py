@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._affine_scan import affine_scan, entering
-from lstmjax._checks import check_real
+from lstmjax._checks import check_nonnegative
 from lstmjax._newton import Solver
 from lstmjax._typing import Array
 
@@ -67,9 +67,7 @@ class ELK(Solver):
 
     def __post_init__(self):
         super().__post_init__()
-        damping = check_real("ELK: damping", self.damping)
-        if damping < 0:
-            raise ValueError(f"ELK: damping must be >= 0; got {self.damping!r}.")
+        self._set("damping", check_nonnegative("ELK: damping", self.damping))
 
     def default_max_iters(self, T: int) -> int:
         return 4 * T + 20
@@ -124,5 +122,13 @@ def damped_step(a: Array, b: Array, g: Array, h0: Array, damping: float, algorit
         return m
     c = P[:-1] * a[1:] / Q[1:]
     u = m[:-1] - c * (a[1:] * m[:-1] + b[1:])
-    s = affine_scan(c[::-1], u[::-1], m[-1], algorithm)[::-1]
+    # A NaN state (a NaN input, which the sequential scan carries forward) says
+    # nothing about the states before it: the backward pass stops there, so the
+    # NaN stays where the scan has it instead of spreading back in time.
+    lost = jnp.isnan(m)
+    cut = jnp.isnan(c) | jnp.isnan(u)
+    c = jnp.where(cut, 0.0, c)
+    u = jnp.where(cut, jnp.where(lost[:-1], 0.0, m[:-1]), u)
+    s = affine_scan(c[::-1], u[::-1], jnp.where(lost[-1], 0.0, m[-1]), algorithm)[::-1]
+    s = jnp.where(lost[:-1], jnp.nan, s)
     return jnp.concatenate([s, m[-1:]], axis=0)

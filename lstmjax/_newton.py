@@ -27,31 +27,44 @@ exact after the first, since h_{-1} = carry0 is known), so every method
 reaches the sequential answer within T iterations in exact arithmetic;
 `max_iters` defaults to T. The loop stops at `max|G(h)| <= tol`.
 
-Gradients are implicit (never through the iterations): at the solution,
-the cotangent lambda of the states solves the adjoint recurrence backward
-in time, lambda_t = gbar_t + J_{t+1}^T lambda_{t+1}, and the parameters'
-(and inputs', and carry0's) cotangent is one vectorised VJP of all the F_t
-at lambda. "newton" solves the adjoint with the dense affine scan reversed
-(parallel, O(T B N^2) memory); the diagonal methods with a sequential scan
-of exact VJPs (depth T, O(T B N) memory: the cost of one BPTT backward
-pass), because their diagonal Jacobians are not the exact ones the
-gradient needs.
+Derivatives are implicit (never through the iterations): differentiating
+h_t = F_t(h_{t-1}) at the solution gives the tangent recurrence
+dh_t = J_t dh_{t-1} + db_t (db_t: the change of F_t from the parameters,
+inputs and carry0 at the states held fixed), a `jax.custom_jvp`. Forward
+mode (`jvp`, `jacfwd`) evaluates it; reverse mode is JAX's transpose of
+it, the adjoint recurrence backward in time, lambda_t = gbar_t +
+J_{t+1}^T lambda_{t+1}, followed by one vectorised VJP of all the F_t.
+"newton" solves both with the dense affine scan (parallel, O(T B N^2)
+memory); the diagonal methods with a sequential scan of exact jvps, whose
+transpose is a scan of exact VJPs (depth T, O(T B N) memory: the cost of
+one BPTT pass), because their diagonal Jacobians are not the exact ones
+the derivative needs.
+
+A NaN input makes the scan's states NaN from that step to the end of its
+sequence (until a reset); `residual` counts a state that is NaN on both
+sides of h_t = F_t(h_{t-1}) as solved, so the solvers return the same
+NaN in that sequence alone and the others converge as usual. (A reset
+after the NaN is where they part: the linear step multiplies the NaN
+state by the reset's zero Jacobian, so such a solve does not converge,
+and `raise_if_not_converged` names the NaN inputs.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
+from collections.abc import Callable
 from typing import ClassVar, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lstmjax._affine_scan import ALGORITHMS, affine_scan, default_algorithm, entering
 from lstmjax._arrays import ravel, unraveler
 from lstmjax._cell import Cell
-from lstmjax._checks import check_size
-from lstmjax._sequence import Sequences, masked_recur
+from lstmjax._checks import check_positive, check_size
+from lstmjax._sequence import Sequences, masked_recur, zero_invalid
 from lstmjax._typing import Array, Carry, Params
 
 # Default residual tolerance of the solvers, by computation dtype: a few hundred
@@ -82,26 +95,31 @@ class Solver:
 
     def __post_init__(self):
         kind = type(self).__name__
+        if not isinstance(self.algorithm, str):
+            raise TypeError(
+                f"{kind}: algorithm must be one of ['auto', 'sequential', 'associative', "
+                f"'blocked']; got {self.algorithm!r} ({type(self.algorithm).__name__})."
+            )
+        # Numbers are stored as Python numbers (`_checks`' one rule for options), so
+        # that equal options hash equal and share a compiled program.
         if self.max_iters is not None:
-            check_size(f"{kind}: max_iters", self.max_iters)
+            self._set("max_iters", check_size(f"{kind}: max_iters", self.max_iters))
         if self.tol is not None:
-            if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)):
-                raise TypeError(f"{kind}: tol must be a positive number or None; got {self.tol!r}.")
-            if not (self.tol > 0 and math.isfinite(self.tol)):
-                raise ValueError(
-                    f"{kind}: tol must be a positive finite number or None; got {self.tol!r}."
-                )
+            self._set("tol", check_positive(f"{kind}: tol", self.tol))
         if self.algorithm == "log":  # its inputs must be positive; a Newton step's are not
             raise ValueError(
                 f'{kind}: algorithm="log" is for lj.Affine only (it needs positive '
                 "coefficients, which a Newton-type step does not have); use 'auto', "
                 "'sequential', 'associative' or 'blocked'."
             )
-        if self.algorithm != "auto" and self.algorithm not in ALGORITHMS:
+        if self.algorithm not in ("auto",) + ALGORITHMS:
             raise ValueError(
                 f"{kind}: algorithm must be one of ['auto', 'sequential', 'associative', "
                 f"'blocked']; got {self.algorithm!r}."
             )
+
+    def _set(self, field: str, value) -> None:
+        object.__setattr__(self, field, value)  # a frozen dataclass, during __post_init__
 
     def resolve(self, platform: str):
         """This solver with "auto" decided for `platform`."""
@@ -162,7 +180,7 @@ class Newton(Solver):
 
     def __post_init__(self):
         super().__post_init__()
-        check_size("Newton: jacobian_limit", self.jacobian_limit)
+        self._set("jacobian_limit", check_size("Newton: jacobian_limit", self.jacobian_limit))
 
     def check_memory(self, T: int, B: int, N: int, itemsize: int, where: str) -> None:
         """Refuse a solve whose [T, B, N, N] Jacobians would not fit in `jacobian_limit`."""
@@ -232,13 +250,18 @@ def _apply(J, h, dense):
 
 
 def residual(h: Array, Fh: Array) -> Array:
-    """max_t |h_t - F_t(h_{t-1})|, inf where any entry is NaN.
+    """max_t |h_t - F_t(h_{t-1})|: inf where one side is NaN, 0 where both are.
 
     XLA's max skips NaN (an all-NaN iterate would give -inf and pass any
-    tolerance), so NaN is made inf first: a NaN iterate never converges.
+    tolerance), so a NaN gap is made inf first: a NaN guess never converges.
+    Where the step itself gives NaN at a NaN state (a NaN input, which the
+    sequential scan carries to the end of its sequence) the state is solved:
+    NaN is the scan's answer there, so one bad sequence does not stop the
+    others from converging.
     """
     gap = jnp.abs(h - Fh)
-    return jnp.max(jnp.where(jnp.isnan(gap), jnp.inf, gap))
+    solved = (h == Fh) | (jnp.isnan(h) & jnp.isnan(Fh))  # equal infinities, or NaN on both
+    return jnp.max(jnp.where(solved, 0.0, jnp.where(jnp.isnan(gap), jnp.inf, gap)))
 
 
 def _evaluate(F, dense, h, h0, px, valid, reset):
@@ -267,61 +290,68 @@ def iterate(F, options: Solver, h_init, h0, px, valid, reset):
     return h, ParallelInfo(k, res, res <= tol)
 
 
-def _fixed_point(cell_F, options, params, px, carry0, valid, reset, h_init):
-    """The states `[T, B, N]` and ParallelInfo; differentiated implicitly (module docstring)."""
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def fixed_point(cell_F, options, params, px, carry0, valid, reset, h_init):
+    """The states `[T, B, N]` and ParallelInfo; differentiated implicitly (`_fixed_point_jvp`)."""
     F = cell_F(params, carry0)
     return iterate(F, options, h_init, ravel(carry0), px, valid, reset)
 
 
-fixed_point = jax.custom_vjp(_fixed_point, nondiff_argnums=(0, 1))
+@fixed_point.defjvp
+def _fixed_point_jvp(cell_F, options, primals, tangents):
+    """The derivative of the solution, never of the iterations (module docstring).
 
-
-def _fixed_point_fwd(cell_F, options, params, px, carry0, valid, reset, h_init):
+    Differentiating h_t = F_t(h_{t-1}) at the solution gives the tangent
+    recurrence dh_t = J_t dh_{t-1} + db_t, with db_t the change of F_t at the
+    states held fixed (params, inputs, carry0: also h_{-1}), so dh is one
+    linear recurrence: a dense affine scan for "newton", a sequential scan of
+    exact jvps for the diagonal methods (their diagonal Jacobians are not
+    the exact ones). Forward mode evaluates it; reverse mode is JAX's
+    transpose of it, the adjoint recurrence backward in time.
+    """
+    params, px, carry0, valid, reset, h_init = primals
     h, info = fixed_point(cell_F, options, params, px, carry0, valid, reset, h_init)
-    return (h, info), (params, px, carry0, valid, reset, h)
+    hp = entering(h, ravel(carry0))
 
-
-def _fixed_point_bwd(cell_F, options, res, cotangents):
-    params, px, carry0, valid, reset, h = res
-    gbar = cotangents[0]
-    F = cell_F(params, carry0)
-    h0 = ravel(carry0)
-    hp = entering(h, h0)
-    if options.dense:
-        _, J = jax.vmap(step_and_jacobian(F, True))(hp, px, valid, reset)
-        # lambda_t = gbar_t + J_{t+1}^T lambda_{t+1}, as a forward scan over reversed time.
-        JT_next = jnp.swapaxes(jnp.concatenate([J[1:], jnp.zeros_like(J[:1])], axis=0), -1, -2)
-        lam = affine_scan(JT_next[::-1], gbar[::-1], jnp.zeros_like(h0), options.algorithm)[::-1]
-    else:
-
-        def back(mu, inputs):  # mu = J_{t+1}^T lambda_{t+1}
-            g_t, hp_t, px_t, v_t, r_t = inputs
-            lam_t = g_t + mu
-            _, vjp = jax.vjp(lambda v: F(v, px_t, v_t, r_t)[0], hp_t)
-            return vjp(lam_t)[0], lam_t
-
-        _, lam = jax.lax.scan(back, jnp.zeros_like(h0), (gbar, hp, px, valid, reset), reverse=True)
-
-    def all_steps(params, px, carry0):
-        Fp = cell_F(params, carry0)
-        return jax.vmap(lambda a, p, v, r: Fp(a, p, v, r)[0])(
+    def steps(params, px, carry0):  # every F_t at the solution's states, h_{-1} = carry0
+        F = cell_F(params, carry0)
+        return jax.vmap(lambda a, p, v, r: F(a, p, v, r)[0])(
             entering(h, ravel(carry0)), px, valid, reset
         )
 
-    _, vjp = jax.vjp(all_steps, params, px, carry0)
-    dparams, dpx, dcarry0 = vjp(lam)
-    return dparams, dpx, dcarry0, None, None, None
+    _, db = jax.jvp(steps, (params, px, carry0), tuple(tangents[:3]))
+    F = cell_F(params, carry0)
+    zero = jnp.zeros_like(h[0])
+    if options.dense:
+        _, J = jax.vmap(step_and_jacobian(F, True))(hp, px, valid, reset)
+        dh = affine_scan(J, db, zero, options.algorithm)
+    else:
+
+        def forward(dh_prev, inputs):
+            hp_t, px_t, v_t, r_t, db_t = inputs
+            _, moved = jax.jvp(lambda v: F(v, px_t, v_t, r_t)[0], (hp_t,), (dh_prev,))
+            return moved + db_t, moved + db_t
+
+        dh = jax.lax.scan(forward, zero, (hp, px, valid, reset, db))[1]
+    return (h, info), (dh, jax.tree_util.tree_map(_no_tangent, info))
 
 
-fixed_point.defvjp(_fixed_point_fwd, _fixed_point_bwd)
+def _no_tangent(x: Array):
+    """The zero tangent of a report entry (float0 for the integer and boolean ones)."""
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.zeros_like(x)
+    return np.zeros(x.shape, jax.dtypes.float0)
 
 
 def solve(
     cell: Cell, params: Params, seq: Sequences, options: Solver, init: Array | None = None
 ) -> tuple[Array, Carry, ParallelInfo]:
-    """`(ys [T, B, O], carry, info)` in processing order.
+    """`(ys [T, B, O], carry, info)` in processing order, all from the final iterate.
 
-    `init`: a guess of the raveled states `[T, B, N]`, or None (zeros).
+    `init`: a guess of the raveled states `[T, B, N]` in processing order, or
+    None (zeros). The outputs are the cell's `output` of the iterate's
+    states (zero at masked steps) and the carry its last state, so a solve
+    stopped early returns one consistent iterate.
     """
     px = cell.project(params, seq.xs)
     h0 = ravel(seq.carry0)
@@ -335,18 +365,17 @@ def solve(
         )
     h_init = jnp.zeros((T,) + h0.shape, h0.dtype) if init is None else init
     h_init = jax.lax.stop_gradient(h_init)
-    cell_F = _CellStep(cell)
-    h, info = fixed_point(cell_F, options, params, px, seq.carry0, seq.valid, seq.reset, h_init)
+    h, info = fixed_point(
+        _CellStep(cell), options, params, px, seq.carry0, seq.valid, seq.reset, h_init
+    )
     info = jax.tree_util.tree_map(jax.lax.stop_gradient, info)
-    F = cell_F(params, seq.carry0)
-    ys = jax.vmap(lambda a, p, v, r: F(a, p, v, r)[1])(entering(h, h0), px, seq.valid, seq.reset)
     unravel = unraveler(seq.carry0)
-    carry = unravel(h[-1]) if T else seq.carry0
-    return ys, carry, info
+    ys = zero_invalid(jax.vmap(lambda s: cell.output(unravel(s)))(h), seq.valid)
+    return ys, unravel(h[-1]), info
 
 
 class _CellStep(NamedTuple):
-    """`(params, carry0) -> F`, hashable (a static argument of the custom VJP)."""
+    """`(params, carry0) -> F`, hashable (a static argument of the custom derivative)."""
 
     cell: Cell
 
@@ -354,30 +383,52 @@ class _CellStep(NamedTuple):
         return flat_step(self.cell, params, carry0)
 
 
-def raise_if_not_converged(info: ParallelInfo, ys: Array, carry: Carry, method: Solver, where: str):
+def raise_if_not_converged(
+    info: ParallelInfo,
+    ys: Array,
+    carry: Carry,
+    method: Solver,
+    where: str,
+    nonfinite_inputs: Callable[[], str] = lambda: "",
+):
     """Raise when the solve is known (concrete) not to have converged; under `jit`, NaN outputs.
 
     Under `jit` (or any trace where `info` is abstract) nothing can be raised
     at run time, so a non-converged solve returns NaN in every output and
-    carry entry: loud, never a plausible wrong number.
+    carry entry, and in every derivative that flows through them (the
+    outputs are multiplied by NaN, not replaced: a replacement would pass
+    zero cotangents back): loud, never a plausible wrong number.
+
+    `nonfinite_inputs`: called only on failure; names NaN or inf in the
+    inputs ("" when there is none), which is then the message's advice.
     """
     try:
         converged = bool(info.converged)
     except jax.errors.ConcretizationTypeError:
         converged = None
     if converged is False:
+        head = (
+            f"{where}: method={method!r} did not converge: residual max|h_t - f(h_(t-1), x_t)| "
+            f"= {float(info.residual):.3g} after {int(info.iterations)} iterations."
+        )
+        note = nonfinite_inputs()
+        if note:
+            raise RuntimeError(
+                f"{head} {note} The solvers give the scan's NaN only where no reset follows "
+                "it in the sequence; use method='scan' for such inputs, or clean them."
+            )
         others = "method='scan'" if isinstance(method, Newton) else "Newton or method='scan'"
         if method.shorthand != "elk":
             others = "method='elk' (damped) or " + others
         raise RuntimeError(
-            f"{where}: method={method!r} did not converge: residual max|h_t - f(h_(t-1), x_t)| "
-            f"= {float(info.residual):.3g} after {int(info.iterations)} iterations. Raise "
-            f"max_iters or tol, try {others}, or use lj.unroll_parallel to inspect the report."
+            f"{head} Raise max_iters or tol, try {others}, or use lj.unroll_parallel to "
+            "inspect the report."
         )
     if converged is None:
+        factor = jnp.where(info.converged, 1.0, jnp.nan)
 
         def poison(a):
-            return jnp.where(info.converged, a, jnp.full_like(a, jnp.nan))
+            return a * factor.astype(a.dtype)
 
         ys = poison(ys)
         carry = jax.tree_util.tree_map(poison, carry)

@@ -48,7 +48,8 @@ def reverse_within_lengths(xs: Array, lengths: Array) -> Array:
     return jnp.take_along_axis(xs, idx, axis=0)
 
 
-def _to_processing_order(a: Array, lengths: Optional[Array], reverse: bool) -> Array:
+def to_processing_order(a: Array, lengths: Optional[Array], reverse: bool) -> Array:
+    """A time-major per-step array `[T, B, ...]` in processing order (its own inverse)."""
     if not reverse:
         return a
     return a[::-1] if lengths is None else reverse_within_lengths(a, lengths)
@@ -101,16 +102,16 @@ def prepare(
             # masked step inside the sequence a reset still acts: the step
             # keeps the carry it was given, the reset one.)
             reset = reset & in_length
-        reset = _to_processing_order(reset, lengths, reverse)
-    xs_t = _to_processing_order(xs_t, lengths, reverse)
+        reset = to_processing_order(reset, lengths, reverse)
+    xs_t = to_processing_order(xs_t, lengths, reverse)
     if valid is not None and reverse:
-        valid = _to_processing_order(valid, lengths, reverse)
+        valid = to_processing_order(valid, lengths, reverse)
     return Sequences(xs_t, valid, reset, carry0)
 
 
 def finish(ys_t: Array, lengths: Optional[Array], reverse: bool, time_major: bool) -> Array:
     """Outputs back in original time order and the caller's layout."""
-    ys_t = _to_processing_order(ys_t, lengths, reverse)
+    ys_t = to_processing_order(ys_t, lengths, reverse)
     return ys_t if time_major else jnp.swapaxes(ys_t, 0, 1)
 
 

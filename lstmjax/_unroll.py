@@ -14,11 +14,13 @@ from typing import Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lstmjax import _methods, _newton, _sequence
-from lstmjax._arrays import ravel
-from lstmjax._cell import Cell, check_carry, check_cell, check_params
+from lstmjax._arrays import path_name, ravel
+from lstmjax._cell import Cell, check_carry, check_cell, check_params, initial_carry_for
 from lstmjax._checks import (
+    MAX_LISTED,
     as_array,
     check_bool,
     check_float,
@@ -30,15 +32,6 @@ from lstmjax._newton import ParallelInfo, Solver
 from lstmjax._typing import Array, Carry, Params
 
 MethodArg = Union[str, _methods.Method]
-
-
-def _initial_carry(cell: Cell, carry, batch: int, dtype, where: str) -> Carry:
-    """The checked initial carry (zeros when None), cast to the computation dtype."""
-    expected = jax.eval_shape(lambda: cell.initial_carry((batch,)))
-    if carry is None:
-        return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, dtype), expected)
-    carry = check_carry(carry, expected, where)
-    return jax.tree_util.tree_map(lambda c: jnp.asarray(c, dtype), carry)
 
 
 def _door(cell, params, xs, carry, lengths, mask, resets, reverse, time_major, method, where):
@@ -55,7 +48,7 @@ def _door(cell, params, xs, carry, lengths, mask, resets, reverse, time_major, m
     T, B, F = xs_t.shape
     check_params(cell, params, F, where)
     dtype = jnp.result_type(xs_t, *jax.tree_util.tree_leaves(params))
-    carry0 = _initial_carry(cell, carry, B, dtype, where)
+    carry0 = initial_carry_for(cell, carry, B, dtype, where)
     if lengths is not None:
         lengths = check_lengths(lengths, B, T, where)
     if mask is not None:
@@ -74,7 +67,8 @@ def _evaluate(cell, strategy, inputs, params, guess, *, reverse: bool, time_majo
     seq = _sequence.prepare(xs_t, carry0, lengths, mask, resets, reverse)
     if guess is None:
         ys_t, carry, info = strategy.run(cell, params, seq)
-    else:
+    else:  # [T, B, N] in time order -> processing order, as the inputs
+        guess = _sequence.to_processing_order(guess, lengths, reverse)
         ys_t, carry, info = strategy.run(cell, params, seq, guess)
     return _sequence.finish(ys_t, lengths, reverse, time_major), carry, info
 
@@ -140,9 +134,13 @@ def unroll(
         parallel-in-time solvers for any cell, exact at convergence. The
         strings "scan", "affine", "newton", "quasi_newton" and "elk" mean
         those objects at their defaults. A solver that has not converged
-        raises RuntimeError naming the residual; under `jit` (where nothing
-        can be raised at run time) every output and carry entry is NaN
-        instead. `lj.unroll_parallel` returns the convergence report.
+        raises RuntimeError naming the residual (and any NaN or inf in the
+        inputs); under `jit` (where nothing can be raised at run time) every
+        output and carry entry is NaN instead, and so is every derivative
+        through them. A NaN input gives NaN in its sequence from that step
+        on, as the scan does (with the solvers: where no reset follows it).
+        Forward mode (`jax.jvp`, `jax.jacfwd`) and reverse mode work with
+        every method. `lj.unroll_parallel` returns the convergence report.
 
     Returns:
       `(ys, carry)`: `ys` `[batch, time, output_size]` (or time-major) and the
@@ -156,8 +154,38 @@ def unroll(
     )
     if info is not None:
         assert isinstance(strategy, Solver)  # only the solvers report convergence
-        ys, carry = _newton.raise_if_not_converged(info, ys, carry, strategy, "unroll")
+        ys, carry = _newton.raise_if_not_converged(
+            info, ys, carry, strategy, "unroll", lambda: _nonfinite(params, inputs, time_major)
+        )
     return ys, carry
+
+
+def _nonfinite(params, inputs, time_major: bool) -> str:
+    """Where the inputs hold NaN or inf (valid steps of xs, carry, params); "" if nowhere.
+
+    Run only when a solve has failed, on concrete inputs: it explains the failure.
+    """
+    xs_t, carry0, lengths, mask, _ = inputs
+    T, B = xs_t.shape[:2]
+    valid = np.ones((T, B), bool)
+    if lengths is not None:
+        valid &= np.arange(T)[:, None] < np.asarray(lengths)[None, :]
+    if mask is not None:
+        valid &= np.asarray(mask)
+    bad = valid & ~np.isfinite(np.asarray(xs_t)).all(axis=-1)  # [T, B]
+    found = []
+    if bad.any():
+        steps = np.argwhere(bad if time_major else bad.T)
+        shown = ", ".join(str(tuple(int(i) for i in step)) for step in steps[:MAX_LISTED])
+        more = f" and {len(steps) - MAX_LISTED} more" if len(steps) > MAX_LISTED else ""
+        layout = "[time, batch]" if time_major else "[batch, time]"
+        found.append(f"xs holds NaN or inf at {layout} {shown}{more}")
+    for name, tree in (("carry", carry0), ("params", params)):
+        leaves = jax.tree_util.tree_leaves_with_path(tree)
+        for path, leaf in leaves:
+            if not np.isfinite(np.asarray(leaf)).all():
+                found.append(f"{path_name(name, path)} holds NaN or inf")
+    return ("The inputs are not finite: " + "; ".join(found) + ".") if found else ""
 
 
 def unroll_parallel(
@@ -184,31 +212,42 @@ def unroll_parallel(
     backpropagation through the iterations.
 
     Args:
-      init: initial guess of every carry, leaves `[T, B, ...]` in processing
-        order (for reverse=True: reversed within lengths); None: zeros.
-        Not differentiated.
+      init: initial guess of the carry after every step, leaves
+        `[batch, time, ...]` (`[time, batch, ...]` with `time_major=True`),
+        in the original time order as `ys` (also with `reverse`); None:
+        zeros. Not differentiated.
 
     Returns:
       `(ys, carry, info)`: as `unroll`, plus `ParallelInfo(iterations,
       residual, converged)`. A solve that has not converged returns its last
-      iterate and says so in `info`; it does not raise.
+      iterate and says so in `info`; it does not raise. `ys` and `carry`
+      both come from that one iterate (`ys` the cell's `output` of each of
+      its states, `carry` its last state), so they agree with each other
+      even then.
     """
     where = "unroll_parallel"
+    if not isinstance(_methods.as_method(method, where), Solver):
+        raise ValueError(
+            f"{where}: method must be a parallel-in-time solver ('newton', 'quasi_newton', "
+            f"'elk' or their option objects); got {method!r}. Use lj.unroll for the others."
+        )
+    check_bool("time_major", time_major)
     cell, strategy, inputs = _door(
         cell, params, xs, carry, lengths, mask, resets, reverse, time_major, method, where
     )
-    if not isinstance(strategy, Solver):
-        raise ValueError(
-            f"{where}: method must be a parallel-in-time solver ('newton', 'quasi_newton', "
-            f"'elk' or their option objects); got {strategy!r}. Use lj.unroll for the others."
-        )
     guess = None
     if init is not None:
-        T, carry0 = inputs[0].shape[0], inputs[1]
+        xs_t, carry0 = inputs[0], inputs[1]
+        T, B = xs_t.shape[:2]
+        lead = (T, B) if time_major else (B, T)
         expected = jax.eval_shape(
-            lambda: jax.tree_util.tree_map(lambda c: jnp.zeros((T,) + c.shape, c.dtype), carry0)
+            lambda: jax.tree_util.tree_map(lambda c: jnp.zeros(lead + c.shape[1:], c.dtype), carry0)
         )
-        init = check_carry(init, expected, f"{where} (init)", "init")
+        layout = "[time, batch, ...]" if time_major else "[batch, time, ...]"
+        init = check_carry(init, expected, f"{where} (init, leaves {layout})", "init")
         dtype = jax.tree_util.tree_leaves(carry0)[0].dtype
-        guess = ravel(jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init))
+        init = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), init)
+        if not time_major:
+            init = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), init)
+        guess = ravel(init)
     return _evaluate(cell, strategy, inputs, params, guess, reverse=reverse, time_major=time_major)

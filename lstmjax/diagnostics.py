@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._arrays import group_norms, ravel, unraveler
-from lstmjax._cell import Cell
+from lstmjax._cell import Cell, check_cell, check_params, initial_carry_for
+from lstmjax._checks import as_array, check_bool, check_callable, check_float, check_rank
 from lstmjax._typing import Array, Carry, Params
 
 LossFn = Callable[[Array], Array]  # ys [B, T, O] -> per-example losses [B]
@@ -50,17 +51,28 @@ class CarryGradNorms(NamedTuple):
     fields_mean: Any
 
 
-def _time_major_inputs(cell: Cell, params: Params, xs: Array, carry: Optional[Carry]):
-    """Input projections `[T, B, G*H]` and the initial carry (zeros if None)."""
-    if jnp.ndim(xs) != 3:
-        raise ValueError(f"xs must be [batch, time, features]; got shape {jnp.shape(xs)}.")
-    B = xs.shape[0]
+def _checked(cell: Cell, params: Params, xs: Array, carry: Optional[Carry], where: str):
+    """The door of every function here: `(xs, carry)` checked, the carry cast (zeros if None).
+
+    The checks are `unroll`'s (`_cell`, `_checks`): a `Cell`, real inputs
+    `[batch, time, features]`, params made for the cell at that input size,
+    and a carry of the cell's structure with leading shape `[batch]` (a plain
+    tuple for a NamedTuple carry is converted).
+    """
+    cell = check_cell(cell, where)
+    xs = as_array(xs, "xs")
+    check_float(xs, "xs")
+    check_rank(xs, 3, "[batch, time, features]", where)
+    B, _, F = xs.shape
+    check_params(cell, params, F, where)
     dtype = jnp.result_type(xs, *jax.tree_util.tree_leaves(params))
-    if carry is None:
-        carry = cell.initial_carry((B,))
-    carry = jax.tree_util.tree_map(lambda c: jnp.asarray(c).astype(dtype), carry)
-    pxs = cell.project(params, jnp.swapaxes(xs, 0, 1).astype(dtype))
-    return pxs, carry
+    return xs.astype(dtype), initial_carry_for(cell, carry, B, dtype, where)
+
+
+def _time_major_inputs(cell: Cell, params: Params, xs: Array, carry: Optional[Carry], where: str):
+    """Input projections `[T, B, G*H]` and the initial carry, through the door (`_checked`)."""
+    xs, carry = _checked(cell, params, xs, carry, where)
+    return cell.project(params, jnp.swapaxes(xs, 0, 1)), carry
 
 
 def _probed_outputs(cell, params, pxs, carry, probes):
@@ -114,15 +126,16 @@ def carry_grad_norms(
     Returns:
       `CarryGradNorms` (`combined` `[B, T]`, per-field norms, batch means).
     """
-    pxs, carry = _time_major_inputs(cell, params, xs, carry)
-    T = pxs.shape[0]
+    pxs, carry = _time_major_inputs(cell, params, xs, carry, "carry_grad_norms")
+    check_callable("carry_grad_norms: loss_fn", loss_fn)
+    T, B = pxs.shape[:2]
     probes = jax.tree_util.tree_map(lambda c: jnp.zeros((T,) + c.shape, c.dtype), carry)
 
     def total_loss(eps):
         losses = loss_fn(_probed_outputs(cell, params, pxs, carry, eps))
-        if jnp.shape(losses) != (xs.shape[0],):
+        if jnp.shape(losses) != (B,):
             raise ValueError(
-                f"loss_fn must return one loss per example, shape ({xs.shape[0]},); "
+                f"carry_grad_norms: loss_fn must return one loss per example, shape ({B},); "
                 f"got shape {jnp.shape(losses)}."
             )
         return jnp.sum(losses)
@@ -212,17 +225,21 @@ def jacobian_products(
     Returns:
       `JacobianProducts` (`log_stretch` `[B, T, k]`, `vectors` `[B, D, k]`).
     """
-    pxs, carry = _time_major_inputs(cell, params, xs, carry)
+    pxs, carry = _time_major_inputs(cell, params, xs, carry, "jacobian_products")
+    check_bool("jacobian_products: qr", qr)
     template = jax.tree_util.tree_map(lambda c: c[0], carry)
     step = _flat_step(cell, params, template)
     flat = ravel(carry)
     B, D = flat.shape
+    vectors = as_array(vectors, "vectors")
+    check_float(vectors, "vectors")
     vectors = jnp.asarray(vectors, flat.dtype)
     if vectors.ndim == 2:
         vectors = jnp.broadcast_to(vectors, (B,) + vectors.shape)
     if vectors.ndim != 3 or vectors.shape[:2] != (B, D):
         raise ValueError(
-            f"vectors must be [batch, carry size, k] = [{B}, {D}, k] or [{D}, k]; "
+            f"jacobian_products: vectors must be [batch, carry size, k] = [{B}, {D}, k] or "
+            f"[{D}, k]; "
             f"got shape {jnp.shape(vectors)}."
         )
 
@@ -275,7 +292,7 @@ def jacobian_norms(
       `[B, T]`; entry `[b, T - 1 - k]` is ||d carry_{T-1} / d carry_{T-1-k}||
       (1 at k = 0).
     """
-    pxs, carry = _time_major_inputs(cell, params, xs, carry)
+    pxs, carry = _time_major_inputs(cell, params, xs, carry, "jacobian_norms")
     template = jax.tree_util.tree_map(lambda c: c[0], carry)
     step = _flat_step(cell, params, template)
     jac_step = jax.vmap(jax.jacrev(step, argnums=0))  # ([B, D], [B, P]) -> [B, D, D]

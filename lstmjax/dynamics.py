@@ -31,9 +31,18 @@ import numpy as np
 import optax
 
 from lstmjax._arrays import ravel
-from lstmjax._cell import Cell, batch_shape_tuple, check_size
+from lstmjax._cell import Cell, batch_shape_tuple, check_carry, check_cell, check_params
+from lstmjax._checks import (
+    as_array,
+    check_callable,
+    check_float,
+    check_key,
+    check_nonnegative,
+    check_positive,
+    check_size,
+)
 from lstmjax._typing import Array, Carry, Params, PRNGKey
-from lstmjax.diagnostics import _flat_step, _time_major_inputs, jacobian_products
+from lstmjax.diagnostics import _checked, _flat_step, _time_major_inputs, jacobian_products
 
 
 class LyapunovSpectrum(NamedTuple):
@@ -53,21 +62,16 @@ class LyapunovSpectrum(NamedTuple):
     mean: Array
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}.")
-    return value
-
-
 def carry_size(cell: Cell) -> int:
     """D, the size of the cell's flattened carry (LSTM: 2H)."""
+    cell = check_cell(cell, "carry_size")
     shapes = jax.eval_shape(lambda: cell.initial_carry(()))
     return int(sum(leaf.shape[-1] for leaf in jax.tree_util.tree_leaves(shapes)))
 
 
-def _advance(cell: Cell, params: Params, xs: Array, carry: Optional[Carry]) -> Carry:
+def _advance(cell: Cell, params: Params, xs: Array, carry: Optional[Carry], where: str) -> Carry:
     """The carry after running the cell over `xs` `[B, T, F]` (no outputs kept)."""
-    pxs, carry = _time_major_inputs(cell, params, xs, carry)
+    pxs, carry = _time_major_inputs(cell, params, xs, carry, where)
     return jax.lax.scan(lambda c, px: (cell.recur(params, c, px)[0], None), carry, pxs)[0]
 
 
@@ -118,20 +122,23 @@ def lyapunov_spectrum(
       `LyapunovSpectrum` (exponents `[B, k]`, running estimates `[B, n, k]`
       with n = T - 2 warmup, batch mean `[k]`).
     """
-    if jnp.ndim(xs) != 3:
-        raise ValueError(f"xs must be [batch, time, features]; got shape {jnp.shape(xs)}.")
+    where = "lyapunov_spectrum"
+    # The door: the checks of `unroll` (cell, xs, params, carry), then the options.
+    xs, carry = _checked(cell, params, xs, carry, where)
     T = xs.shape[1]
-    _check_int("warmup", warmup, 0)
+    warmup = check_size(f"{where}: warmup", warmup, minimum=0)
     if T <= 2 * warmup:
-        raise ValueError(f"xs has T = {T} steps; need T > 2 * warmup = {2 * warmup}.")
+        raise ValueError(f"{where}: xs has T = {T} steps; need T > 2 * warmup = {2 * warmup}.")
     D = carry_size(cell)
-    k = D if k is None else _check_int("k", k, 1)
+    k = D if k is None else check_size(f"{where}: k", k)
     if k > D:
-        raise ValueError(f"k = {k} exponents asked for, but the flat carry has only D = {D}.")
+        raise ValueError(
+            f"{where}: k = {k} exponents asked for, but the flat carry has only D = {D}."
+        )
+    key = jax.random.PRNGKey(0) if key is None else check_key(key, where)
     if warmup:
-        carry = _advance(cell, params, xs[:, :warmup], carry)
+        carry = _advance(cell, params, xs[:, :warmup], carry, where)
     dtype = jnp.result_type(xs, *jax.tree_util.tree_leaves(params))
-    key = jax.random.PRNGKey(0) if key is None else key
     start = jnp.linalg.qr(jax.random.normal(key, (D, k), dtype))[0]
     prods = jacobian_products(cell, params, xs[:, warmup:], start, carry, qr=True)
     n = T - 2 * warmup
@@ -156,7 +163,10 @@ def map_cell(f: Callable[[Array], Array], size: int, *, name: str = "map") -> Ce
       size: D, the state size.
       name: for messages.
     """
-    return MapCell(f=f, size=check_size("size", size), name=name)
+    f = check_callable("map_cell: f", f)
+    if not isinstance(name, str):
+        raise TypeError(f"map_cell: name must be a str; got {name!r} ({type(name).__name__}).")
+    return MapCell(f=f, size=check_size("map_cell: size", size), name=name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,27 +225,48 @@ class FixedPoints(NamedTuple):
     candidate_speed: np.ndarray
 
 
-def _flat_starts(cell: Cell, starts: Carry) -> Array:
-    """Starts as a carry with leaves `[S, D_i]` (or a flat `[S, D]` array) -> `[S, D]`."""
+def _flat_starts(cell: Cell, starts, where: str) -> Array:
+    """Starts as a carry with leaves `[S, D_i]` (or a flat `[S, D]` array) -> `[S, D]`, checked."""
+    D = carry_size(cell)
+    if isinstance(starts, (list, jax.Array, np.ndarray, np.generic)):  # one flat array
+        starts = as_array(starts, "starts")
+        check_float(starts, "starts")
+        if jnp.ndim(starts) != 2 or jnp.shape(starts)[-1] != D:
+            raise ValueError(
+                f"{where}: starts must be flat carries [S, D] with D = {D} (the size of the "
+                f"flat carry) or a carry with leaves [S, D_i]; got an array of shape "
+                f"{jnp.shape(starts)}."
+            )
+        return starts
     leaves = jax.tree_util.tree_leaves(starts)
-    expected = jax.tree_util.tree_structure(jax.eval_shape(lambda: cell.initial_carry(())))
-    got = jax.tree_util.tree_structure(starts)
-    if got != expected and not (len(leaves) == 1 and jnp.ndim(leaves[0]) == 2):
+    S = jnp.shape(leaves[0])[0] if leaves and jnp.ndim(leaves[0]) else 0
+    expected = jax.eval_shape(lambda: cell.initial_carry((S,)))
+    return ravel(check_carry(starts, expected, where, "starts"))
+
+
+def _fixed_point_door(cell, params, x, starts, steps, optimizer, where: str):
+    """`(cell, x [F], flat starts [S, D], steps)` checked, for `speed_minima` and `fixed_points`."""
+    cell = check_cell(cell, where)
+    x = as_array(x, "x")
+    check_float(x, "x")
+    if jnp.ndim(x) != 1:
+        vmap = ", or jax.vmap speed_minima over the inputs" if where == "speed_minima" else ""
         raise ValueError(
-            f"{cell.name}: starts must be a carry with leaves [S, D_i] ({expected}) or one "
-            f"array [S, D]; got {got}."
+            f"{where}: x must be one constant input [features]; got shape {jnp.shape(x)}. "
+            f"Each input has fixed points of its own: call {where} once per input "
+            f"(for x in xs: ...){vmap}."
         )
-    if any(jnp.ndim(leaf) != 2 for leaf in leaves):
-        raise ValueError(
-            f"starts' leaves must be [S, D_i]; got shapes {[jnp.shape(v) for v in leaves]}."
+    check_params(cell, params, jnp.shape(x)[0], where)
+    flat = _flat_starts(cell, starts, where)
+    steps = check_size(f"{where}: steps", steps)
+    if optimizer is not None and not (
+        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
+    ):
+        raise TypeError(
+            f"{where}: optimizer must be an optax transformation (e.g. optax.lbfgs()) or None; "
+            f"got {type(optimizer).__name__}."
         )
-    flat = ravel(starts)
-    if flat.shape[-1] != carry_size(cell):
-        raise ValueError(
-            f"{cell.name}: starts hold states of size {flat.shape[-1]}; the flat carry has "
-            f"D = {carry_size(cell)}."
-        )
-    return flat
+    return cell, x, flat, steps
 
 
 def speed_minima(
@@ -252,7 +283,9 @@ def speed_minima(
     Args:
       cell: any `Cell`; F(h, x) is its step with the input held at `x`.
       params: its parameters.
-      x: the constant input `[F]`.
+      x: the constant input `[F]`, one for every start. Each input has fixed
+        points of its own, so a batch of inputs `[K, F]` is refused: call
+        once per input, or `jax.vmap` this function over the inputs.
       starts: carry with leaves `[S, D_i]`, or a flat `[S, D]` array.
       steps: optimiser steps (default 200).
       optimizer: an optax transformation; None means `optax.lbfgs()`.
@@ -260,8 +293,11 @@ def speed_minima(
     Returns:
       `(points [S, D], speed [S])` after the last step.
     """
-    _check_int("steps", steps, 1)
-    flat = _flat_starts(cell, starts)
+    inputs = _fixed_point_door(cell, params, x, starts, steps, optimizer, "speed_minima")
+    return _speed_minima(*inputs, params, optimizer)
+
+
+def _speed_minima(cell, x, flat, steps, params, optimizer):
     step = _flat_step(cell, params, cell.initial_carry(()))
     px = cell.project(params, jnp.asarray(x, flat.dtype))
     # L-BFGS (with its zoom line search) reaches q ~ 1e-30 in tens of steps
@@ -326,17 +362,23 @@ def fixed_points(
       cell: any `Cell`.
       params: its parameters (cast them to float64 for tight tolerances).
       x: the constant input `[F]` (e.g. zeros: the cell between inputs).
+        One input per call: each input has fixed points of its own, so a
+        batch `[K, F]` is refused (loop over the inputs).
       starts: carry with leaves `[S, D_i]` (e.g. states visited on real
         inputs, plus noise), or a flat `[S, D]` array.
-      tol: largest q of a kept point (default 1e-10).
-      merge_tol: distance under which two points are one (default 1e-3).
+      tol: largest q of a kept point (default 1e-10), > 0.
+      merge_tol: distance under which two points are one (default 1e-3), >= 0.
       steps: optimiser steps, as for `speed_minima` (default 200).
       optimizer: as for `speed_minima` (None: `optax.lbfgs()`).
 
     Returns:
       `FixedPoints` (points `[M, D]`, carries, speed, eigenvalues, kind).
     """
-    points, speed = speed_minima(cell, params, x, starts, steps=steps, optimizer=optimizer)
+    where = "fixed_points"
+    cell, x, flat, steps = _fixed_point_door(cell, params, x, starts, steps, optimizer, where)
+    tol = check_positive(f"{where}: tol", tol)
+    merge_tol = check_nonnegative(f"{where}: merge_tol", merge_tol)
+    points, speed = _speed_minima(cell, x, flat, steps, params, optimizer)
     points, speed = np.asarray(points), np.asarray(speed)
     good = np.flatnonzero(np.isfinite(speed) & (speed < tol))
     keep = good[_merge(points[good], speed[good], merge_tol)]

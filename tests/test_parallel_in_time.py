@@ -83,7 +83,7 @@ def test_the_gradient_is_implicit_not_through_the_iterations():
 def test_newton_reaches_the_scan_within_t_iterations_from_a_bad_guess(method):
     cell, params, xs = setup(CELL_FACTORIES[CELL_IDS.index("gru")])
     params = params._replace(w_h=3.0 * params.w_h)  # strongly non-linear
-    init = jnp.full((T, B, 5), 7.0)
+    init = jnp.full((B, T, 5), 7.0)
     ys, carry, info = lj.unroll_parallel(
         cell, params, xs, init=init, method=SOLVER_OBJECTS[method](max_iters=T, tol=1e-13)
     )
@@ -121,7 +121,7 @@ def test_a_nan_iterate_never_counts_as_converged(method):
     cell = lj.gru(4, dtype=jnp.float64)
     params = cell.init(jax.random.PRNGKey(0), 3)
     xs = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 3), jnp.float64)
-    init = jnp.full((6, 2, 4), jnp.nan)
+    init = jnp.full((2, 6, 4), jnp.nan)
     solve = jax.jit(
         lambda p, k: lj.unroll_parallel(
             cell, p, xs, method=SOLVER_OBJECTS[method](max_iters=k), init=init
@@ -180,3 +180,96 @@ def test_float32_tolerance():
         for method in SOLVERS:
             close(lj.unroll(cell, params, xs, method=method),
                   lj.unroll(cell, params, xs, method="scan"), atol=2e-5)  # fmt: skip
+
+
+# Forward mode: the solvers' derivative is a custom_jvp of the solution (the tangent
+# recurrence dh_t = J_t dh_{t-1} + db_t). References: the scan's own forward mode (JAX's
+# jvp through lax.scan, a different derivation) to 1e-9 relative, and central differences
+# of the scan's loss (float64, step 1e-6: truncation ~1e-12, rounding ~1e-10) to 1e-7.
+EPS = 1e-6
+# Two custom rules and an integrator; ELK shares quasi-Newton's derivative rule (only its
+# forward iterations differ), so it is checked on one cell.
+FORWARD_CASES = [("lstm_peephole", m) for m in SOLVERS] + [
+    ("gru", "newton"),
+    ("gru", "quasi_newton"),
+    ("ctrnn_rk4", "quasi_newton"),
+]
+
+
+def direction(tree, seed):
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    return treedef.unflatten(
+        [jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves, strict=True)]
+    )
+
+
+@pytest.mark.parametrize(("name", "method"), FORWARD_CASES)
+def test_forward_mode_equals_the_scans_and_finite_differences(name, method):
+    cell, params, xs = setup(CELL_FACTORIES[CELL_IDS.index(name)], seed=3)
+    carry0 = jax.tree.map(lambda c: 0.3 + 0.0 * c, cell.initial_carry((B,)))
+    primals = (params, xs, carry0)
+    tangents = (direction(params, 4), direction(xs, 5), direction(carry0, 6))
+    kw = dict(lengths=LENGTHS, resets=RESETS, reverse=True)
+
+    def f(m):
+        return lambda p, x, c: loss(cell, p, x, c, m, **kw)
+
+    got = jax.jit(lambda *p: jax.jvp(f(method), p, tangents)[1])(*primals)
+    want = jax.jvp(f("scan"), primals, tangents)[1]
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    shifted = [jax.tree.map(lambda a, d, s=s: a + s * EPS * d, primals, tangents) for s in (1, -1)]
+    fd = (f("scan")(*shifted[0]) - f("scan")(*shifted[1])) / (2 * EPS)
+    np.testing.assert_allclose(got, fd, rtol=1e-7, atol=1e-9)
+
+
+def test_jacfwd_through_a_solver_equals_jacrev_through_the_scan():
+    """`jax.jacfwd` (forward, the custom rule) against `jax.jacrev` of the scan (reverse,
+    BPTT): the whole Jacobian of the outputs in the inputs, to 1e-10."""
+    cell, params, xs = setup(CELL_FACTORIES[CELL_IDS.index("lstm")], seed=7)
+    xs = xs[:1, :5]
+
+    def outputs(x, method):
+        return lj.unroll(cell, params, x, method=method)[0]
+
+    fwd = jax.jacfwd(outputs)(xs, "quasi_newton")
+    rev = jax.jacrev(outputs)(xs, "scan")
+    np.testing.assert_allclose(fwd, rev, rtol=0, atol=1e-10)
+
+
+def test_forward_over_reverse_through_a_solver_equals_the_scans():
+    """A Hessian-vector product (jvp of the implicit gradient) equals the scan's, to 1e-8."""
+    cell, params, xs = setup(CELL_FACTORIES[CELL_IDS.index("gru")], seed=8)
+    v = direction(params, 9)
+
+    def hvp(method):
+        grad = jax.grad(lambda p: loss(cell, p, xs, None, method, lengths=LENGTHS))
+        return jax.jvp(grad, (params,), (v,))[1]
+
+    for got, want in zip(
+        jax.tree.leaves(jax.jit(lambda: hvp("newton"))()), jax.tree.leaves(hvp("scan")), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", SOLVERS)
+def test_non_convergence_under_jit_poisons_every_derivative(method):
+    """Under jit a failed solve returns NaN, and so must every derivative through it (it was
+    exactly 0: a `where` passes zero cotangents back). Converged: BPTT's gradient, 1e-8."""
+    cell, params, xs = chaotic()
+
+    def total(p, m):
+        return jnp.sum(lj.unroll(cell, p, xs, method=m)[0])
+
+    stopped = SOLVER_OBJECTS[method](max_iters=3)
+    grads = jax.jit(jax.grad(lambda p: total(p, stopped)))(params)
+    assert all(bool(jnp.all(jnp.isnan(g))) for g in jax.tree.leaves(grads))
+    tangent = jax.jit(lambda p: jax.jvp(lambda q: total(q, stopped), (p,), (p,))[1])(params)
+    assert bool(jnp.isnan(tangent))
+    short = xs[:, :8]  # few enough steps for every method to converge from zeros
+    grads = jax.jit(jax.grad(lambda p: jnp.sum(lj.unroll(cell, p, short, method=method)[0])))(
+        params
+    )
+    want = jax.grad(lambda p: jnp.sum(lj.unroll(cell, p, short, method="scan")[0]))(params)
+    for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-8, atol=1e-10)
