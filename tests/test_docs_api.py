@@ -190,3 +190,47 @@ def test_every_page_is_in_the_nav():
     }
     assert pages - in_nav == set(), f"pages missing from mkdocs.yml's nav: {pages - in_nav}"
     assert in_nav - pages == set(), f"nav entries without a page: {in_nav - pages}"
+
+
+def _args_entries(doc: str) -> list[str]:
+    """The names of a Google-style docstring's `Args:` entries, as written."""
+    lines = inspect.cleandoc(doc).splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == "Args:"]
+    if not starts:
+        return []
+    header = len(lines[starts[0]]) - len(lines[starts[0]].lstrip())
+    body = []
+    for line in lines[starts[0] + 1 :]:
+        if line.strip() and len(line) - len(line.lstrip()) <= header:
+            break  # the next section
+        if line.strip():
+            body.append(line)
+    if not body:
+        return []
+    indent = min(len(line) - len(line.lstrip()) for line in body)
+    return [
+        line.strip().split(":", 1)[0].split(" (", 1)[0]
+        for line in body
+        if len(line) - len(line.lstrip()) == indent
+    ]
+
+
+def test_every_args_entry_names_one_parameter():
+    # The API tables pair each entry with its parameter's default; an entry that groups
+    # several ("kernel_init, recurrent_init: ...") matches none, and the table says
+    # "required" for parameters that have defaults.
+    wrong = []
+    modules = {"lstmjax": set(lstmjax.__all__)}
+    for module_name in _public_submodules():
+        modules[module_name] = _public_names(module_name)[0]
+    for module_name, names in modules.items():
+        module = importlib.import_module(module_name)
+        for name in sorted(names):
+            obj = getattr(module, name)
+            if not inspect.isfunction(obj) or not obj.__doc__:
+                continue
+            params = set(inspect.signature(obj).parameters)
+            for entry in _args_entries(obj.__doc__):
+                if entry.lstrip("*") not in params:
+                    wrong.append(f"{module_name}.{name}: {entry!r}")
+    assert not wrong, f"Args entries that name no single parameter: {wrong}"
