@@ -20,6 +20,7 @@ from lstmjax._checks import (
     check_size,
     check_time_constant,
 )
+from lstmjax._checks_pending import check_concrete
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,
@@ -72,8 +73,9 @@ def ctrnn(
 
     Args:
       hidden_size: H.
-      tau: the time constant, > 0: a number, or an array `[H]` (one per unit).
-      dt: the step, > 0, in the units of `tau`.
+      tau: the time constant, > 0: a number, or an array `[H]` (one per unit);
+        concrete (a cell is built outside `jit`; a traced `tau` is refused).
+      dt: the step, > 0, in the units of `tau`; concrete, like `tau`.
       activation: a callable or a name ("tanh", "relu", "softplus", ...).
       integrator: "euler" or "rk4".
       kernel_init: initialiser of W_x `[I, H]` (LeCun normal).
@@ -85,6 +87,8 @@ def ctrnn(
       A `Cell`; its carry is `h: [..., H]`.
     """
     hidden_size = check_size("hidden_size", hidden_size)
+    check_concrete("tau", tau)
+    check_concrete("dt", dt)
     tau = check_time_constant("tau", tau, hidden_size)
     dt = check_real("dt", dt)
     if dt <= 0:

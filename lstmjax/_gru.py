@@ -19,6 +19,7 @@ from lstmjax._initializers import (
     gate_blocks,
 )
 from lstmjax._layer_norm import layer_norm as _ln
+from lstmjax._layer_norm import warn_one_input
 from lstmjax._typing import Array, Initializer
 
 GATES = ("r", "z", "n")  # order of the gate blocks in w_x, w_h and b
@@ -77,7 +78,9 @@ def gru(
     Args:
       hidden_size: H.
       reset_after: where the reset gate acts (see above).
-      layer_norm: the layer-normalised GRU above (needs reset_after=True).
+      layer_norm: the layer-normalised GRU above (needs reset_after=True). It
+        warns where LN keeps only a sign: hidden_size 1 (h W_h) and
+        input_size 1 (x W_x, at `init`).
       kernel_init: initialiser of W_x `[I, 3H]` (LeCun normal per gate).
       recurrent_init: initialiser of W_h `[H, 3H]` (orthogonal per gate).
       bias_init: initialiser of the biases (zeros).
@@ -95,6 +98,8 @@ def gru(
             "h W_h is normalised as one vector, which reset_after=False never forms); "
             "got reset_after=False."
         )
+    if layer_norm and hidden_size == 1:
+        warn_one_input("gru", "h_{t-1} W_h", "hidden_size")
     return GRUCell(
         hidden_size=hidden_size,
         reset_after=reset_after,
@@ -130,6 +135,8 @@ class GRUCell(Cell):
 
     def init(self, key, input_size: int) -> GRUParams:
         check_size("input_size", input_size)
+        if self.layer_norm and input_size == 1:
+            warn_one_input("gru.init", "x_t W_x", "input_size")
         H, dtype, ln = self.hidden_size, self.dtype, self.layer_norm
         kx, kh, kb, kn = jax.random.split(key, 4)
         return GRUParams(

@@ -9,6 +9,7 @@ and evaluation and needs no running statistics.
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import jax
@@ -31,3 +32,33 @@ def layer_norm(v: Array, gain: Array, bias: Optional[Array] = None, eps: float =
     var = jnp.mean(centred * centred, axis=-1, keepdims=True)
     out = (centred * jax.lax.rsqrt(var + eps)).astype(v.dtype) * row(gain, v)
     return out if bias is None else out + row(bias, v)
+
+
+# --- widths at which layer normalisation loses what it normalises ------------------
+#
+# LN removes a vector's mean and scale. Over one unit nothing is left (the
+# output is the LN bias); over two units only the sign of their difference.
+# A vector x W with x of one entry is a multiple of one row of W, so LN keeps
+# only the sign of x. The cells call these checks where their sizes are known.
+
+
+def warn_two_units(where: str, what: str, name: str) -> None:
+    """LN over two units leaves +-1 each: only the sign of their difference."""
+    warnings.warn(
+        f"{where}: layer_norm=True normalises {what} over its {name}=2 units, which leaves "
+        f"+-1 per unit: only the sign of their difference gets through. Use {name} >= 3, or "
+        "layer_norm=False.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def warn_one_input(where: str, vector: str, name: str) -> None:
+    """`vector` = v W with v of one entry `name`: LN keeps only v's sign."""
+    warnings.warn(
+        f"{where}: layer_norm=True normalises {vector}, and with {name}=1 that vector is a "
+        f"multiple of one row of the weight matrix: layer normalisation keeps only the sign of "
+        f"that one entry and divides its size away. Use layer_norm=False, or {name} >= 2.",
+        UserWarning,
+        stacklevel=3,
+    )

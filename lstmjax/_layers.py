@@ -9,8 +9,10 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._cell import Cell, check_cell, check_params
-from lstmjax._checks import check_bool, check_key, check_rate, check_real, check_size
+from lstmjax._checks import check_bool, check_key, check_rate, check_size
+from lstmjax._checks_pending import check_concrete
 from lstmjax._methods import as_method
+from lstmjax._recurrent_dropout import check_key_or_deterministic, check_rates
 from lstmjax._recurrent_dropout import recurrent_dropout as _recurrent_dropout
 from lstmjax._typing import Array, Carry, Params, PRNGKey
 from lstmjax._unroll import MethodArg
@@ -90,7 +92,9 @@ def recurrent(
         so `o, (h_n, c_n) = net.apply(params, xs)` works; RNN and GRU give `h_n`.
 
     Dropout (rate `dropout`) is applied to the outputs of every layer but the
-    last, as PyTorch does, and only when `apply` gets a `key`.
+    last, as PyTorch does, when `apply` gets a `key`; so it needs
+    `num_layers >= 2` (a one-layer net with `dropout > 0` is refused: it
+    would never drop anything).
 
     Inside the recurrence of every layer and direction (see
     `lstmjax.recurrent_dropout` for the exact rules), with a `key`:
@@ -99,14 +103,21 @@ def recurrent(
     same at every step), `zoneout` keeps each carry unit's previous value
     with that probability at every step (Krueger et al. 2017), and
     `state_noise` adds Gaussian noise of that standard deviation to the carry
-    after every step. Without a key only zoneout acts, by its expected
-    update; with every rate 0 (default) nothing changes.
+    after every step.
+
+    Training or evaluation is always said explicitly: a net with any of
+    these rates above 0 must get either a `key` (training) or
+    `deterministic=True` (evaluation: no dropout, no noise, zoneout by its
+    expected update) in `apply`; neither is an error, so that a forgotten
+    key never trains silently without dropout. With every rate 0 (default)
+    neither is needed.
 
     Args:
       cell: the cell of every layer.
       num_layers: depth of the stack.
       bidirectional: run a second, reversed copy of each layer.
-      dropout: drop rate between layers, in [0, 1).
+      dropout: drop rate between layers, in [0, 1); above 0 only with
+        `num_layers >= 2`.
       time_major: the layout of `xs` and `o`, as above.
       method: passed to `lstmjax.unroll` for every layer and direction
         ("auto", a shorthand such as "scan", or an option object such as
@@ -115,26 +126,39 @@ def recurrent(
       recurrent_dropout: a rate in [0, 1).
       zoneout: a rate in [0, 1).
       state_noise: a standard deviation >= 0.
+      (Every rate is a concrete number: the net is built outside `jit`.)
 
     Returns:
       A `Recurrent` net (a value: equal configurations are equal) with
       `init(key, input_size)`, `apply(params, xs, carry=None, *, lengths=None,
-      mask=None, resets=None, key=None)` and `initial_carry(batch)`.
+      mask=None, resets=None, key=None, deterministic=False)` and
+      `initial_carry(batch)`.
     """
-    state_noise = check_real("state_noise", state_noise)
-    if state_noise < 0:
-        raise ValueError(f"state_noise must be >= 0; got {state_noise!r}.")
+    cell = check_cell(cell, "recurrent")
+    num_layers = check_size("num_layers", num_layers)
+    check_concrete("dropout", dropout, "the net")
+    dropout = check_rate("dropout", dropout)
+    if dropout > 0 and num_layers == 1:
+        raise ValueError(
+            f"recurrent: dropout={dropout} acts between layers, and a net of num_layers=1 "
+            "has none: it would never drop anything. Use num_layers >= 2, or "
+            "input_dropout= / recurrent_dropout= for dropout inside the one layer, or "
+            "dropout on its outputs in your own code."
+        )
+    inside = check_rates(
+        input_dropout=input_dropout,
+        recurrent_dropout=recurrent_dropout,
+        zoneout=zoneout,
+        state_noise=state_noise,
+    )
     return Recurrent(
-        cell=check_cell(cell, "recurrent"),
-        num_layers=check_size("num_layers", num_layers),
+        cell=cell,
+        num_layers=num_layers,
         bidirectional=check_bool("bidirectional", bidirectional),
-        dropout=check_rate("dropout", dropout),
+        dropout=dropout,
         time_major=check_bool("time_major", time_major),
         method=as_method(method, "recurrent"),
-        input_dropout=check_rate("input_dropout", input_dropout),
-        recurrent_dropout=check_rate("recurrent_dropout", recurrent_dropout),
-        zoneout=check_rate("zoneout", zoneout),
-        state_noise=state_noise,
+        **inside,
     )
 
 
@@ -162,6 +186,16 @@ class Recurrent:
     @property
     def directions(self) -> int:
         return 2 if self.bidirectional else 1
+
+    def _rates(self) -> dict[str, float]:
+        """Every option that draws randomness, by name (for `apply`'s key check)."""
+        return {
+            "dropout": self.dropout,
+            "input_dropout": self.input_dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "zoneout": self.zoneout,
+            "state_noise": self.state_noise,
+        }
 
     def init(self, key: PRNGKey, input_size: int) -> tuple[LayerParams, ...]:
         """`(key, input_size) -> params`, a tuple of `LayerParams`, one per layer."""
@@ -193,14 +227,27 @@ class Recurrent:
         mask: Optional[Array] = None,
         resets: Optional[Array] = None,
         key: Optional[PRNGKey] = None,
+        deterministic: bool = False,
     ) -> tuple[Array, Carry]:
         """xs: `[batch, time, features]` (or time-major) -> `(o, carry)` as in `lj.recurrent`.
 
         `lengths`, `mask` and `resets` are those of `lstmjax.unroll`, applied
-        to every layer and both directions; `key` turns dropout on.
+        to every layer and both directions.
+
+        `key` trains: it turns dropout, zoneout and state noise on.
+        `deterministic=True` evaluates: they are off (zoneout by its expected
+        update). A net with any of them must get one of the two (not both);
+        a net without them needs neither (a key is then unused). Under
+        `jax.jit`, `deterministic` is a static argument
+        (`jax.jit(net.apply, static_argnames="deterministic")`).
+
+        Raises:
+          ValueError: the net has a rate above 0 and got neither a key nor
+            `deterministic=True`, or got both.
         """
         if jnp.ndim(xs) >= 1:
             check_net_params(self, params, jnp.shape(xs)[-1], "recurrent.apply")
+        check_key_or_deterministic("recurrent.apply", key, deterministic, self._rates())
         if key is not None:
             key = check_key(key, "recurrent.apply")
         n = self.num_layers * self.directions
@@ -232,7 +279,13 @@ class Recurrent:
                     # dropout draws the same masks with these options or not.
                     sub = None if key is None else jax.random.fold_in(key, 1 + 2 * layer + d)
                     run_cell, run_params, run_xs = _recurrent_dropout(
-                        self.cell, dir_params, h, key=sub, time_major=self.time_major, **inside
+                        self.cell,
+                        dir_params,
+                        h,
+                        key=sub,
+                        time_major=self.time_major,
+                        deterministic=sub is None,
+                        **inside,
                     )
                 o, c = unroll_cell(
                     run_cell,

@@ -14,9 +14,9 @@ from lstmjax._checks import (
     check_bool,
     check_factory_options,
     check_optional_size,
-    check_real,
     check_size,
 )
+from lstmjax._checks_pending import check_concrete_real
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,
@@ -25,6 +25,7 @@ from lstmjax._initializers import (
     gate_blocks,
 )
 from lstmjax._layer_norm import layer_norm as _ln
+from lstmjax._layer_norm import warn_one_input, warn_two_units
 from lstmjax._lstm_rule import LSTMNorm, lstm_recur
 from lstmjax._typing import Array, Initializer
 
@@ -108,8 +109,12 @@ def lstm(
       hidden_size: H.
       peephole: add the peephole terms.
       forget_bias: added to the forget-gate bias at initialisation (1.0
-        after Jozefowicz et al. 2015; 0.0 gives the plain initialisation).
-      layer_norm: the layer-normalised LSTM above.
+        after Jozefowicz et al. 2015; 0.0 gives the plain initialisation);
+        a concrete number.
+      layer_norm: the layer-normalised LSTM above. It needs hidden_size >= 2
+        (LN over one unit is a constant: refused) and warns where LN keeps
+        only a sign: hidden_size 2 (c_t), proj_size 1 (h W_h), input_size 1
+        (x W_x, at `init`).
       proj_size: P >= 1, the size of the projected output (PyTorch asks for
         P < H); None (default) for no projection.
       kernel_init: initialiser of W_x `[I, 4H]` (LeCun normal per gate).
@@ -124,12 +129,25 @@ def lstm(
       (P = H without projection). `hidden_size` is H, `output_size` P.
     """
     hidden_size = check_size("hidden_size", hidden_size)
+    layer_norm = check_bool("layer_norm", layer_norm)
+    proj_size = check_optional_size("proj_size", proj_size)
+    if layer_norm and hidden_size == 1:
+        raise ValueError(
+            "lstm: layer_norm=True normalises the cell state c_t over its hidden_size units; "
+            "with hidden_size=1 LN(c_t) is always the LN bias ln_bias_c, so h_t = o_t * "
+            "tanh(ln_bias_c) never depends on c_t, the memory (at initialisation ln_bias_c = 0 "
+            "and every output is 0). Use hidden_size >= 3, or layer_norm=False."
+        )
+    if layer_norm and hidden_size == 2:
+        warn_two_units("lstm", "the cell state c_t", "hidden_size")
+    if layer_norm and proj_size == 1:
+        warn_one_input("lstm", "h_{t-1} W_h", "proj_size")
     return LSTMCell(
         hidden_size=hidden_size,
         peephole=check_bool("peephole", peephole),
-        forget_bias=check_real("forget_bias", forget_bias),
-        layer_norm=check_bool("layer_norm", layer_norm),
-        proj_size=check_optional_size("proj_size", proj_size),
+        forget_bias=check_concrete_real("forget_bias", forget_bias),
+        layer_norm=layer_norm,
+        proj_size=proj_size,
         kernel_init=kernel_init,
         recurrent_init=recurrent_init,
         bias_init=bias_init,
@@ -178,6 +196,8 @@ class LSTMCell(Cell):
 
     def init(self, key, input_size: int) -> LSTMParams:
         check_size("input_size", input_size)
+        if self.layer_norm and input_size == 1:
+            warn_one_input("lstm.init", "x_t W_x", "input_size")
         H, P, dtype = self.hidden_size, self.output_size, self.dtype
         kx, kh, kb, kp = jax.random.split(key, 4)
         # Folded in rather than a fifth split, so that a key gives the plain

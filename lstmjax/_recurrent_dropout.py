@@ -32,8 +32,8 @@ from lstmjax._checks import (
     check_key,
     check_rank,
     check_rate,
-    check_real,
 )
+from lstmjax._checks_pending import check_concrete, check_concrete_real, check_static_bool
 from lstmjax._typing import Array, Carry, Params, PRNGKey
 
 
@@ -80,6 +80,7 @@ def recurrent_dropout(
     zoneout: float = 0.0,
     state_noise: float = 0.0,
     time_major: bool = False,
+    deterministic: bool = False,
 ) -> tuple[Cell, Params, Array]:
     """`(cell, params, xs)` with dropout inside the recurrence, for `lj.unroll`.
 
@@ -102,33 +103,50 @@ def recurrent_dropout(
     Masks and noise are independent across sequences and steps (the two
     variational masks across sequences only).
 
-    Without a key (evaluation): dropout and noise are off, and zoneout uses
-    its expected update h_t = zoneout * h_{t-1} + (1 - zoneout) * h~_t
-    (Krueger et al.'s evaluation rule). With zoneout = 0 (default) the
-    returned triple is `(cell, params, xs)` itself: exactly the
+    With `deterministic=True` and no key (evaluation): dropout and noise
+    are off, and zoneout uses its expected update h_t = zoneout * h_{t-1} +
+    (1 - zoneout) * h~_t (Krueger et al.'s evaluation rule). With zoneout = 0
+    the returned triple is then `(cell, params, xs)` itself: exactly the
     deterministic pass.
+
+    A rate above 0 with neither a key nor `deterministic=True` is an error,
+    so that forgetting the key never trains silently without dropout; with
+    every rate 0 (default) neither is needed.
 
     Args:
       cell: a cell.
       params: its parameters.
       xs: `[batch, time, features]` (or `[time, batch, features]` with
         `time_major=True`).
-      key: a `jax.random` key, or None.
+      key: a `jax.random` key (training), or None.
+      input_dropout, recurrent_dropout, zoneout: rates in [0, 1), concrete.
+      state_noise: a standard deviation >= 0, concrete.
+      time_major: the layout of `xs`.
+      deterministic: evaluate: no key, dropout and noise off, zoneout by its
+        expectation. A Python bool (under `jit`, a static argument).
 
     Returns:
       `(cell', params', xs')` to pass to `lj.unroll` (with the same
-      `time_major`); `params' = MaskedParams(params)` when a key is given,
+      `time_major`), and only that `xs'`: with a key, `xs'` carries the
+      masks as extra feature channels and `cell'` refuses inputs of any
+      other width. `params' = MaskedParams(params)` when a key is given,
       else `params`. The outputs and final carry are those of `cell`.
+
+    Raises:
+      ValueError: a rate above 0 without a key or `deterministic=True`, or
+        a key together with `deterministic=True`.
     """
     where = "recurrent_dropout"
     cell = check_cell(cell, where)
-    input_dropout = check_rate("input_dropout", input_dropout)
-    recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
-    zoneout = check_rate("zoneout", zoneout)
-    state_noise = check_real("state_noise", state_noise)
-    if state_noise < 0:
-        raise ValueError(f"state_noise must be >= 0; got {state_noise!r}.")
+    rates = check_rates(
+        input_dropout=input_dropout,
+        recurrent_dropout=recurrent_dropout,
+        zoneout=zoneout,
+        state_noise=state_noise,
+    )
+    input_dropout, recurrent_dropout, zoneout, state_noise = rates.values()
     time_major = check_bool("time_major", time_major)
+    check_key_or_deterministic(where, key, deterministic, rates)
     xs = as_array(xs, "xs")
     check_float(xs, "xs")
     check_rank(xs, 3, "[time, batch, features]" if time_major else "[batch, time, features]", where)
@@ -165,8 +183,50 @@ def recurrent_dropout(
         split.append(("noise", sizes))
     if not channels:
         return cell, params, xs
-    masked = MaskedCell(cell, tuple(split))
+    masked = MaskedCell(cell, tuple(split), xs.shape[-1])
     return masked, MaskedParams(params), jnp.concatenate([xs, *channels], -1)
+
+
+def check_rates(**rates) -> dict[str, float]:
+    """The rates in [0, 1) and `state_noise` >= 0, each concrete (they fix the wrapped cell)."""
+    out = {}
+    for name, value in rates.items():
+        check_concrete(name, value, "the dropout masks")
+        if name == "state_noise":
+            value = check_concrete_real(name, value, "the dropout masks")
+            if value < 0:
+                raise ValueError(f"state_noise must be >= 0; got {value!r}.")
+        else:
+            value = check_rate(name, value)
+        out[name] = value
+    return out
+
+
+def check_key_or_deterministic(where: str, key, deterministic, rates: dict[str, float]) -> bool:
+    """A key (training) or `deterministic=True` (evaluation) when a rate is above 0; not both.
+
+    Returns `deterministic` as a bool.
+    """
+    deterministic = check_static_bool(
+        "deterministic",
+        deterministic,
+        "Under jax.jit pass it as a static argument, e.g. jax.jit(net.apply, "
+        "static_argnames='deterministic'), or close over it.",
+    )
+    if key is not None and deterministic:
+        raise ValueError(
+            f"{where}: got a key and deterministic=True; a key turns dropout on, "
+            "deterministic=True turns it off. Pass the key to train, or deterministic=True "
+            "without a key to evaluate."
+        )
+    active = [f"{name}={value}" for name, value in rates.items() if value > 0]
+    if key is None and active and not deterministic:
+        raise ValueError(
+            f"{where}: {', '.join(active)} but no key, so nothing would be dropped or drawn. "
+            "Pass key=... to train with it, or deterministic=True to evaluate without it "
+            "(dropout and noise off, zoneout by its expected update)."
+        )
+    return deterministic
 
 
 def _leaf_split(a: Array, sizes: tuple[int, ...]) -> list[Array]:
@@ -180,10 +240,13 @@ class MaskedCell(WrappedCell):
 
     `split` names the channels in order: `(("recurrent", (h size,)),
     ("zoneout", carry leaf sizes), ("noise", carry leaf sizes))`, each present
-    only when its option is on.
+    only when its option is on. `features` is the width of the inputs the
+    masks were drawn for; the cell takes `features + extra` input channels
+    and refuses any other width (e.g. the original `xs`, without the masks).
     """
 
     split: tuple[tuple[str, tuple[int, ...]], ...]
+    features: int
 
     # linear_in_carry is the inner cell's: masks, selects and noise keep a step affine.
 
@@ -193,7 +256,15 @@ class MaskedCell(WrappedCell):
         return sum(sum(sizes) for _, sizes in self.split)
 
     def init(self, key, input_size: int) -> MaskedParams:
-        return MaskedParams(self.cell.init(key, input_size - self.extra))
+        expected = self.features + self.extra
+        if input_size != expected:
+            raise ValueError(
+                f"recurrent_dropout: the cell it returned reads inputs of {expected} features "
+                f"(the {self.features} of xs and {self.extra} mask channels); got {input_size}. "
+                "Pass lj.unroll the xs that recurrent_dropout returned with the cell "
+                "(cell', params', xs'), not the original xs."
+            )
+        return MaskedParams(self.cell.init(key, self.features))
 
     def project(self, params: MaskedParams, x: Array) -> Array:
         E = self.extra

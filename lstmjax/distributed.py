@@ -39,8 +39,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lstmjax._checks import check_size
-from lstmjax._training.processes import host_array, local_row_range
+from lstmjax._checks import check_callable, check_size
+from lstmjax._training.processes import digest, gather_ints, host_array, local_row_range
 from lstmjax._training.processes import initialize as initialize
 from lstmjax._training.processes import is_primary as is_primary
 from lstmjax._training.processes import keyed_shards as keyed_shards
@@ -57,20 +57,50 @@ def make_mesh(
     devices: Optional[Sequence[jax.Device]] = None,  # pyright: ignore[reportInvalidTypeForm]
 ) -> Mesh:
     """A one-axis mesh named "batch" over `devices` (default: all of them, of every process)."""
+    if devices is not None and (
+        isinstance(devices, (str, bytes)) or not isinstance(devices, Sequence)
+    ):
+        raise TypeError(
+            f"make_mesh: devices must be a sequence of jax devices (e.g. jax.devices()) or "
+            f"None; got {type(devices).__name__}."
+        )
     devices = jax.devices() if devices is None else list(devices)
     if not devices:
         raise ValueError("make_mesh needs at least one device.")
+    for i, device in enumerate(devices):
+        if not isinstance(device, jax.Device):
+            raise TypeError(
+                f"make_mesh: devices[{i}] must be a jax device (from jax.devices()); got "
+                f"{device!r} ({type(device).__name__})."
+            )
+    if len(set(devices)) != len(devices):
+        raise ValueError(f"make_mesh: devices lists a device twice: {devices}.")
     return Mesh(np.array(devices), (BATCH_AXIS,))
+
+
+def _check_mesh(mesh: Any, where: str) -> Mesh:
+    """A `Mesh` with the "batch" axis (from `make_mesh`)."""
+    if not isinstance(mesh, Mesh):
+        raise TypeError(
+            f"{where}: mesh must be a jax.sharding.Mesh (from distributed.make_mesh()); got "
+            f"{type(mesh).__name__}."
+        )
+    if BATCH_AXIS not in mesh.axis_names:
+        raise ValueError(
+            f"{where}: mesh must have an axis named {BATCH_AXIS!r} (distributed.make_mesh() "
+            f"builds one); got axes {mesh.axis_names}."
+        )
+    return mesh
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Split the leading axis across the mesh; other axes stay whole."""
-    return NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+    return NamedSharding(_check_mesh(mesh, "batch_sharding"), PartitionSpec(BATCH_AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
     """A full copy on every device of the mesh."""
-    return NamedSharding(mesh, PartitionSpec())
+    return NamedSharding(_check_mesh(mesh, "replicated"), PartitionSpec())
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
@@ -80,7 +110,7 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     parameters initialised from the same key); each then fills its own
     devices from its own copy.
     """
-    sharding = replicated(mesh)
+    sharding = replicated(_check_mesh(mesh, "replicate"))
     return place(tree, jax.tree_util.tree_map(lambda _: sharding, tree))
 
 
@@ -88,10 +118,30 @@ def place(tree: Any, shardings: Any) -> Any:
     """Put each array of `tree` on its sharding, from a full copy held by every process.
 
     With one process this is `jax.device_put`; with several, each process
-    fills its own devices from its copy (`jax.make_array_from_callback`).
+    fills its own devices from its copy (`jax.make_array_from_callback`),
+    after checking that every process holds the same values (a checksum of
+    them is compared across processes: one small collective, and one pass
+    over the values on the host).
+
+    Raises:
+      ValueError (in every process): the processes' copies differ (e.g.
+        parameters initialised from different keys), which would train a
+        different model on each process.
     """
     if jax.process_count() == 1:
         return jax.device_put(tree, shardings)
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    mine = digest(treedef, *(host_array(x) for x in leaves))
+    everyone = gather_ints(mine)[:, 0]
+    if len(set(everyone.tolist())) > 1:
+        groups: dict[int, list[int]] = {}
+        for process, value in enumerate(everyone.tolist()):
+            groups.setdefault(value, []).append(process)
+        raise ValueError(
+            "place: the processes hold different values to replicate (checksums by process "
+            f"group: {sorted(groups.values())}); every process must pass the same values, e.g. "
+            "parameters initialised from the same key and the same optimizer."
+        )
 
     def one(x, sharding):
         host = host_array(x)
@@ -110,7 +160,7 @@ def shard_batch(batch: Batch, mesh: Mesh) -> Batch:
       ValueError: an array has no batch axis, or B is not a multiple of the
         number of devices (each device must get an equal slice).
     """
-    n = mesh.size
+    n = _check_mesh(mesh, "shard_batch").size
     for path, leaf in jax.tree_util.tree_flatten_with_path(batch)[0]:
         shape = np.shape(leaf)
         where = jax.tree_util.keystr(path) or "the batch"
@@ -138,13 +188,24 @@ def shard_local_batch(local_batch: Batch, mesh: Mesh) -> Batch:
         every process.
       mesh: the mesh over every process's devices (`make_mesh()`).
 
+    With several processes, every call also compares each process's batch
+    (its rows, and the structure, trailing shapes and dtypes of its leaves)
+    across processes: one small collective of two ints per call. Unequal
+    batches would otherwise give each process a different global batch,
+    and a different loss, without a word.
+
     Raises:
-      ValueError: a leaf has no batch axis, or B_local is not a multiple of
-        this process's device count in the mesh.
+      ValueError: a leaf has no batch axis, the leaves differ in B_local,
+        or B_local is not a multiple of this process's device count in the
+        mesh; and, raised in every process, the processes hand in different
+        B_local, structures, trailing shapes or dtypes.
     """
-    sharding = batch_sharding(mesh)
+    sharding = batch_sharding(_check_mesh(mesh, "shard_local_batch"))
     local_devices = len(sharding.addressable_devices)
-    leaves = jax.tree_util.tree_flatten_with_path(local_batch)[0]
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(local_batch)
+    if not leaves:
+        raise ValueError("shard_local_batch: the batch has no arrays.")
+    rows = None
     for path, leaf in leaves:
         shape = np.shape(leaf)
         where = jax.tree_util.keystr(path) or "the batch"
@@ -152,11 +213,22 @@ def shard_local_batch(local_batch: Batch, mesh: Mesh) -> Batch:
             raise ValueError(
                 f"shard_local_batch: {where} is a scalar; every leaf needs a batch axis."
             )
+        if rows is None:
+            rows, first = shape[0], where
+        elif shape[0] != rows:
+            raise ValueError(
+                f"shard_local_batch: {where} has {shape[0]} local rows (shape {shape}), but "
+                f"{first} has {rows}; every leaf of the batch needs the same B_local."
+            )
         if shape[0] % local_devices:
             raise ValueError(
                 f"shard_local_batch: {where} has {shape[0]} local rows (shape {shape}), which "
                 f"this process's {local_devices} devices cannot split evenly."
             )
+    assert rows is not None
+    if jax.process_count() > 1:
+        layout = [(np.shape(leaf)[1:], np.result_type(leaf).name) for _, leaf in leaves]
+        _check_same_batches(rows, digest(treedef, layout), layout)
 
     def one(leaf):
         local = np.asarray(leaf)
@@ -167,6 +239,25 @@ def shard_local_batch(local_batch: Batch, mesh: Mesh) -> Batch:
         return jax.make_array_from_process_local_data(sharding, local, global_shape)
 
     return jax.tree_util.tree_map(one, local_batch)
+
+
+def _check_same_batches(rows: int, signature: int, layout: list) -> None:
+    """Raise in every process unless all processes hand in batches of one shape."""
+    table = gather_ints(rows, signature)
+    if len(set(table[:, 0].tolist())) > 1:
+        per = ", ".join(f"process {p}: {r}" for p, r in enumerate(table[:, 0].tolist()))
+        raise ValueError(
+            f"shard_local_batch: the processes hand in different numbers of local rows "
+            f"({per}); every process must pass the same B_local, or the global batch "
+            "(and the loss) would differ between processes."
+        )
+    if len(set(table[:, 1].tolist())) > 1:
+        raise ValueError(
+            "shard_local_batch: the processes hand in batches of different structure, "
+            f"trailing shapes or dtypes; this process ({jax.process_index()}) has "
+            f"(shape after B_local, dtype) per leaf {layout}. Every process must pass the "
+            "same kind of batch."
+        )
 
 
 def state_sharding(mesh: Mesh, *, carry_batch_axis: int = 0) -> TrainState:
@@ -181,6 +272,7 @@ def state_sharding(mesh: Mesh, *, carry_batch_axis: int = 0) -> TrainState:
       carry_batch_axis: the batch axis of the carry's leaves (0 for a cell's
         carry `[B, H]`, 1 for a stacked `lj.recurrent` net's `[layers, B, H]`).
     """
+    _check_mesh(mesh, "state_sharding")
     carry_batch_axis = check_size("carry_batch_axis", carry_batch_axis, minimum=0)
     rep = replicated(mesh)
     split = NamedSharding(mesh, PartitionSpec(*([None] * carry_batch_axis), BATCH_AXIS))
@@ -209,6 +301,8 @@ def shard(step: StepFn, mesh: Mesh, *, carry_batch_axis: int = 0) -> StepFn:
       The jitted step with these shardings; place its first state with
       `place_state`.
     """
+    check_callable("shard: step", step)
+    _check_mesh(mesh, "shard")
     states = state_sharding(mesh, carry_batch_axis=carry_batch_axis)
     return jax.jit(
         step,
@@ -221,8 +315,34 @@ def place_state(state: TrainState, mesh: Mesh, *, carry_batch_axis: int = 0) -> 
     """Place a `TrainState` for `shard(step, mesh)`: replicated, a carry split by rows.
 
     With several processes, every process must pass the same values (see `place`).
+
+    Raises:
+      TypeError: `state` is not a `TrainState`.
+      ValueError: a carry leaf has no axis `carry_batch_axis`, or its rows
+        there cannot be split evenly over the mesh.
     """
+    if not isinstance(state, TrainState):
+        raise TypeError(
+            f"place_state: state must be a train.TrainState (train.init_state(...)); got "
+            f"{type(state).__name__}."
+        )
+    _check_mesh(mesh, "place_state")
     prefix = state_sharding(mesh, carry_batch_axis=carry_batch_axis)
+    rows_per_split = mesh.shape[BATCH_AXIS]
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state.carry)[0]:
+        shape, name = np.shape(leaf), "state.carry" + jax.tree_util.keystr(path)
+        if carry_batch_axis >= len(shape):
+            raise ValueError(
+                f"place_state: carry_batch_axis={carry_batch_axis}, but {name} has shape "
+                f"{shape}: the batch axis must be one of its axes (0 for a cell's carry "
+                "[B, H], 1 for a stacked lj.recurrent net's [layers, B, H])."
+            )
+        if shape[carry_batch_axis] % rows_per_split:
+            raise ValueError(
+                f"place_state: {name} has {shape[carry_batch_axis]} rows along "
+                f"carry_batch_axis={carry_batch_axis} (shape {shape}), which {rows_per_split} "
+                "devices cannot split evenly."
+            )
     shardings = TrainState(
         *(
             jax.tree_util.tree_map(lambda _, s=sharding: s, field)

@@ -37,10 +37,12 @@ class LanguageModel(NamedTuple):
 
     Attributes:
       init: `(key) -> LMParams`.
-      apply: `(params, tokens, carry=None, *, lengths=None, key=None) ->
-        (logits, carry)`; tokens int `[B, T]`, logits `[B, T, V]`; `key`
-        enables dropout between layers; the carry is the recurrent stack's,
-        each leaf `[num_layers, B, H]`.
+      apply: `(params, tokens, carry=None, *, lengths=None, key=None,
+        deterministic=False) -> (logits, carry)`; tokens int `[B, T]`, logits
+        `[B, T, V]`; with `dropout > 0` pass `key` to train with dropout
+        between layers or `deterministic=True` to evaluate without it (see
+        `Recurrent.apply`); the carry is the recurrent stack's, each leaf
+        `[num_layers, B, H]`.
       step: `(params, carry, tokens) -> (carry, logits)`; tokens int `[B]`,
         logits `[B, V]`: one step, no dropout.
       initial_carry: `(batch) -> carry` of zeros.
@@ -72,7 +74,8 @@ def language_model(
       embed_size: E, the width of the token embedding.
       cell: the recurrent cell of every layer (its own dtype applies to it).
       num_layers: depth of the (unidirectional) recurrent stack.
-      dropout: drop rate between recurrent layers, used when `apply` gets a key.
+      dropout: drop rate between recurrent layers (needs `num_layers >= 2`),
+        used when `apply` gets a key.
       dtype: dtype of the embedding and readout parameters.
 
     Returns:
@@ -98,13 +101,19 @@ def language_model(
         *,
         lengths: Optional[Array] = None,
         key: Optional[PRNGKey] = None,
+        deterministic: bool = False,
     ) -> tuple[Array, Carry]:
         if jnp.ndim(tokens) != 2:
             raise ValueError(
                 f"language model: tokens must be [batch, time]; got {jnp.shape(tokens)}."
             )
         hs, carry = net.apply(
-            params.recurrent, embed.apply(params.embed, tokens), carry, lengths=lengths, key=key
+            params.recurrent,
+            embed.apply(params.embed, tokens),
+            carry,
+            lengths=lengths,
+            key=key,
+            deterministic=deterministic,
         )
         return readout.apply(params.readout, hs), carry
 
@@ -113,7 +122,7 @@ def language_model(
             raise ValueError(
                 f"language model step: tokens must be [batch]; got {jnp.shape(tokens)}."
             )
-        logits, carry = apply(params, tokens[:, None], carry)
+        logits, carry = apply(params, tokens[:, None], carry, deterministic=True)
         return carry, logits[:, 0]
 
     return LanguageModel(

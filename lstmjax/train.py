@@ -47,9 +47,16 @@ def keyed_batches(key, make_batch):
 
     Returns:
       `step -> batch`.
+
+    Raises:
+      TypeError: `key` is not a JAX key, or `make_batch` is not callable.
     """
     import jax
 
+    from lstmjax._checks import check_callable, check_key
+
+    key = check_key(key, "keyed_batches")
+    check_callable("keyed_batches: make_batch", make_batch)
     make = jax.jit(lambda step: make_batch(jax.random.fold_in(key, step)))
     return lambda step: make(step)
 

@@ -31,7 +31,8 @@ def _dropped(**rates):
         xs = jnp.ones((B, T, INPUT_SIZE))
         cell = lj.lstm(hidden)
         params = cell.init(KEY, INPUT_SIZE)
-        return lj.recurrent_dropout(cell, params, xs, key=key, **rates)[0]
+        evaluate = key is None
+        return lj.recurrent_dropout(cell, params, xs, key=key, deterministic=evaluate, **rates)[0]
 
     return build
 

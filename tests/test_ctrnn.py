@@ -113,7 +113,7 @@ def test_state_noise_only_with_a_key():
     xs = jax.random.normal(jax.random.key(1), (1250, 1, I))  # one step: noise = difference
     o, _ = net.apply(params, xs, key=jax.random.key(2))
     o0, _ = quiet.apply(params, xs)
-    np.testing.assert_array_equal(net.apply(params, xs)[0], o0)
+    np.testing.assert_array_equal(net.apply(params, xs, deterministic=True)[0], o0)
     noise = np.asarray(o - o0).ravel()
     assert abs(noise.std() / sigma - 1) < 0.05 and abs(noise.mean()) < 4 * sigma / np.sqrt(
         noise.size

@@ -124,5 +124,5 @@ def test_fit_trains_logs_and_resumes_a_population(independent, tmp_path):
 
 
 def test_member_state_checks_its_index():
-    with pytest.raises(ValueError, match="m must be an int >= 0; got -1"):
+    with pytest.raises(ValueError, match=r"m must be an int in \[0, 3\) \(3 members\); got -1"):
         train.member_state(population(), -1)

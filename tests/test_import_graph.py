@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lstmjax"
 
 # Floors, lowest first: a module may import from its own floor or a lower one.
 FLOORS = {
-    0: ["_typing", "_arrays", "_checks", "_lazy", "_integrators"],
+    0: ["_typing", "_arrays", "_checks", "_checks_pending", "_lazy", "_integrators"],
     1: ["_cell", "_initializers", "_activations", "_layer_norm"],
     2: [
         "_rnn",

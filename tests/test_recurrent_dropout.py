@@ -132,21 +132,23 @@ def test_zoneout_mean_step_is_the_expected_update():
     ys, _ = lj.unroll(
         *lj.recurrent_dropout(cell, params, x, key=jax.random.key(8), zoneout=rate), h0
     )
-    expected, _ = lj.unroll(*lj.recurrent_dropout(cell, params, x[:1], zoneout=rate), h0[:1])
+    expected, _ = lj.unroll(
+        *lj.recurrent_dropout(cell, params, x[:1], zoneout=rate, deterministic=True), h0[:1]
+    )
     new, _ = cell.step(params, h0[:1], x[0, :1])
     np.testing.assert_allclose(expected[0, 0], rate * h0[0] + (1 - rate) * new[0], rtol=1e-6)
     se = np.asarray(ys[:, 0]).std(0) / np.sqrt(n)
     assert np.all(np.abs(ys[:, 0].mean(0) - expected[0, 0]) < 4.5 * se + 1e-6)
 
 
-def test_without_key_recurrent_is_the_deterministic_pass():
+def test_deterministic_recurrent_is_the_plain_pass():
     cell = lj.lstm(5)
     params = lj.recurrent(cell, 2, True).init(jax.random.key(0), I)
     _, xs = setup(cell)
     plain = lj.recurrent(cell, 2, True)
     dropped = lj.recurrent(cell, 2, True, input_dropout=0.5, recurrent_dropout=0.5, state_noise=1.0)
     for a, b in zip(
-        jax.tree_util.tree_leaves(dropped.apply(params, xs)),
+        jax.tree_util.tree_leaves(dropped.apply(params, xs, deterministic=True)),
         jax.tree_util.tree_leaves(plain.apply(params, xs)),
         strict=True,
     ):

@@ -87,7 +87,10 @@ def apply_twice(net):
 
     @jax.jit
     def both(params, x, c0):
-        return net.apply(params, x), net.apply(params, x, c0)
+        # torch's eval mode: the carried-over dropout (num_layers > 1) is off
+        return net.apply(params, x, deterministic=True), net.apply(
+            params, x, c0, deterministic=True
+        )
 
     return both
 

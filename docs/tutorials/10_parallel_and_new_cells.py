@@ -283,8 +283,10 @@ print(f"resets: largest |batch with resets - segments alone| = {worst:.1e}")
 # [`lj.recurrent`](../../api/layers/#lstmjax.recurrent) takes `recurrent_dropout=` (Gal &
 # Ghahramani 2016: one mask on $h_{t-1}$, the same at every step) and `zoneout=` (Krueger et
 # al. 2017: each carry unit keeps its previous value with that probability). They act only
-# when `apply` gets a `key`; a different key gives a different mask. Without a key,
-# recurrent dropout is off and zoneout acts by its expected value.
+# when `apply` gets a `key`; a different key gives a different mask. With
+# `deterministic=True` (evaluation), recurrent dropout is off and zoneout acts by its
+# expected value; a net with these options given neither a key nor `deterministic=True`
+# raises, so a forgotten key never trains silently without them.
 
 # %%
 plain = lj.recurrent(lj.lstm(H, dtype=jnp.float64))
@@ -293,10 +295,10 @@ zoned = lj.recurrent(lj.lstm(H, dtype=jnp.float64), zoneout=0.2)
 net_params = plain.init(jax.random.key(9), I)
 o_plain, _ = plain.apply(net_params, xs)
 for label, net in (("recurrent_dropout=0.3", dropped), ("zoneout=0.2", zoned)):
-    apply = jax.jit(net.apply)
+    apply = jax.jit(net.apply, static_argnames="deterministic")
     o_key1, _ = apply(net_params, xs, key=jax.random.key(10))
     o_key2, _ = apply(net_params, xs, key=jax.random.key(11))
-    o_nokey, _ = apply(net_params, xs)
+    o_nokey, _ = apply(net_params, xs, deterministic=True)
     print(
         f"{label}: two keys differ by {float(jnp.abs(o_key1 - o_key2).max()):.2f}, "
         f"no key against the plain net {float(jnp.abs(o_nokey - o_plain).max()):.2f}"

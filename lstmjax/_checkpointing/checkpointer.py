@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from lstmjax._checkpointing import storage
+from lstmjax._checkpointing.directory import make_directory
 from lstmjax._checkpointing.errors import (
     CheckpointCorruptError,
     CheckpointWarning,
@@ -69,11 +70,18 @@ class Checkpointer:
     def __init__(self, directory: str | os.PathLike, keep: int = 3, *, writer: bool = True):
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise ValueError(f"keep must be a positive int; got {keep!r}.")
+        if not isinstance(directory, (str, os.PathLike)):
+            raise TypeError(
+                f"Checkpointer: directory must be a path (str or os.PathLike); got "
+                f"{directory!r} ({type(directory).__name__})."
+            )
+        if not isinstance(writer, bool):
+            raise TypeError(f"Checkpointer: writer must be True or False; got {writer!r}.")
         self.directory = Path(directory).absolute()
         self.keep, self.writer = keep, writer
         self._lock: Optional[DirectoryLock] = None
         if writer:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_directory(self.directory)
             if is_primary():
                 self._lock = DirectoryLock(self.directory)
                 self._lock.acquire()
@@ -141,20 +149,49 @@ class Checkpointer:
         staging = self.directory / f".{step}.saving"
         if is_primary() and staging.exists():
             shutil.rmtree(staging)
-        self._orbax.save(
-            staging,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(stored), meta=ocp.args.JsonSave(meta)
-            ),
-        )
+        try:
+            storage.write(
+                self._orbax,
+                staging,
+                ocp.args.Composite(
+                    state=ocp.args.StandardSave(stored), meta=ocp.args.JsonSave(meta)
+                ),
+            )
+            if is_primary():
+                # Every file's size and SHA-256, written last: a step is only committed whole.
+                manifest = json.dumps(file_manifest(staging))
+                (staging / MANIFEST).write_text(manifest)
+        except Exception as error:
+            failure = storage.write_failure(error)  # a full disk, a quota, a size limit, ...
+            if failure is None:
+                raise
+            if is_primary():
+                for partial in self.directory.glob(f".{step}.saving*"):
+                    shutil.rmtree(partial, ignore_errors=True)
+            raise self._write_failed(step, *failure) from error
         if is_primary():
-            # Every file's size and SHA-256, written last: a step is only committed whole.
-            manifest = json.dumps(file_manifest(staging))
-            (staging / MANIFEST).write_text(manifest)
             storage.commit(staging, self.path(step))
             self._drop_old()
         storage.sync(f"lstmjax_checkpoint_{step}")
         return self.path(step)
+
+    def _write_failed(self, step: int, errno: Optional[int], what: str) -> OSError:
+        """The error of a save that could not write its files, saying what is left."""
+        earlier = [s for s in self.steps() if s != step]
+        if earlier:
+            kept = (
+                f"the earlier checkpoints {earlier} in {self.directory} are intact; rerun "
+                f"fit with the same directory once there is room, and it resumes from step "
+                f"{earlier[-1]}"
+            )
+        else:
+            kept = f"{self.directory} holds no earlier checkpoint"
+        return OSError(
+            errno,
+            f"could not save checkpoint step {step} in {self.directory}: {what} (the "
+            f"disk, a quota or a file-size limit is full, or the file system failed). Nothing "
+            f"of step {step} was committed and its partial files were removed; {kept}.",
+        )
 
     def _drop_old(self) -> None:
         """Keep the newest `keep` checkpoints; never delete a directory that is not one."""
@@ -220,7 +257,8 @@ class Checkpointer:
         if step is not None and step not in steps:
             raise FileNotFoundError(f"no checkpoint {step} in {self.directory}; have {steps}.")
         if not steps:
-            raise FileNotFoundError(f"no checkpoint in {self.directory}.")
+            what = " (it is a file, not a directory)" if self.directory.is_file() else ""
+            raise FileNotFoundError(f"no checkpoint in {self.directory}{what}.")
         identity = optimizer or OptimizerIdentity(describe_structure(like.opt_state))
         candidates = [step] if step is not None else steps[::-1]
         skipped = []

@@ -115,19 +115,29 @@ def non_finite_leaves(tree: Any) -> list[str]:
     return bad
 
 
+# What to do about a mismatch, appended to every CheckpointMismatchError.
+MISMATCH_HINT = (
+    " To train this model from scratch, use a new checkpoint directory (or delete the old "
+    "one; Checkpointing(..., resume=False) refuses a directory that holds checkpoints, so "
+    "that two runs never mix). To continue the stored run, build the state with the model, "
+    "optimizer and dtypes it was written with."
+)
+
+
 def check_fits(stored: dict[str, Any], wanted: dict[str, Any], step: int) -> None:
     """Compare `{leaf name: (shape, dtype)}` maps; raise naming the first difference.
 
     `wanted` is in the restoring state's flatten order, so a shape error names
-    a parameter before the optimizer moments that mirror it.
+    a parameter before the optimizer moments that mirror it. Every message
+    ends with what to do (`MISMATCH_HINT`).
     """
     missing = sorted(set(wanted) - set(stored))
     extra = sorted(set(stored) - set(wanted))
     if missing or extra:
         raise CheckpointMismatchError(
             f"checkpoint {step} has a different structure from the state to restore into: "
-            f"missing from the checkpoint {missing[:5]}, only in the checkpoint {extra[:5]}. "
-            "Was it written by another model or optimizer?"
+            f"missing from the checkpoint {missing[:5]}, only in the checkpoint {extra[:5]}; "
+            f"it was written by another model or optimizer.{MISMATCH_HINT}"
         )
     differ = [name for name in wanted if tuple(stored[name][0]) != tuple(wanted[name][0])]
     if differ:
@@ -135,14 +145,15 @@ def check_fits(stored: dict[str, Any], wanted: dict[str, Any], step: int) -> Non
         more = f" ({len(differ) - 1} more leaves differ in shape)" if len(differ) > 1 else ""
         raise CheckpointMismatchError(
             f"checkpoint {step}: leaf '{name}' has shape {tuple(stored[name][0])} in the "
-            f"checkpoint but shape {tuple(wanted[name][0])} in the state to restore into{more}."
+            f"checkpoint but shape {tuple(wanted[name][0])} in the state to restore into"
+            f"{more}.{MISMATCH_HINT}"
         )
     for name in wanted:
         s_dtype, w_dtype = np.dtype(stored[name][1]), np.dtype(wanted[name][1])
         if s_dtype != w_dtype:
             raise CheckpointMismatchError(
                 f"checkpoint {step}: leaf '{name}' has dtype {s_dtype} in the checkpoint "
-                f"but dtype {w_dtype} in the state to restore into."
+                f"but dtype {w_dtype} in the state to restore into.{MISMATCH_HINT}"
             )
 
 

@@ -8,6 +8,7 @@ touches it, so that `fit` loads orbax only when it checkpoints.
 from __future__ import annotations
 
 import gc
+import os
 import re
 import shutil
 import sys
@@ -111,6 +112,42 @@ def read(checkpointer: ocp.Checkpointer, path: Path, args) -> tuple[Any, Optiona
             failure = short(error)
         gc.collect()
         return None, failure
+    finally:
+        sys.unraisablehook = previous
+
+
+def write_failure(error: BaseException) -> Optional[tuple[Optional[int], str]]:
+    """`(errno, what)` when `error` is a failed file write (a full disk, ...), else None.
+
+    orbax raises an `OSError` from its own files, and TensorStore (which
+    writes the arrays) a `ValueError` whose message ends with
+    `[os_error_code='28']`.
+    """
+    if isinstance(error, OSError):
+        return error.errno, error.strerror or str(error)
+    found = re.search(r"os_error_code='(\d+)'", str(error))
+    if isinstance(error, ValueError) and found:
+        code = int(found.group(1))
+        return code, os.strerror(code)
+    return None
+
+
+def write(checkpointer: ocp.Checkpointer, path: Path, args) -> None:
+    """orbax's save of `path`, its leftover coroutines freed at once if it fails (see `read`)."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        code = getattr(unraisable.object, "cr_code", None)
+        if code is None or "orbax" not in code.co_filename:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        try:
+            checkpointer.save(path, args=args)
+        except Exception:
+            gc.collect()
+            raise
     finally:
         sys.unraisablehook = previous
 

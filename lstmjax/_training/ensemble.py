@@ -27,8 +27,10 @@ on the backend (see its docstring for a measurement).
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
-from lstmjax._checks import check_size
+from lstmjax._checks import check_callable
+from lstmjax._checks_pending import check_index
 from lstmjax._training.state import TrainState
 from lstmjax._training.step import StepFn
 from lstmjax._typing import Batch
@@ -59,13 +61,46 @@ def ensemble(step: StepFn) -> StepFn:
       reads the whole `batch`, and every metric gains a leading axis `[M]`.
     """
 
+    check_callable("ensemble: step", step)
+
     def population(state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
         return jax.lax.map(lambda member: step(member, batch), state)
 
     return jax.jit(population)
 
 
+def population_size(state: TrainState, where: str) -> int:
+    """M, the members of a population state (every leaf `[M, ...]`, `step` `[M]`)."""
+    if not isinstance(state, TrainState):
+        raise TypeError(
+            f"{where}: state must be a train.TrainState (jax.vmap of train.init_state for a "
+            f"population); got {type(state).__name__}."
+        )
+    step_shape = jnp.shape(state.step)
+    if len(step_shape) != 1:
+        raise ValueError(
+            f"{where}: state is not a population: its step has shape {step_shape}, where a "
+            "population (jax.vmap of train.init_state) has one step per member, [M]."
+        )
+    size = step_shape[0]
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        shape = jnp.shape(leaf)
+        if not shape or shape[0] != size:
+            raise ValueError(
+                f"{where}: state{jax.tree_util.keystr(path)} has shape {shape}, but every "
+                f"leaf of a population of {size} members has a leading axis [{size}, ...]."
+            )
+    return size
+
+
 def member_state(state: TrainState, m: int) -> TrainState:
-    """Member `m` of a population as a single run's `TrainState` (for evaluation, export)."""
-    m = check_size("m", m, minimum=0)
+    """Member `m` of a population as a single run's `TrainState` (for evaluation, export).
+
+    Raises:
+      TypeError: `state` is not a `TrainState`, or `m` is not an int.
+      ValueError: `state` is not a population (leaves `[M, ...]`), or `m` is
+        not in `[0, M)` (JAX indexing would clamp it to the last member).
+    """
+    size = population_size(state, "member_state")
+    m = check_index("m", m, size, "members")
     return jax.tree_util.tree_map(lambda x: x[m], state)

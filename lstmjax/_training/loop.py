@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lstmjax._checkpointing.fingerprint import optimizer_identity
-from lstmjax._checks import check_optional_size, check_size
+from lstmjax._checks import check_callable, check_optional_size, check_size
 from lstmjax._training.metrics_log import JsonLinesLog
 from lstmjax._training.options import Checkpointing, Logging
 from lstmjax._training.processes import is_primary
@@ -179,6 +179,15 @@ def fit(
     """
     from lstmjax._checkpointing.checkpointer import Checkpointer  # orbax only when needed
 
+    check_callable("fit: step_fn", step_fn)
+    check_callable("fit: batch_fn", batch_fn)
+    if eval_fn is not None:
+        check_callable("fit: eval_fn", eval_fn)
+    if not isinstance(state, TrainState):
+        raise TypeError(
+            f"fit: state must be a train.TrainState (train.init_state(...)); got "
+            f"{type(state).__name__}."
+        )
     check_optional_size("eval_every", eval_every)
     check_size("num_steps", num_steps, minimum=0)
     check_size("metrics_lag", metrics_lag, minimum=0)

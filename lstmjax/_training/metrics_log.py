@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
+from lstmjax._checkpointing.directory import make_directory
 from lstmjax._checkpointing.errors import CheckpointWarning
 
 
@@ -26,7 +27,12 @@ class JsonLinesLog:
         self.path = None if path is None else Path(path)
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise IsADirectoryError(
+                f"the metrics log path {self.path} is an existing directory; Logging(path=...) "
+                "takes a file path (e.g. runs/metrics.jsonl)."
+            )
+        make_directory(self.path.parent, "directory of the metrics log")
         if resume_from is None:
             self.path.write_text("")
         else:

@@ -15,19 +15,25 @@ every other process is stopped with an error; a collective whose peer died
 usually fails sooner, as soon as its connection breaks. So no process waits
 forever on a dead peer: the bound is the heartbeat timeout (plus a second or
 two of polling), and `initialization_timeout` bounds the start-up when a
-peer never arrives.
+peer never arrives: `initialize` then raises in every running process
+(`lstmjax._training.rendezvous`), where JAX alone would abort them.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 import jax
 import numpy as np
 
-from lstmjax._checks import check_size
+from lstmjax._checks import check_callable, check_key, check_size
+from lstmjax._checks_pending import check_index
+from lstmjax._training.rendezvous import meet, parse_address
 from lstmjax._typing import Batch, PRNGKey
+
+CPU_COLLECTIVES = ("gloo", "mpi")
 
 
 def initialize(
@@ -53,32 +59,133 @@ def initialize(
       number of processes and this process's id from the environment
       (`SLURM_*`, `OMPI_*`, the TPU metadata server).
 
+    Every argument is checked before anything changes (JAX's collectives
+    setting included). In the explicit form every process first checks in
+    with process 0 on the coordinator's port (`lstmjax._training.rendezvous`),
+    so that a process 0 that never starts, a peer that never joins, two
+    processes with one id or with different `num_processes` raise an error
+    in every running process within `initialization_timeout`, where JAX's
+    own handshake would end the process (SIGABRT). In the automatic form
+    JAX's handshake runs alone, with JAX's failure behaviour.
+
     Args:
       coordinator_address: `"host:port"` of process 0, where the coordination
         service listens; every process passes the same one.
-      num_processes: how many processes the job has.
+      num_processes: how many processes the job has (>= 1).
       process_id: this process's id, in `0 .. num_processes - 1`.
-      local_device_ids: restrict this process to these local devices.
-      initialization_timeout: seconds to wait for every process to join
-        before raising (default 300, JAX's own).
-      heartbeat_timeout_seconds: seconds without a heartbeat after which a
-        process is declared dead and the others are stopped with an error
-        (default 100, JAX's own; tests use a few seconds).
+      local_device_ids: restrict this process to these local devices (ints >= 0).
+      initialization_timeout: seconds (>= 1) to wait for every process to
+        join before raising (default 300, JAX's own).
+      heartbeat_timeout_seconds: seconds (>= 1) without a heartbeat after
+        which a process is declared dead and the others are stopped with an
+        error (default 100, JAX's own; tests use a few seconds).
       cpu_collectives: the cross-process collectives used by CPU devices
         (`jax_cpu_collectives_implementation`): "gloo" (default; it ships
         with jaxlib), "mpi", or None to leave JAX's setting alone. It has no
-        effect on GPU or TPU devices.
+        effect on GPU or TPU devices. Set only once the job has met, and
+        put back if JAX's start-up fails.
+
+    Raises:
+      TypeError, ValueError: an argument has the wrong type or value (before
+        anything changes); two processes share an id, or disagree on
+        `num_processes`.
+      TimeoutError: process 0 never answered, or a process never joined,
+        within `initialization_timeout`.
+      OSError: process 0 cannot listen on the coordinator's port.
+      RuntimeError: this process already joined a job, or JAX has already
+        started its backends here (so `initialize` came too late).
     """
+    explicit = _check_initialize_args(
+        coordinator_address,
+        num_processes,
+        process_id,
+        local_device_ids,
+        initialization_timeout,
+        heartbeat_timeout_seconds,
+        cpu_collectives,
+    )
+    if jax.distributed.is_initialized():
+        raise RuntimeError(
+            "initialize: this process has already joined a job (jax.distributed.initialize "
+            "ran); call it once, first."
+        )
+    if _backends_started():
+        raise RuntimeError(
+            "initialize must come before any other JAX call (a computation, jax.devices(), "
+            "jax.device_put, ...): JAX has already started its backends in this process. "
+            "Move the call to the start of the script."
+        )
+    if explicit is not None and explicit[1] > 1:
+        meet(*explicit, timeout=initialization_timeout)
+    previous = jax.config.jax_cpu_collectives_implementation  # pyright: ignore[reportAttributeAccessIssue]
     if cpu_collectives is not None:
         jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
-    jax.distributed.initialize(
-        coordinator_address=coordinator_address,
-        num_processes=num_processes,
-        process_id=process_id,
-        local_device_ids=local_device_ids,
-        initialization_timeout=initialization_timeout,
-        heartbeat_timeout_seconds=heartbeat_timeout_seconds,
-    )
+    try:
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+            local_device_ids=local_device_ids,
+            initialization_timeout=initialization_timeout,
+            heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+        )
+    except BaseException:
+        jax.config.update("jax_cpu_collectives_implementation", previous)
+        raise
+
+
+def _check_initialize_args(
+    coordinator_address,
+    num_processes,
+    process_id,
+    local_device_ids,
+    initialization_timeout,
+    heartbeat_timeout_seconds,
+    cpu_collectives,
+) -> Optional[tuple[str, int, int]]:
+    """Check `initialize`'s arguments; `(address, count, id)` in the explicit form, else None."""
+    if coordinator_address is not None:
+        if not isinstance(coordinator_address, str):
+            raise TypeError(
+                f'coordinator_address must be a str "host:port" or None; got '
+                f"{coordinator_address!r} ({type(coordinator_address).__name__})."
+            )
+        parse_address(coordinator_address)
+    if num_processes is not None:
+        num_processes = check_size("num_processes", num_processes)
+    if process_id is not None:
+        if num_processes is None:
+            check_size("process_id", process_id, minimum=0)
+        else:
+            check_index("process_id", process_id, num_processes, "processes")
+    if local_device_ids is not None:
+        if isinstance(local_device_ids, (str, bytes)) or not isinstance(local_device_ids, Sequence):
+            raise TypeError(
+                f"local_device_ids must be a sequence of ints >= 0 or None; got "
+                f"{local_device_ids!r}."
+            )
+        for i, device in enumerate(local_device_ids):
+            check_size(f"local_device_ids[{i}]", device, minimum=0)
+    check_size("initialization_timeout", initialization_timeout)
+    check_size("heartbeat_timeout_seconds", heartbeat_timeout_seconds)
+    if cpu_collectives is not None and cpu_collectives not in CPU_COLLECTIVES:
+        raise ValueError(
+            f"cpu_collectives must be one of {list(CPU_COLLECTIVES)} or None; got "
+            f"{cpu_collectives!r}."
+        )
+    if coordinator_address is None or num_processes is None or process_id is None:
+        return None
+    return coordinator_address, num_processes, int(process_id)
+
+
+def _backends_started() -> bool:
+    """Whether JAX has started its backends in this process (then it is too late to join)."""
+    try:
+        from jax._src import xla_bridge
+    except ImportError:  # pragma: no cover - a JAX without it: JAX's own check remains
+        return False
+    started = getattr(xla_bridge, "backends_are_initialized", None)
+    return bool(started()) if started is not None else False
 
 
 def is_primary() -> bool:
@@ -94,9 +201,14 @@ def shard_range(num_shards: int, process_index: int, process_count: int) -> rang
     `jax.devices()` (devices are listed process by process).
 
     Raises:
-      ValueError: `num_shards` is not a positive multiple of `process_count`.
+      TypeError: an argument is not an int.
+      ValueError: `process_count` < 1, `process_index` outside
+        `[0, process_count)`, or `num_shards` not a positive multiple of
+        `process_count`.
     """
     num_shards = check_size("num_shards", num_shards)
+    process_count = check_size("process_count", process_count)
+    process_index = check_index("process_index", process_index, process_count, "processes")
     if num_shards % process_count:
         raise ValueError(
             f"num_shards={num_shards} cannot be split evenly over {process_count} processes; "
@@ -135,9 +247,16 @@ def keyed_shards(
     Returns:
       `step -> batch`, this process's rows of the global batch of `step`
       (place them with `distributed.shard_local_batch`).
+
+    Raises:
+      TypeError: `key` is not a JAX key, `make_shard` is not callable, or a
+        count or index is not an int.
+      ValueError: as for `shard_range`.
     """
-    index = jax.process_index() if process_index is None else process_index
+    key = check_key(key, "keyed_shards")
+    check_callable("keyed_shards: make_shard", make_shard)
     count = jax.process_count() if process_count is None else process_count
+    index = jax.process_index() if process_index is None else process_index
     shards = shard_range(num_shards, index, count)
 
     @jax.jit
@@ -175,3 +294,29 @@ def host_array(x: Any) -> np.ndarray:
     if hasattr(x, "dtype") and jax.numpy.issubdtype(x.dtype, jax.dtypes.prng_key):
         x = jax.random.key_data(x)
     return np.asarray(jax.device_get(x))
+
+
+def digest(*parts: Any) -> int:
+    """A 31-bit checksum of strings and arrays, to compare across processes."""
+    crc = 0
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            crc = zlib.crc32(f"{part.shape}{part.dtype}".encode(), crc)
+            crc = zlib.crc32(np.ascontiguousarray(part).tobytes(), crc)
+        else:
+            crc = zlib.crc32(str(part).encode(), crc)
+    return crc & 0x7FFFFFFF
+
+
+def gather_ints(*values: int) -> np.ndarray:
+    """Every process's `values`, one row per process: `[process_count, len(values)]`.
+
+    A collective: every process of the job must call it, with as many values.
+    With one process, no communication.
+    """
+    local = np.asarray(values, np.int32)
+    if jax.process_count() == 1:
+        return local[None]
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(local)).reshape(jax.process_count(), -1)

@@ -1,8 +1,8 @@
 """The training state: everything a run needs to continue exactly where it stopped.
 
-This file imports nothing from lstmjax but the type aliases, so that the checkpointer
-(`lstmjax._checkpointing`) can store a `TrainState` without importing the
-training loop that uses it.
+This file imports nothing from lstmjax but the type aliases and the ground-floor
+checks, so that the checkpointer (`lstmjax._checkpointing`) can store a
+`TrainState` without importing the training loop that uses it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lstmjax._checks import check_key
 from lstmjax._typing import Array
 
 
@@ -64,7 +65,19 @@ def init_state(
     Returns:
       The state; `jax.vmap` it over keys (or parameters) for a population,
       e.g. `jax.vmap(lambda k: init_state(init(k), opt, key=k))(keys)`.
+
+    Raises:
+      TypeError: `optimizer` is not an optax transformation, or `key` is
+        not a JAX key.
     """
+    init, update = getattr(optimizer, "init", None), getattr(optimizer, "update", None)
+    if not (callable(init) and callable(update)):
+        raise TypeError(
+            "init_state: optimizer must be an optax.GradientTransformation (e.g. "
+            f"optax.adam(1e-3)); got {type(optimizer).__name__}."
+        )
+    if key is not None:
+        key = check_key(key, "init_state")
     return TrainState(
         params=params,
         opt_state=optimizer.init(params),

@@ -146,8 +146,10 @@ def make_train_step(
       optimizer: any `optax.GradientTransformation`; gradient clipping goes
         here, e.g. `optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))`.
       with_key: pass a fresh key, split from `state.rng` each step, to
-        `apply_fn` as its last argument (e.g. for dropout). This keyword is
-        the only way a step decides whether `apply_fn` takes a key.
+        `apply_fn` as its last argument (e.g. for dropout:
+        `lambda p, xs, key: net.apply(p, xs, key=key)`). This keyword is
+        the only way a step decides whether `apply_fn` takes a key; a
+        `lj.recurrent` net with dropout applied without one is an error.
 
     Returns:
       `step(state, batch) -> (state, metrics)` with metrics
@@ -194,7 +196,10 @@ def make_eval_step(
       apply_fn: `(params, xs) -> predictions`, as for `make_train_step`.
       loss_fn: `(predictions, ys) -> scalar`.
       with_key: `apply_fn` takes a key as its last argument; it gets
-        `None` here (no dropout at evaluation).
+        `None` here, and must then evaluate without dropout. A
+        `lj.recurrent` net with dropout refuses a missing key unless told
+        `deterministic=True`: pass `lambda p, xs, key: net.apply(p, xs,
+        key=key, deterministic=key is None)`.
       metric_fns: extra names mapped to `(predictions, ys) -> scalar`.
 
     Returns:

@@ -103,6 +103,59 @@ def stream_batches(
     return lambda n: chunk(jnp.asarray(n, jnp.int32))
 
 
+def check_stream_carry(
+    carry: Carry, initial: Carry, reset: Array, batch_axis: int, where: str
+) -> None:
+    """Check a stream's carry against its initial carry and the chunk's `reset` (shapes only).
+
+    The carry and the initial carry must have one structure and one shape
+    per leaf, each leaf must have the axis `batch_axis`, with one row per
+    entry of `reset` (bool `[B]`).
+    """
+    reset_shape, reset_dtype = jnp.shape(reset), jnp.result_type(reset)
+    if len(reset_shape) != 1 or reset_dtype != jnp.bool_:
+        raise ValueError(
+            f"{where}: reset must be a bool array [batch]; got shape {reset_shape} and dtype "
+            f"{reset_dtype}."
+        )
+    rows = reset_shape[0]
+    got = jax.tree_util.tree_structure(carry)
+    want = jax.tree_util.tree_structure(initial)
+    if got != want:
+        raise ValueError(
+            f"{where}: the state's carry has structure {got}, but initial_carry has {want}; "
+            "build both from one model (init_state(..., carry=model.initial_carry(B)))."
+        )
+    leaves = jax.tree_util.tree_leaves_with_path(carry)
+    for (path, c), c0 in zip(leaves, jax.tree_util.tree_leaves(initial), strict=True):
+        leaf = "carry" + jax.tree_util.keystr(path)
+        shape = jnp.shape(c)
+        if not batch_axis < len(shape):
+            raise ValueError(
+                f"{where}: carry_batch_axis={batch_axis}, but {leaf} has shape {shape}, "
+                f"rank {len(shape)}: the batch axis must be one of its axes (0 for a cell's "
+                "carry [B, H], 1 for a stacked lj.recurrent net's [layers, B, H])."
+            )
+        if jnp.shape(c0) != shape:
+            raise ValueError(
+                f"{where}: initial_{leaf} has shape {jnp.shape(c0)}, but the state's {leaf} "
+                f"has shape {shape}; build both for the same batch size "
+                "(model.initial_carry(B) for both init_state and the stream)."
+            )
+        if shape[batch_axis] != rows:
+            hint = ""
+            if batch_axis == 0 and len(shape) >= 3 and shape[1] == rows:
+                hint = (
+                    " A stacked lj.recurrent net's carry is [layers, batch, hidden]: pass "
+                    "carry_batch_axis=1."
+                )
+            raise ValueError(
+                f"{where}: the chunk has {rows} rows (reset has shape {reset_shape}), but "
+                f"{leaf} of shape {shape} has {shape[batch_axis]} along "
+                f"carry_batch_axis={batch_axis}.{hint}"
+            )
+
+
 def reset_carry(carry: Carry, initial: Carry, reset: Array, batch_axis: int = 0) -> Carry:
     """`initial` in the rows where `reset` holds, `carry` elsewhere, leaf by leaf.
 
@@ -110,11 +163,20 @@ def reset_carry(carry: Carry, initial: Carry, reset: Array, batch_axis: int = 0)
       carry: a carry, every leaf with its batch axis at `batch_axis` (0 for
         a cell's carry `[B, H]`, 1 for a stacked `lj.recurrent` net's
         `[layers, B, H]`).
-      initial: a carry of the same structure and layout.
+      initial: a carry of the same structure and shapes.
       reset: bool `[B]`.
       batch_axis: the batch axis of every leaf (default 0).
-    """
 
+    Raises:
+      ValueError: the structures or shapes differ, `batch_axis` is not an
+        axis of every leaf, or a leaf does not have B rows along it.
+    """
+    batch_axis = check_size("batch_axis", batch_axis, minimum=0)
+    check_stream_carry(carry, initial, reset, batch_axis, "tbptt.reset_carry")
+    return _reset(carry, initial, reset, batch_axis)
+
+
+def _reset(carry: Carry, initial: Carry, reset: Array, batch_axis: int) -> Carry:
     def one(c, c0):
         shape = [1] * jnp.ndim(c)
         shape[batch_axis] = jnp.shape(reset)[0]
@@ -139,11 +201,19 @@ def stream(step: StepFn, initial_carry: Carry, *, carry_batch_axis: int = 0) -> 
         (or any transform of it, e.g. `distributed.shard`).
       initial_carry: the carry a reset row goes back to (e.g.
         `model.initial_carry(B)`); also what `init_state(..., carry=)` takes.
-      carry_batch_axis: the batch axis of the carry's leaves (see `reset_carry`).
+      carry_batch_axis: the batch axis of the carry's leaves (see `reset_carry`):
+        0 (default) for a cell's carry `[B, H]`, 1 for a stacked
+        `lj.recurrent` net's `[layers, B, H]`. (A stacked net whose layers
+        equal B cannot be told apart by shapes: pass 1 for it.)
 
     Returns:
       The jitted stream step `(state, chunk) -> (state, metrics)`; its
       metrics are those of `make_train_step`.
+
+    Raises (when the step is traced):
+      ValueError: the state holds no carry, or its carry and `initial_carry`
+        differ in structure or shape, or `carry_batch_axis` is not an axis
+        of every leaf or does not hold the chunk's B rows.
     """
     carry_batch_axis = check_size("carry_batch_axis", carry_batch_axis, minimum=0)
 
@@ -153,8 +223,15 @@ def stream(step: StepFn, initial_carry: Carry, *, carry_batch_axis: int = 0) -> 
                 "tbptt.stream needs the carry in the state: "
                 "init_state(params, optimizer, carry=initial_carry)."
             )
+        if not isinstance(chunk, (tuple, list)) or len(chunk) != 3:
+            length = f" of length {len(chunk)}" if isinstance(chunk, (tuple, list)) else ""
+            raise TypeError(
+                "tbptt.stream: each batch must be a StreamChunk(xs, ys, reset) (from "
+                f"tbptt.stream_batches); got {type(chunk).__name__}{length}."
+            )
         xs, ys, reset = chunk
-        carry = reset_carry(state.carry, initial_carry, reset, carry_batch_axis)
+        check_stream_carry(state.carry, initial_carry, reset, carry_batch_axis, "tbptt.stream")
+        carry = _reset(state.carry, initial_carry, reset, carry_batch_axis)
         new_state, metrics = step(state._replace(carry=carry), (xs, ys))
         kept = select_tree(metrics["finite"], new_state.carry, state.carry)
         return new_state._replace(carry=kept), metrics

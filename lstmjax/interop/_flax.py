@@ -208,20 +208,70 @@ def from_flax(module: nn.Module, variables: Mapping) -> tuple[Cell, Params]:
     )
 
 
+_FLAX_CELLS = (nn.LSTMCell, nn.OptimizedLSTMCell, nn.GRUCell, nn.SimpleCell)
+
+
+def _check_flax_cell(module: Any, where: str) -> bool:
+    """True for Flax's LSTM cells; TypeError for anything but the four supported cells."""
+    if not isinstance(module, _FLAX_CELLS):
+        raise TypeError(
+            f"{where}: module must be a flax.linen LSTMCell, OptimizedLSTMCell, GRUCell or "
+            f"SimpleCell (the cell whose carry this is); got {type(module).__name__}."
+        )
+    return isinstance(module, (nn.LSTMCell, nn.OptimizedLSTMCell))
+
+
+def _check_state(where: str, name: str, value: Any) -> None:
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        raise TypeError(f"{where}: {name} must be an array; got {type(value).__name__}.")
+
+
 def carry_from_flax(module: nn.Module, carry: Any) -> Carry:
     """Convert a Flax cell's carry to the lstmjax one.
 
     Flax's LSTM cells carry `(c, h)`; lstmjax's carry `LSTMCarry(h, c)`. The
     GRU and simple cells carry `h` in both.
+
+    Raises:
+      TypeError: `module` is not one of the four Flax cells, or `carry` is
+        not that cell's carry (a pair of arrays for the LSTMs, an array for
+        the others).
     """
-    if isinstance(module, (nn.LSTMCell, nn.OptimizedLSTMCell)):
+    where = "carry_from_flax"
+    if _check_flax_cell(module, where):
+        if not isinstance(carry, (tuple, list)) or len(carry) != 2:
+            length = f" of length {len(carry)}" if isinstance(carry, (tuple, list)) else ""
+            raise TypeError(
+                f"{where}: a Flax {type(module).__name__} carries the pair (c, h); got "
+                f"{type(carry).__name__}{length}."
+            )
         c, h = carry
+        _check_state(where, "carry[0] (c)", c)
+        _check_state(where, "carry[1] (h)", h)
         return LSTMCarry(h=h, c=c)
+    _check_state(where, "carry", carry)
     return carry
 
 
 def carry_to_flax(module: nn.Module, carry: Carry) -> Any:
-    """The inverse of `carry_from_flax`: `LSTMCarry(h, c)` -> Flax's `(c, h)`."""
-    if isinstance(module, (nn.LSTMCell, nn.OptimizedLSTMCell)):
+    """The inverse of `carry_from_flax`: `LSTMCarry(h, c)` -> Flax's `(c, h)`.
+
+    Raises:
+      TypeError: `module` is not one of the four Flax cells, or `carry` is
+        not the lstmjax carry of that cell (an `LSTMCarry` for the LSTMs: a
+        plain pair is refused, as its order cannot be told; an array for
+        the others).
+    """
+    where = "carry_to_flax"
+    if _check_flax_cell(module, where):
+        if not isinstance(carry, LSTMCarry):
+            raise TypeError(
+                f"{where}: the carry of a Flax {type(module).__name__} comes from an lstmjax "
+                f"LSTMCarry(h, c); got {type(carry).__name__}. A plain pair is refused, as "
+                "(h, c) and Flax's (c, h) cannot be told apart: pass lj.LSTMCarry(h, c)."
+            )
+        _check_state(where, "carry.h", carry.h)
+        _check_state(where, "carry.c", carry.c)
         return (carry.c, carry.h)
+    _check_state(where, "carry", carry)
     return carry

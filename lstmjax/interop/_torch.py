@@ -40,7 +40,7 @@ import numpy as np
 from lstmjax._cell import Cell
 from lstmjax._checks import check_float
 from lstmjax._gru import GRUParams, gru
-from lstmjax._layers import LayerParams, Recurrent, recurrent
+from lstmjax._layers import LayerParams, Recurrent, check_net_params, recurrent
 from lstmjax._lstm import LSTMCarry, LSTMParams, lstm
 from lstmjax._rnn import RNNParams, rnn
 from lstmjax._typing import Array, Carry
@@ -165,7 +165,9 @@ def from_torch(module: Any) -> tuple[Recurrent, tuple[LayerParams, ...]]:
     copied as in this module's docstring table: each `weight_*` is transposed,
     `bias_ih + bias_hh` is folded into `b`, and the GRU keeps `bias_hh`'s
     n-block apart as `b_hn`. `dropout` is carried over to the net (active only
-    when `net.apply` gets a `key`, like a torch module in `train()` mode), and
+    when `net.apply` gets a `key`, like a torch module in `train()` mode;
+    `deterministic=True` is `eval()` mode; a one-layer module's dropout,
+    which torch never applies, becomes 0.0), and
     so is the layout: a module with `batch_first=False` (torch's default)
     gives a net with `time_major=True`, taking and returning `[time, batch,
     features]` as the module does.
@@ -177,7 +179,7 @@ def from_torch(module: Any) -> tuple[Recurrent, tuple[LayerParams, ...]]:
     must be on); float16 and bfloat16 modules give float32 parameters.
 
         net, params = lj.interop.from_torch(torch_lstm)
-        o, (h_n, c_n) = net.apply(params, x)      # == torch_lstm(x) in eval mode
+        o, (h_n, c_n) = net.apply(params, x, deterministic=True)  # == torch_lstm.eval()(x)
 
     Args:
       module: the torch module; it is only read.
@@ -197,12 +199,15 @@ def from_torch(module: Any) -> tuple[Recurrent, tuple[LayerParams, ...]]:
     torch = _import_torch()
     mode = _check_module(module, torch)
     dtype = _param_dtype(module, torch)
+    # torch drops between layers only, so a one-layer module's dropout never acts
+    # (torch warns); lj.recurrent refuses it, and the net gets 0.0, which is the same.
+    dropout = float(module.dropout) if module.num_layers > 1 else 0.0
     net = _net_for(
         mode,
         module.hidden_size,
         module.num_layers,
         bool(module.bidirectional),
-        float(module.dropout),
+        dropout,
         not module.batch_first,
         dtype,
         int(getattr(module, "proj_size", 0)),
@@ -251,8 +256,9 @@ def to_torch_state_dict(net: Recurrent, params: tuple[LayerParams, ...]) -> dict
     `lj.lstm` (no peephole, no layer_norm; `proj_size=P` for
     `lj.lstm(H, proj_size=P)`, then `weight_hr = w_proj.T`), `torch.nn.GRU`
     for `lj.gru(reset_after=True)`,
-    `torch.nn.RNN` for `lj.rnn` (whose activation torch calls
-    `nonlinearity`: the net does not record it, so choose it to match).
+    `torch.nn.RNN` for `lj.rnn` with activation tanh or relu (torch's
+    `nonlinearity`, which a state_dict does not hold: build the module
+    with the same one).
     `weight_ih = w_x.T`, `weight_hh = w_h.T`, `bias_ih = b`, and `bias_hh` is
     zero except for the GRU's n-block, which holds `b_hn`.
 
@@ -262,14 +268,36 @@ def to_torch_state_dict(net: Recurrent, params: tuple[LayerParams, ...]) -> dict
 
     Returns:
       A dict from torch parameter name to a CPU tensor of the params' dtype.
+
+    Raises:
+      TypeError: `net` is not a `Recurrent` (e.g. a bare cell), or `params`
+        are not its params' types.
+      ValueError: the cell has no torch counterpart (another cell, peepholes,
+        layer norm, reset_before, an activation other than tanh and relu),
+        or `params` do not fit `net` (layers, directions, shapes, a weight
+        missing): the same checks as `net.apply`.
     """
     torch = _import_torch()
+    where = "to_torch_state_dict"
+    if not isinstance(net, Recurrent):
+        raise TypeError(
+            f"{where}: net must be an lj.recurrent(...) net (the torch module is a stack of "
+            f"layers); got {type(net).__name__}. Wrap a cell as lj.recurrent(cell)."
+        )
     if net.cell.name not in ("rnn", "lstm", "lstm_proj", "gru"):
         raise ValueError(
-            f"to_torch_state_dict: a '{net.cell.name}' cell has no torch counterpart; "
+            f"{where}: a '{net.cell.name}' cell has no torch counterpart; "
             "expected an lj.rnn, lj.lstm (peephole=False, layer_norm=False; proj_size "
             "allowed) or lj.gru (reset_after=True, layer_norm=False) net."
         )
+    activation = getattr(net.cell, "activation", None)
+    if net.cell.name == "rnn" and activation not in (jnp.tanh, jax.nn.relu):
+        raise ValueError(
+            f"{where}: torch.nn.RNN's nonlinearity is 'tanh' or 'relu'; this lj.rnn's "
+            f"activation is {getattr(activation, '__name__', activation)!r}, which no torch "
+            "module computes."
+        )
+    _check_export_params(net, params, where)
     state = {}
     for layer, p in enumerate(params):
         directions = (p.forward,) if p.backward is None else (p.forward, p.backward)
@@ -287,5 +315,22 @@ def to_torch_state_dict(net: Recurrent, params: tuple[LayerParams, ...]) -> dict
                 (f"bias_ih_{tag}", b),
                 (f"bias_hh_{tag}", b_hh),
             ) + (((f"weight_hr_{tag}", np.asarray(w_proj).T),) if w_proj is not None else ()):
-                state[name] = torch.from_numpy(np.array(value, order="C"))
+                state[name] = _tensor(torch, value)
     return state
+
+
+def _check_export_params(net: Recurrent, params: Any, where: str) -> None:
+    """`params` must be `net`'s, as `net.apply` checks them (input size read from w_x)."""
+    try:
+        input_size = int(jnp.shape(params[0].forward.w_x)[0])
+    except (TypeError, IndexError, AttributeError, KeyError):
+        input_size = 1  # malformed: check_net_params names what is wrong before any shape
+    check_net_params(net, params, input_size, where)
+
+
+def _tensor(torch, value):
+    """A contiguous CPU tensor of `value`'s dtype (bfloat16, which numpy lacks, via float32)."""
+    array = np.asarray(value)
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(np.array(array, np.float32, order="C")).to(torch.bfloat16)
+    return torch.from_numpy(np.array(array, order="C"))
