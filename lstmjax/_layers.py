@@ -125,8 +125,8 @@ def recurrent(
       input_dropout: a rate in [0, 1).
       recurrent_dropout: a rate in [0, 1).
       zoneout: a rate in [0, 1).
-      state_noise: a standard deviation >= 0.
-      (Every rate is a concrete number: the net is built outside `jit`.)
+      state_noise: a standard deviation >= 0. (Every rate is a concrete
+        number: the net is built outside `jit`.)
 
     Returns:
       A `Recurrent` net (a value: equal configurations are equal) with

@@ -119,7 +119,10 @@ def recurrent_dropout(
       xs: `[batch, time, features]` (or `[time, batch, features]` with
         `time_major=True`).
       key: a `jax.random` key (training), or None.
-      input_dropout, recurrent_dropout, zoneout: rates in [0, 1), concrete.
+      input_dropout: the rate of the input mask, in [0, 1), concrete.
+      recurrent_dropout: the rate of the mask on h_{t-1}, in [0, 1), concrete.
+      zoneout: the rate at which a unit keeps its previous value, in [0, 1),
+        concrete.
       state_noise: a standard deviation >= 0, concrete.
       time_major: the layout of `xs`.
       deterministic: evaluate: no key, dropout and noise off, zoneout by its
