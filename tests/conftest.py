@@ -5,16 +5,17 @@ different ranks fails loudly instead of giving a silently wrong shape.
 float64 is enabled: the exactness claims (BPTT, finite differences) are
 checked in double precision; tests that need float32 ask for it.
 
-The unit tier compiles its programs with LLVM's optimisation level 0
-(`--xla_backend_optimization_level=0`, appended to any XLA_FLAGS the user
-set). Its time goes to compiling thousands of small programs, each run a few
-times on tiny arrays: the optimisation passes were about 40% of each
-compilation and buy nothing there. The HLO passes (fusion, layout, the
-algebra XLA rewrites) still run, and no option here changes floating-point
-semantics (XLA:CPU never enables fast math by default), so every tolerance
-stands. The flag is set only while XLA starts in this process: processes the
-tests start (the integration tier's experiments, benchmark and workers) get
-the caller's XLA_FLAGS unchanged, so code is checked optimised there.
+The unit tier (`-m 'not integration'`, the default) compiles its programs
+with LLVM's optimisation level 0 (`--xla_backend_optimization_level=0`,
+appended to any XLA_FLAGS the user set). Its time goes to compiling thousands
+of small programs, each run a few times on tiny arrays: the optimisation
+passes were about 30% of each compilation and buy nothing there. The HLO
+passes (fusion, layout, the algebra XLA rewrites) still run, and no option
+here changes floating-point semantics (XLA:CPU never enables fast math by
+default), so every tolerance stands. Any other selection, the integration
+tier included, runs at XLA's default level, as users do: its tests compare
+bit for bit with the processes they start, which get the caller's XLA_FLAGS
+unchanged, and code differently optimised may round differently.
 """
 
 import os
@@ -25,18 +26,33 @@ import jax
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_enable_x64", True)
 
-_callers_xla_flags = os.environ.get("XLA_FLAGS")
-os.environ["XLA_FLAGS"] = f"{_callers_xla_flags or ''} --xla_backend_optimization_level=0".strip()
-jax.devices()  # XLA reads its flags once, as its backend starts
-if _callers_xla_flags is None:
-    del os.environ["XLA_FLAGS"]
-else:
-    os.environ["XLA_FLAGS"] = _callers_xla_flags
-
 import pytest  # noqa: E402
 
 # `pytest --compile-counts` (tests/compile_counts.py): XLA compilations per module.
-from compile_counts import pytest_addoption, pytest_configure  # noqa: E402, F401
+from compile_counts import pytest_addoption  # noqa: E402, F401
+from compile_counts import pytest_configure as _configure_compile_counts  # noqa: E402
+
+
+def _start_xla(unit_tier: bool) -> None:
+    """Start XLA's backend, at optimisation level 0 for the unit tier (see above)."""
+    if not unit_tier:
+        jax.devices()
+        return
+    callers = os.environ.get("XLA_FLAGS")
+    os.environ["XLA_FLAGS"] = f"{callers or ''} --xla_backend_optimization_level=0".strip()
+    try:
+        jax.devices()  # XLA reads its flags once, as its backend starts
+    finally:
+        if callers is None:
+            del os.environ["XLA_FLAGS"]
+        else:
+            os.environ["XLA_FLAGS"] = callers
+
+
+def pytest_configure(config):
+    _start_xla(unit_tier=config.getoption("markexpr", "").strip() == "not integration")
+    _configure_compile_counts(config)
+
 
 import lstmjax as lj  # noqa: E402
 
