@@ -138,7 +138,7 @@ def test_two_processes_equal_one_device_on_the_same_global_batch(two_process_run
     # Only process 0 wrote the metrics log (one record per step, not two) and drew the bar.
     records = (tmp / "run.jsonl").read_text().splitlines()
     assert [json.loads(r)["step"] for r in records] == list(range(1, STEPS + 1))
-    assert "step/s" in stderr[0] and "step/s" not in stderr[1]
+    assert "steps/s" in stderr[0] and "steps/s" not in stderr[1]
     # One checkpoint directory for the whole job, holding the last two steps.
     steps = sorted(p.name for p in (tmp / "run-ckpt").iterdir() if p.name.isdigit())
     assert steps == ["10", "9"]
