@@ -273,3 +273,17 @@ def test_init_follows_the_layout_and_time_order_of_the_outputs(time_major):
     ys, carry, info = lj.unroll_parallel(GRU, PARAMS, xs, init=states, method="newton", **kw)
     assert int(info.iterations) == 0 and bool(info.converged)
     close((ys, carry), lj.unroll(GRU, PARAMS, xs, **kw))
+
+
+def test_a_time_major_net_reads_per_step_arrays_time_major():
+    """`lj.recurrent(..., time_major=True).apply(resets=, mask=)`: `[time, batch]`, passed on
+    to every layer's `unroll` in that layout (B = T, so only the layout can tell)."""
+    nets = {tm: lj.recurrent(GRU, 2, time_major=tm) for tm in (False, True)}
+    params = nets[False].init(jax.random.key(6), I)
+    o, carry = nets[False].apply(params, SQUARE, resets=RESETS, mask=MASK)
+    o_t, carry_t = nets[True].apply(
+        params, jnp.swapaxes(SQUARE, 0, 1), resets=RESETS.T, mask=MASK.T
+    )
+    close((jnp.swapaxes(o_t, 0, 1), carry_t), (o, carry))
+    misread, _ = nets[False].apply(params, SQUARE, resets=RESETS.T, mask=MASK.T)
+    assert float(jnp.max(jnp.abs(misread - o))) > 1e-3  # the layouts differ: the test can fail
