@@ -38,6 +38,13 @@ body in about 2 us, while the other forms pay for extra passes over memory
 (blocked: transposes into block layout; associative: a copy per level).
 Depth, not work, decides on accelerators, hence "associative" there.
 
+A zero coefficient forgets what it multiplies (`apply`): where a_t = 0
+(elementwise; a dense a_t when the whole matrix is zero), h_t = b_t even if
+h_{t-1} is NaN or inf. That is a reset in every user of the scan, and the
+sequential step's select forgets a NaN state there too, so a NaN input
+stays within its segment as it does in `lax.scan` (IEEE's 0 x NaN = NaN
+would carry it on). The log-space form is exempt (it has no resets).
+
 Derivatives: `affine_scan` carries a `jax.custom_jvp` whose tangent is
 the same recurrence in the tangents, dh_t = a_t dh_{t-1} + (da_t h_{t-1} +
 db_t), solved by the same algorithm ("log" excepted: its tangent inputs
@@ -66,14 +73,30 @@ def _is_dense(a: Array, b: Array) -> bool:
     return a.ndim == b.ndim + 1
 
 
-def _apply(a: Array, h: Array, dense: bool) -> Array:
-    """`a h`: elementwise, or a matrix-vector product over the last axes."""
-    return jnp.einsum("...ij,...j->...i", a, h) if dense else a * h
+def apply(a: Array, h: Array, dense: bool) -> Array:
+    """`a h`: elementwise, or a matrix-vector product over the last axes.
+
+    A zero coefficient forgets what it multiplies, even NaN or inf (a reset,
+    a_t = 0, must not carry a NaN state across it, as the sequential step's
+    select does not): elementwise where `a == 0`, and for a dense `a` where
+    the whole matrix is zero.
+    """
+    if dense:
+        product = jnp.einsum("...ij,...j->...i", a, h)
+        return jnp.where(_all_zero(a)[..., None], jnp.zeros_like(product), product)
+    return jnp.where(a == 0, jnp.zeros_like(h), a * h)
+
+
+def _all_zero(a: Array) -> Array:
+    return jnp.all(a == 0, axis=(-2, -1))
 
 
 def _compose(a2: Array, a1: Array, dense: bool) -> Array:
-    """The coefficient of `a2 (a1 h)`."""
-    return a2 @ a1 if dense else a2 * a1
+    """The coefficient of `a2 (a1 h)` (zero where `a2` is, as `apply`)."""
+    if dense:
+        product = a2 @ a1
+        return jnp.where(_all_zero(a2)[..., None, None], jnp.zeros_like(product), product)
+    return jnp.where(a2 == 0, jnp.zeros_like(a1), a2 * a1)
 
 
 def entering(hs: Array, h0: Array) -> Array:
@@ -134,24 +157,30 @@ def _scan_jvp(algorithm, primals, tangents):
     # The log-space form needs positive inputs, which tangents are not; its
     # tangent takes the other depth-O(log T) form.
     tangent_algorithm = "associative" if algorithm == "log" else algorithm
-    u = _apply(da, h_prev, dense) + db
+    # da_t h_{t-1}, forgotten where a_t is zero (a reset, whose da_t is zero too): the
+    # mask comes from the primal a, so the tangent stays linear (and transposable).
+    if dense:
+        moved, forget = jnp.einsum("...ij,...j->...i", da, h_prev), _all_zero(a)[..., None]
+    else:
+        moved, forget = da * h_prev, a == 0
+    u = jnp.where(forget, jnp.zeros_like(moved), moved) + db
     return hs, _evaluate(a, u, dh0, tangent_algorithm)
 
 
 def _sequential(a, b, h0, dense):
     def body(h, ab):
-        h = _apply(ab[0], h, dense) + ab[1]
+        h = apply(ab[0], h, dense) + ab[1]
         return h, h
 
     return jax.lax.scan(body, h0, (a, b))[1]
 
 
 def _associative(a, b, h0, dense):
-    b = b.at[0].add(_apply(a[0], h0, dense))  # fold h0 into the first step
+    b = b.at[0].add(apply(a[0], h0, dense))  # fold h0 into the first step
 
     def combine(e1, e2):  # e1 earlier, e2 later
         (a1, b1), (a2, b2) = e1, e2
-        return _compose(a2, a1, dense), _apply(a2, b1, dense) + b2
+        return _compose(a2, a1, dense), apply(a2, b1, dense) + b2
 
     return jax.lax.associative_scan(combine, (a, b))[1]
 
@@ -178,19 +207,19 @@ def _blocked(a, b, h0, dense):
     def totals(carry, ab):  # (1) each block's map h -> A h + s
         A, s = carry
         at, bt = ab
-        return (_compose(at, A, dense), _apply(at, s, dense) + bt), None
+        return (_compose(at, A, dense), apply(at, s, dense) + bt), None
 
     A0 = _identity_like(a_blk[0], dense)
     (A, s), _ = jax.lax.scan(totals, (A0, jnp.zeros_like(b_blk[0])), (a_blk, b_blk))
 
     def across(h, As):  # (2) the state entering each block
-        h_next = _apply(As[0], h, dense) + As[1]
+        h_next = apply(As[0], h, dense) + As[1]
         return h_next, h
 
     _, h_in = jax.lax.scan(across, h0, (A, s))  # [nb, ..., H]
 
     def within(h, ab):  # (3) every state, all blocks at once
-        h = _apply(ab[0], h, dense) + ab[1]
+        h = apply(ab[0], h, dense) + ab[1]
         return h, h
 
     _, hs = jax.lax.scan(within, h_in, (a_blk, b_blk))  # [L, nb, ..., H]

@@ -41,7 +41,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from lstmjax._affine_scan import affine_scan, entering
+from lstmjax._affine_scan import affine_scan, apply, entering
 from lstmjax._checks import check_nonnegative
 from lstmjax._newton import Solver
 from lstmjax._typing import Array
@@ -73,7 +73,8 @@ class ELK(Solver):
         return 4 * T + 20
 
     def update(self, J: Array, Fh: Array, h: Array, h0: Array) -> Array:
-        return damped_step(J, Fh - J * entering(h, h0), h, h0, self.damping, self.algorithm)
+        b = Fh - apply(J, entering(h, h0), False)
+        return damped_step(J, b, h, h0, self.damping, self.algorithm)
 
 
 def filtered_variances(a: Array, lam: Array, algorithm: str) -> tuple[Array, Array]:
@@ -81,7 +82,7 @@ def filtered_variances(a: Array, lam: Array, algorithm: str) -> tuple[Array, Arr
     if algorithm == "sequential":
 
         def step(P, a_t):
-            Q = a_t * a_t * P + 1.0
+            Q = apply(a_t * a_t, P, False) + 1.0  # a reset (a_t = 0) forgets even a NaN P
             P = Q / (1.0 + lam * Q)
             return P, (P, Q)
 
@@ -99,6 +100,10 @@ def filtered_variances(a: Array, lam: Array, algorithm: str) -> tuple[Array, Arr
             l10 * e00 + l11 * e10,
             l10 * e01 + l11 * e11,
         )
+        # A reset's map (a = 0: first column zero) is constant, P -> 1 / (1 + lam):
+        # projectively the composition is the later map itself, even after a NaN one.
+        constant = (l00 == 0) & (l10 == 0)
+        m = tuple(jnp.where(constant, l, v) for l, v in zip(later, m, strict=True))
         scale = jnp.maximum(jnp.maximum(jnp.abs(m[0]), jnp.abs(m[1])),
                             jnp.maximum(jnp.abs(m[2]), jnp.abs(m[3])))  # fmt: skip
         return tuple(v / scale for v in m)

@@ -41,12 +41,11 @@ one BPTT pass), because their diagonal Jacobians are not the exact ones
 the derivative needs.
 
 A NaN input makes the scan's states NaN from that step to the end of its
-sequence (until a reset); `residual` counts a state that is NaN on both
-sides of h_t = F_t(h_{t-1}) as solved, so the solvers return the same
-NaN in that sequence alone and the others converge as usual. (A reset
-after the NaN is where they part: the linear step multiplies the NaN
-state by the reset's zero Jacobian, so such a solve does not converge,
-and `raise_if_not_converged` names the NaN inputs.)
+sequence, or to the next reset; `residual` counts a state that is NaN on
+both sides of h_t = F_t(h_{t-1}) as solved, and a reset's zero Jacobian
+forgets a NaN state in the linear step (`_affine_scan.apply`), so the
+solvers return the same NaN in that sequence alone and the others
+converge as usual.
 """
 
 from __future__ import annotations
@@ -60,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax._affine_scan import ALGORITHMS, affine_scan, default_algorithm, entering
+from lstmjax._affine_scan import ALGORITHMS, affine_scan, apply, default_algorithm, entering
 from lstmjax._arrays import ravel, unraveler
 from lstmjax._cell import Cell
 from lstmjax._checks import check_positive, check_size
@@ -136,7 +135,7 @@ class Solver:
 
     def update(self, J: Array, Fh: Array, h: Array, h0: Array) -> Array:
         """One iteration: the states of the recurrence linearised at the guess `h`."""
-        return affine_scan(J, Fh - _apply(J, entering(h, h0), self.dense), h0, self.algorithm)
+        return affine_scan(J, Fh - apply(J, entering(h, h0), self.dense), h0, self.algorithm)
 
     def settled(self, T: int, dtype) -> Solver:
         """max_iters and tol filled in for a sequence of T steps in `dtype`."""
@@ -240,10 +239,6 @@ def step_and_jacobian(F, dense: bool):
         return Fh, J
 
     return f
-
-
-def _apply(J, h, dense):
-    return jnp.einsum("...ij,...j->...i", J, h) if dense else J * h
 
 
 # --- the solve ----------------------------------------------------------------------
@@ -400,7 +395,7 @@ def raise_if_not_converged(
     zero cotangents back): loud, never a plausible wrong number.
 
     `nonfinite_inputs`: called only on failure; names NaN or inf in the
-    inputs ("" when there is none), which is then the message's advice.
+    inputs ("" when there is none), which the message then reports first.
     """
     try:
         converged = bool(info.converged)
@@ -413,15 +408,13 @@ def raise_if_not_converged(
         )
         note = nonfinite_inputs()
         if note:
-            raise RuntimeError(
-                f"{head} {note} The solvers give the scan's NaN only where no reset follows "
-                "it in the sequence; use method='scan' for such inputs, or clean them."
-            )
+            head += f" {note}; check them, or use method='scan' for the scan's answer with them."
         others = "method='scan'" if isinstance(method, Newton) else "Newton or method='scan'"
         if method.shorthand != "elk":
             others = "method='elk' (damped) or " + others
+        advice = "Otherwise raise" if note else "Raise"
         raise RuntimeError(
-            f"{head} Raise max_iters or tol, try {others}, or use lj.unroll_parallel to "
+            f"{head} {advice} max_iters or tol, try {others}, or use lj.unroll_parallel to "
             "inspect the report."
         )
     if converged is None:

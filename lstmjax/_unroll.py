@@ -138,7 +138,7 @@ def unroll(
         inputs); under `jit` (where nothing can be raised at run time) every
         output and carry entry is NaN instead, and so is every derivative
         through them. A NaN input gives NaN in its sequence from that step
-        on, as the scan does (with the solvers: where no reset follows it).
+        to the next reset, with every method, as the scan does.
         Forward mode (`jax.jvp`, `jax.jacfwd`) and reverse mode work with
         every method. `lj.unroll_parallel` returns the convergence report.
 
@@ -165,6 +165,13 @@ def _nonfinite(params, inputs, time_major: bool) -> str:
 
     Run only when a solve has failed, on concrete inputs: it explains the failure.
     """
+    try:
+        return _describe_nonfinite(params, inputs, time_major)
+    except jax.errors.JAXTypeError:  # traced (e.g. an eager jax.grad): nothing to say
+        return ""
+
+
+def _describe_nonfinite(params, inputs, time_major: bool) -> str:
     xs_t, carry0, lengths, mask, _ = inputs
     T, B = xs_t.shape[:2]
     valid = np.ones((T, B), bool)
@@ -185,7 +192,7 @@ def _nonfinite(params, inputs, time_major: bool) -> str:
         for path, leaf in leaves:
             if not np.isfinite(np.asarray(leaf)).all():
                 found.append(f"{path_name(name, path)} holds NaN or inf")
-    return ("The inputs are not finite: " + "; ".join(found) + ".") if found else ""
+    return ("The inputs are not finite: " + "; ".join(found)) if found else ""
 
 
 def unroll_parallel(
@@ -231,7 +238,6 @@ def unroll_parallel(
             f"{where}: method must be a parallel-in-time solver ('newton', 'quasi_newton', "
             f"'elk' or their option objects); got {method!r}. Use lj.unroll for the others."
         )
-    check_bool("time_major", time_major)
     cell, strategy, inputs = _door(
         cell, params, xs, carry, lengths, mask, resets, reverse, time_major, method, where
     )

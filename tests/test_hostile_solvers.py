@@ -175,34 +175,50 @@ def test_numpy_scalars_are_numbers():
     assert newton == lj.Newton(jacobian_limit=2**20) and type(newton.jacobian_limit) is int
 
 
+def same_as_the_scan(got, want):
+    """NaN exactly where the reference has NaN, every other value equal to 1e-10."""
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+        close(jnp.nan_to_num(g, nan=0.0), jnp.nan_to_num(w, nan=0.0))
+
+
+NAN_XS = XS.at[1, 2, 0].set(jnp.nan)  # sequence 1, step 2
+RESET_AFTER = jnp.zeros((B, T), bool).at[1, 4].set(True)  # sequence 1 restarts at step 4
+
+
 @pytest.mark.parametrize("name", sorted(SOLVERS))
-def test_a_nan_input_gives_nan_in_its_sequence_only_as_the_scan_does(name):
+def test_a_nan_input_gives_nan_in_its_segment_only_as_the_scan_does(name):
     """Before: 'did not converge ... raise max_iters or tol'. Now the scan's answer: NaN in
-    sequence 1 from the NaN step on, every other value equal to the scan's to 1e-10."""
-    xs = XS.at[1, 2, 0].set(jnp.nan)
-    want = lj.unroll(GRU, PARAMS, xs, method="scan")
-    got = lj.unroll(GRU, PARAMS, xs, method=name)
-    expected_nan = np.zeros((B, T), bool)
-    expected_nan[1, 2:] = True
-    np.testing.assert_array_equal(np.isnan(want[0]).any(-1), expected_nan)  # the reference
-    np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(want[0]))
-    np.testing.assert_array_equal(np.isnan(got[1]), np.isnan(want[1]))
-    close(jnp.nan_to_num(got[0], nan=0.0), jnp.nan_to_num(want[0], nan=0.0))
+    sequence 1 from the NaN step to the end of its segment (the end of the sequence, or the
+    reset after it), every other value equal to the scan's."""
+    steps = np.arange(T)
+    for resets, nan_steps in ((None, steps >= 2), (RESET_AFTER, (steps >= 2) & (steps < 4))):
+        want = lj.unroll(GRU, PARAMS, NAN_XS, resets=resets, method="scan")
+        np.testing.assert_array_equal(np.isnan(want[0]).any(-1)[1], nan_steps)  # the reference
+        same_as_the_scan(lj.unroll(GRU, PARAMS, NAN_XS, resets=resets, method=name), want)
 
 
-def test_a_nan_before_a_reset_is_named():
-    """After a reset the scan recovers from a NaN; the solvers' linear step does not (0 x NaN),
-    so the solve fails, and the message says that the inputs are not finite and where."""
-    xs = XS.at[1, 2, 0].set(jnp.nan)
-    resets = jnp.zeros((B, T), bool).at[1, 4].set(True)
-    assert not bool(jnp.isnan(lj.unroll(GRU, PARAMS, xs, resets=resets)[0][1, 4:]).any())
-    message = assert_clear(
+@pytest.mark.parametrize("algorithm", ["sequential", "associative", "blocked"])
+def test_the_affine_pass_forgets_a_nan_at_a_reset_as_the_scan_does(algorithm):
+    """The min cells' exact pass (their "auto"): a reset's a_t = 0 used to carry the NaN on
+    (0 x NaN = NaN) into every later segment of the row, silently unlike the scan."""
+    cell = lj.min_gru(H, dtype=jnp.float64)
+    params = cell.init(jax.random.key(2), I)
+    want = lj.unroll(cell, params, NAN_XS, resets=RESET_AFTER, method="scan")
+    assert not bool(jnp.isnan(want[0][1, 4:]).any())
+    got = lj.unroll(cell, params, NAN_XS, resets=RESET_AFTER, method=lj.Affine(algorithm=algorithm))
+    same_as_the_scan(got, want)
+
+
+def test_non_convergence_with_non_finite_inputs_names_them():
+    xs = CHAOS_XS.at[0, 5, 1].set(jnp.inf)
+    assert_clear(
         RuntimeError,
-        lambda: lj.unroll(GRU, PARAMS, xs, resets=resets, method="quasi_newton"),
+        lambda: lj.unroll(CHAOS, CHAOS_PARAMS, xs, method=lj.QuasiNewton(max_iters=3)),
         r"did not converge: .* The inputs are not finite: xs holds NaN or inf at "
-        r"\[batch, time\] \(1, 2\)\. The solvers give the scan's NaN only where no reset",
+        r"\[batch, time\] \(0, 5\); check them, or use method='scan' for the scan's answer "
+        r"with them\. Otherwise raise max_iters or tol, try method='elk'",
     )
-    assert "Raise max_iters" not in message
 
 
 def test_a_non_converged_report_is_one_iterate():
@@ -257,3 +273,17 @@ def test_init_follows_the_layout_and_time_order_of_the_outputs(time_major):
     ys, carry, info = lj.unroll_parallel(GRU, PARAMS, xs, init=states, method="newton", **kw)
     assert int(info.iterations) == 0 and bool(info.converged)
     close((ys, carry), lj.unroll(GRU, PARAMS, xs, **kw))
+
+
+def test_a_time_major_net_reads_per_step_arrays_time_major():
+    """`lj.recurrent(..., time_major=True).apply(resets=, mask=)`: `[time, batch]`, passed on
+    to every layer's `unroll` in that layout (B = T, so only the layout can tell)."""
+    nets = {tm: lj.recurrent(GRU, 2, time_major=tm) for tm in (False, True)}
+    params = nets[False].init(jax.random.key(6), I)
+    o, carry = nets[False].apply(params, SQUARE, resets=RESETS, mask=MASK)
+    o_t, carry_t = nets[True].apply(
+        params, jnp.swapaxes(SQUARE, 0, 1), resets=RESETS.T, mask=MASK.T
+    )
+    close((jnp.swapaxes(o_t, 0, 1), carry_t), (o, carry))
+    misread, _ = nets[False].apply(params, SQUARE, resets=RESETS.T, mask=MASK.T)
+    assert float(jnp.max(jnp.abs(misread - o))) > 1e-3  # the layouts differ: the test can fail
