@@ -17,6 +17,12 @@ with D forced host devices. Modes:
          process and times how long the others take to stop.
   bench  time steps of a larger model (sequences/s) and report the bytes
          all-reduced per step, read from the compiled program.
+  unequal  process 1 hands in half as many local rows as the others: every
+         process must raise (shard_local_batch) instead of training on.
+  replicas process 1 initialises its parameters from another key: every
+         process must raise (place_state) instead of training on.
+  start  initialize only, then print "STARTED": for the start-up failures
+         (a process 0 that never comes, a peer that never joins).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import time
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["train", "dead", "bench"])
+    parser.add_argument("mode", choices=["train", "dead", "bench", "unequal", "replicas", "start"])
     parser.add_argument("--rank", type=int, required=True)
     parser.add_argument("--nproc", type=int, required=True)
     parser.add_argument("--port", type=int, required=True)
@@ -46,6 +52,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=16)
     parser.add_argument("--length", type=int, default=10)
+    parser.add_argument("--init-timeout", type=int, default=60)
     return parser.parse_args()
 
 
@@ -195,12 +202,38 @@ def run_bench(args) -> None:
         print("RESULT " + json.dumps(out), flush=True)
 
 
+def run_unequal(args) -> None:
+    apply, optimizer, fresh, local, _ = setup(args.hidden, args.batch, args.shards, args.length)
+    mesh = distributed.make_mesh()
+    step = distributed.shard(train.make_train_step(apply, mse, optimizer), mesh)
+    state = distributed.place_state(fresh, mesh)
+    rows = local(0)
+    if args.rank == 1:  # a loader that hands this process fewer rows
+        rows = jax.tree_util.tree_map(lambda x: x[: len(x) // 2], rows)
+    state, metrics = step(state, distributed.shard_local_batch(rows, mesh))
+    print(f"TRAINED ON loss={float(metrics['loss'])}", flush=True)
+
+
+def run_replicas(args) -> None:
+    init, _ = tiny_lstm_regressor(args.hidden)
+    optimizer = optax.sgd(LEARNING_RATE)
+    params = init(jax.random.key(args.rank))  # a different key in every process
+    mesh = distributed.make_mesh()
+    distributed.place_state(train.init_state(params, optimizer), mesh)
+    print("PLACED", flush=True)
+
+
 def main() -> None:
     distributed.initialize(
         f"127.0.0.1:{ARGS.port}", ARGS.nproc, ARGS.rank,
-        initialization_timeout=60, heartbeat_timeout_seconds=ARGS.heartbeat,
+        initialization_timeout=ARGS.init_timeout, heartbeat_timeout_seconds=ARGS.heartbeat,
     )  # fmt: skip
-    {"train": run_train, "dead": run_dead, "bench": run_bench}[ARGS.mode](ARGS)
+    if ARGS.mode == "start":
+        print("STARTED", flush=True)
+        return
+    modes = {"train": run_train, "dead": run_dead, "bench": run_bench,
+             "unequal": run_unequal, "replicas": run_replicas}  # fmt: skip
+    modes[ARGS.mode](ARGS)
 
 
 if __name__ == "__main__":

@@ -180,6 +180,11 @@ CASES = {
         lambda: distributed.shard_local_batch((jnp.ones((4, 3)), jnp.ones((2, 1))), MESH),
         r"\[1\] has 2 local rows \(shape \(2, 1\)\), but \[0\] has 4; every leaf.*same B_local",
     ),
+    "shard_local_batch check_processes str": (
+        TypeError,
+        lambda: distributed.shard_local_batch(jnp.ones((2, 3)), MESH, check_processes="yes"),
+        r"check_processes must be True or False; got 'yes'",
+    ),
     "place_state carry axis past the rank": (
         ValueError,
         lambda: distributed.place_state(
