@@ -142,10 +142,27 @@ def test_vanishing_gradients(out):
     combined = np.hypot(lstm["grad_norm_h"], lstm["grad_norm_c"])
     # The batch mean of sqrt(h^2 + c^2) is at least the norm of the two batch means.
     assert np.all(np.asarray(lstm["grad_norm"]) >= combined * (1 - 1e-12))
+    # Seeds: each seed's own relative curve starts at 1, and the pooled curve (a
+    # ratio of sums over equal batches) lies within the seeds' range at every k.
+    seeds = cfg["seeds"]
+    assert seeds >= 2
+    for setting in ("curves", "curves_weak_inputs", "curves_trained"):
+        for label, c in r[setting].items():
+            per_seed = np.asarray(c["relative_seeds"])
+            assert per_seed.shape == (seeds, cfg["steps"]), (setting, label)
+            np.testing.assert_allclose(per_seed[:, 0], 1.0, rtol=1e-12)
+            rel = np.asarray(c["relative"])
+            assert np.all(rel >= per_seed.min(0) * (1 - 1e-9)), (setting, label)
+            assert np.all(rel <= per_seed.max(0) * (1 + 1e-9)), (setting, label)
+    # At rest (carry 0, input 0) the tanh RNN's step Jacobian is W_h, orthogonal:
+    # every eigenvalue has modulus 1 (to rounding).
+    assert r["explain"]["radius_at_rest"]["rnn"] == pytest.approx(1.0, abs=1e-9)
     # Training is only 40 steps in quick mode: no claim on its outcome, only that
     # it ran, stayed finite and produced a curve for each trained cell.
     for label, h in r["training"].items():
         assert math.isfinite(h["test_mse"]) and len(r["curves_trained"][label]["grad_norm"]) > 0
+        assert np.asarray(h["loss_seeds"]).shape == (seeds, len(h["step"]))
+        assert h["test_mse"] == pytest.approx(float(np.median(h["test_mse_seeds"])))
     assert not failed(r)
 
 

@@ -56,7 +56,10 @@ def compare(reshape, hidden, num_steps, batch_size=64, lr=1e-2):
     features = train_seq.shape[-1]
     net = lj.recurrent(lj.lstm(hidden))
     head = lj.dense(10)
-    params = (net.init(jax.random.key(0), features), head.init(jax.random.key(1), hidden))
+    params = (
+        net.init(jax.random.key(0), features),
+        head.init(jax.random.key(1), hidden),
+    )
 
     # The torch peer, with the same initial weights.
     t_lstm = torch.nn.LSTM(features, hidden, batch_first=True)
@@ -65,11 +68,14 @@ def compare(reshape, hidden, num_steps, batch_size=64, lr=1e-2):
     with torch.no_grad():
         t_head.weight.copy_(torch.from_numpy(np.array(params[1].w).T))
         t_head.bias.copy_(torch.from_numpy(np.array(params[1].b)))
-    # torch keeps two biases per gate that only ever appear summed; lstmjax keeps their sum.
-    # Adam would move each of torch's two by about the learning rate (their sum twice as far),
-    # so train only bias_ih (bias_hh stays zero): then both optimise the same parameters.
+    # torch keeps two biases per gate that only ever appear summed; lstmjax keeps
+    # their sum. Adam would move each of torch's two by about the learning rate (their
+    # sum twice as far), so train only bias_ih (bias_hh stays zero): then both
+    # optimise the same parameters.
     t_lstm.bias_hh_l0.requires_grad_(False)
-    trainable = [q for q in [*t_lstm.parameters(), *t_head.parameters()] if q.requires_grad]
+    trainable = [
+        q for q in [*t_lstm.parameters(), *t_head.parameters()] if q.requires_grad
+    ]
     t_opt = torch.optim.Adam(trainable, lr=lr)
 
     def logits_fn(p, xs):
@@ -88,7 +94,9 @@ def compare(reshape, hidden, num_steps, batch_size=64, lr=1e-2):
         updates, s = optimizer.update(grads, s)
         return optax.apply_updates(p, updates), s, loss
 
-    order = np.random.default_rng(0).integers(0, len(train_seq), (num_steps, batch_size))
+    order = np.random.default_rng(0).integers(
+        0, len(train_seq), (num_steps, batch_size)
+    )
     jax_losses, torch_losses = [], []
     for idx in order:  # the same batches, in the same order, for both
         xs, ys = train_seq[idx], y_train[idx]
@@ -116,7 +124,10 @@ def compare(reshape, hidden, num_steps, batch_size=64, lr=1e-2):
 rows = compare(lambda x: x, hidden=32, num_steps=200)
 print(f"row by row (T = 8): lstmjax {rows[0]:.3f}, torch {rows[1]:.3f} test accuracy")
 pixels = compare(lambda x: x.reshape(len(x), 64, 1), hidden=32, num_steps=200)
-print(f"pixel by pixel (T = 64): lstmjax {pixels[0]:.3f}, torch {pixels[1]:.3f} test accuracy")
+print(
+    f"pixel by pixel (T = 64): lstmjax {pixels[0]:.3f}, torch {pixels[1]:.3f} test "
+    "accuracy"
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3))

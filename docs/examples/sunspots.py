@@ -54,8 +54,12 @@ def rmse(prediction):
 persistence = series[split - 1 : -1]
 ar = AutoReg(series[:split], lags=lags).fit()
 const, coefs = ar.params[0], ar.params[1:]  # y_t = c + sum_j a_j y_{t-j}
-autoreg = np.array([const + coefs @ series[t - lags : t][::-1] for t in range(split, len(series))])
-print(f"persistence RMSE {rmse(persistence):.1f}, AutoReg({lags}) RMSE {rmse(autoreg):.1f}")
+test_years = range(split, len(series))
+autoreg = np.array([const + coefs @ series[t - lags : t][::-1] for t in test_years])
+print(
+    f"persistence RMSE {rmse(persistence):.1f}, AutoReg({lags}) RMSE "
+    f"{rmse(autoreg):.1f}"
+)
 
 # %% [markdown]
 # ## The LSTM
@@ -67,9 +71,11 @@ print(f"persistence RMSE {rmse(persistence):.1f}, AutoReg({lags}) RMSE {rmse(aut
 # %%
 scaled = series / 100.0
 starts = np.arange(0, split - window)
-train_x = np.stack([scaled[s : s + window] for s in starts])[:, :, None].astype(np.float32)
+train_x = np.stack([scaled[s : s + window] for s in starts])[:, :, None].astype(
+    np.float32
+)
 train_y = scaled[starts + window][:, None].astype(np.float32)
-test_x = np.stack([scaled[t - window : t] for t in range(split, len(series))])[:, :, None].astype(
+test_x = np.stack([scaled[t - window : t] for t in test_years])[:, :, None].astype(
     np.float32
 )
 cell, head = lj.lstm(32), lj.dense(1)
@@ -80,15 +86,20 @@ def apply_fn(p, xs):
     return head.apply(p[1], hs[:, -1])
 
 
-def fit_lstm(seed, num_steps=400):
+NUM_STEPS = 400
+schedule = optax.cosine_decay_schedule(1e-2, NUM_STEPS, alpha=0.05)
+optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+# One step for every seed: compiled once.
+step = train.make_train_step(apply_fn, losses.mse, optimizer)
+batch = (jnp.asarray(train_x), jnp.asarray(train_y))  # all 229 windows: full-batch Adam
+
+
+def fit_lstm(seed):
     key = jax.random.key(seed)
-    params = (cell.init(jax.random.fold_in(key, 0), 1), head.init(jax.random.fold_in(key, 1), 32))
-    schedule = optax.cosine_decay_schedule(1e-2, num_steps, alpha=0.05)
-    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
-    step = train.make_train_step(apply_fn, losses.mse, optimizer)
-    state = train.init_state(params, optimizer, key=jax.random.fold_in(key, 2))
-    batch = (jnp.asarray(train_x), jnp.asarray(train_y))  # all 229 windows: full-batch Adam
-    for _ in range(num_steps):
+    k_cell, k_head, k_state = (jax.random.fold_in(key, i) for i in range(3))
+    params = (cell.init(k_cell, 1), head.init(k_head, 32))
+    state = train.init_state(params, optimizer, key=k_state)
+    for _ in range(NUM_STEPS):
         state, _ = step(state, batch)
     return 100.0 * np.asarray(apply_fn(state.params, test_x))[:, 0]
 
@@ -96,14 +107,15 @@ def fit_lstm(seed, num_steps=400):
 lstm_runs = [fit_lstm(seed) for seed in range(5)]
 lstm_rmse = [rmse(p) for p in lstm_runs]
 print("LSTM RMSE per seed:", " ".join(f"{r:.1f}" for r in lstm_rmse))
-print(
-    f"LSTM RMSE mean {np.mean(lstm_rmse):.1f} (min {np.min(lstm_rmse):.1f}, max {np.max(lstm_rmse):.1f})"
-)
+low, high = np.min(lstm_rmse), np.max(lstm_rmse)
+print(f"LSTM RMSE mean {np.mean(lstm_rmse):.1f} (min {low:.1f}, max {high:.1f})")
 
 # %%
 plt.figure(figsize=(9, 3.5))
 plt.plot(years[split - 30 :], series[split - 30 :], "k", label="observed")
-plt.plot(years[split:], persistence, ":", label=f"persistence ({rmse(persistence):.1f})")
+plt.plot(
+    years[split:], persistence, ":", label=f"persistence ({rmse(persistence):.1f})"
+)
 plt.plot(years[split:], autoreg, "--", label=f"AutoReg({lags}) ({rmse(autoreg):.1f})")
 plt.plot(
     years[split:],

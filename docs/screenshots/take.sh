@@ -2,18 +2,11 @@
 # Screenshots of the built site as a reader sees it, with headless Chromium
 # (apt-get install -y chromium). Run after `mkdocs build` from the repository root:
 #   bash docs/screenshots/take.sh
-# The site loads MathJax from a CDN; on a machine without internet this serves a
-# copy of the same MathJax 3 from the npm registry (`npm pack mathjax@3`) instead.
+# MathJax is served with the site (docs/javascripts/mathjax/), so no network is needed.
 set -euo pipefail
 out="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d)"
 cp -r site "$work/site"
-if [ -n "${MATHJAX_TGZ:-}" ]; then
-  tar -xzf "$MATHJAX_TGZ" -C "$work"
-  mkdir -p "$work/site/_mathjax" && cp -r "$work/package/es5" "$work/site/_mathjax/"
-  grep -rl "cdn.jsdelivr.net/npm/mathjax@3/es5" "$work/site" --include=*.html |
-    xargs sed -i 's#https://cdn.jsdelivr.net/npm/mathjax@3/es5/#/_mathjax/es5/#g'
-fi
 port=8765
 python3 -m http.server "$port" --directory "$work/site" >/dev/null 2>&1 &
 server=$!

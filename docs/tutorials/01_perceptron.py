@@ -48,9 +48,8 @@ s = jnp.linspace(-6.0, 6.0, 241)
 d_step = jax.vmap(jax.grad(heaviside))(s)
 d_sigmoid = jax.vmap(jax.grad(jax.nn.sigmoid))(s)
 print("largest |d step / ds|:", float(jnp.abs(d_step).max()))
-print(
-    f"largest d sigmoid / ds: {float(d_sigmoid.max()):.4f} at s = {float(s[d_sigmoid.argmax()]):.2f}"
-)
+peak = float(s[d_sigmoid.argmax()])
+print(f"largest d sigmoid / ds: {float(d_sigmoid.max()):.4f} at s = {peak:.2f}")
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
 axes[0].plot(s, heaviside(s), label="Heaviside")
@@ -96,7 +95,8 @@ def perceptron_rule(x, y, epochs=20):
 def bce(params, x, y):
     w, b = params
     logits = x @ w + b
-    return jnp.mean(jnp.logaddexp(0.0, logits) - y * logits)  # = -log sigmoid likelihood
+    # = -log of the sigmoid likelihood
+    return jnp.mean(jnp.logaddexp(0.0, logits) - y * logits)
 
 
 @jax.jit
@@ -115,10 +115,13 @@ acc_sigmoid = jnp.mean((points @ params[0] + params[1] >= 0) == labels)
 print(f"step perceptron (Rosenblatt's rule): accuracy {float(acc_step):.3f}")
 print(f"sigmoid perceptron (gradient descent): accuracy {float(acc_sigmoid):.3f}")
 
+
 # What the gradient sees when the step replaces the sigmoid: nothing.
-grads_through_step = jax.grad(lambda p: jnp.mean((heaviside(points @ p[0] + p[1]) - labels) ** 2))(
-    (jnp.array([0.3, -0.2]), jnp.zeros(()))
-)
+def step_loss(p):
+    return jnp.mean((heaviside(points @ p[0] + p[1]) - labels) ** 2)
+
+
+grads_through_step = jax.grad(step_loss)((jnp.array([0.3, -0.2]), jnp.zeros(())))
 print("gradient of the squared error through the step:", grads_through_step)
 
 # %% [markdown]

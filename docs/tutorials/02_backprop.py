@@ -73,7 +73,12 @@ def grads_by_hand(p, x, y):
     h, z = forward(p, x)
     dz = (jax.nn.sigmoid(z) - y) / x.shape[0]  # [N]
     da = (dz[:, None] @ p["w2"].T) * (1.0 - h**2)  # [N, H]
-    return {"w1": x.T @ da, "b1": da.sum(0), "w2": h.T @ dz[:, None], "b2": dz.sum(keepdims=True)}
+    return {
+        "w1": x.T @ da,
+        "b1": da.sum(0),
+        "w2": h.T @ dz[:, None],
+        "b2": dz.sum(keepdims=True),
+    }
 
 
 params = init(jax.random.key(0))
@@ -91,9 +96,9 @@ for name in params:
 leaves, unravel = ravel_pytree(params)
 v = jax.random.normal(jax.random.key(1), leaves.shape)
 eps = 1e-5
-fd = (
-    loss(unravel(leaves + eps * v), xor_x, xor_y) - loss(unravel(leaves - eps * v), xor_x, xor_y)
-) / (2 * eps)
+up = loss(unravel(leaves + eps * v), xor_x, xor_y)
+down = loss(unravel(leaves - eps * v), xor_x, xor_y)
+fd = (up - down) / (2 * eps)
 analytic = jnp.dot(ravel_pytree(by_hand)[0], v)
 print(f"finite difference {float(fd):.10f}, hand-derived {float(analytic):.10f}")
 
@@ -132,7 +137,9 @@ for _ in range(500):
 probs = jax.nn.sigmoid(net.apply(mlp_params, xor_x)[:, 0])
 print("outputs on the four corners:", np.round(np.asarray(probs), 3), "targets:", xor_y)
 
-grid = jnp.stack(jnp.meshgrid(jnp.linspace(-0.5, 1.5, 101), jnp.linspace(-0.5, 1.5, 101)), -1)
+grid = jnp.stack(
+    jnp.meshgrid(jnp.linspace(-0.5, 1.5, 101), jnp.linspace(-0.5, 1.5, 101)), -1
+)
 surface = jax.nn.sigmoid(net.apply(mlp_params, grid.reshape(-1, 2))).reshape(101, 101)
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
 axes[0].semilogy(history)

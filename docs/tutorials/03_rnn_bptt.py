@@ -59,7 +59,9 @@ print("largest |loop - unroll|:", float(jnp.abs(jnp.stack(loop_outputs, 1) - ys)
 jordan = lj.jordan(H, 2, dtype=jnp.float64)
 jordan_params = jordan.init(jax.random.key(2), I)
 ys_jordan, y_last = lj.unroll(jordan, jordan_params, xs)
-print("Jordan outputs", ys_jordan.shape, "- its carry is the last output:", y_last.shape)
+print(
+    "Jordan outputs", ys_jordan.shape, "- its carry is the last output:", y_last.shape
+)
 
 # %% [markdown]
 # ## BPTT by hand
@@ -121,10 +123,12 @@ base = linear.init(jax.random.key(6), I)
 k = np.arange(T_long)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
 for rho in (0.9, 1.0, 1.1):
-    norms = diagnostics.jacobian_norms(linear, base._replace(w_h=rho * q), xs_long)[0, ::-1]
+    scaled = base._replace(w_h=rho * q)
+    norms = diagnostics.jacobian_norms(linear, scaled, xs_long)[0, ::-1]
     worst = float(np.max(np.abs(np.asarray(norms) / rho**k - 1)))
     print(
-        f"rho = {rho}: spectral radius {float(diagnostics.spectral_radius(rho * q)):.3f}, "
+        f"rho = {rho}: spectral radius "
+        f"{float(diagnostics.spectral_radius(rho * q)):.3f}, "
         f"max |norm / rho^k - 1| = {worst:.1e}"
     )
     axes[0].semilogy(k, norms, label=f"linear, rho = {rho}")
@@ -143,9 +147,15 @@ axes[0].legend()
 xs_in = jax.random.normal(jax.random.key(7), (8, T_long, 32))
 readout = jax.random.normal(jax.random.key(8), (32,)) / jnp.sqrt(32.0)
 ratios = {}
+
+
+def last_output_loss(ys):
+    return (ys[:, -1] @ readout - 1.0) ** 2
+
+
 for name, c in [("tanh RNN", lj.rnn(32)), ("LSTM", lj.lstm(32)), ("GRU", lj.gru(32))]:
     p = c.init(jax.random.key(9), 32)
-    result = diagnostics.carry_grad_norms(c, p, xs_in, lambda ys: (ys[:, -1] @ readout - 1.0) ** 2)
+    result = diagnostics.carry_grad_norms(c, p, xs_in, last_output_loss)
     curve = np.asarray(result.mean)[::-1] / float(result.mean[-1])
     ratios[name] = curve[-1]
     axes[1].semilogy(k, curve, label=name)

@@ -64,7 +64,8 @@ err_rk4 = [
     for h in steps
 ]
 err_euler = [
-    float(jnp.linalg.norm(euler(oscillator, y0, h, round(t_end / h)) - exact)) for h in steps
+    float(jnp.linalg.norm(euler(oscillator, y0, h, round(t_end / h)) - exact))
+    for h in steps
 ]
 slope_rk4 = np.polyfit(np.log(steps), np.log(err_rk4), 1)[0]
 slope_euler = np.polyfit(np.log(steps), np.log(err_euler), 1)[0]
@@ -86,7 +87,8 @@ jax.config.update("jax_enable_x64", False)  # the networks train in float32
 def fit_predictor(trajectory_fn, dim, scale, num_steps=300, seed=0):
     cell, head = lj.rnn(32), lj.dense(dim)
     key = jax.random.key(seed)
-    params = (cell.init(jax.random.fold_in(key, 0), dim), head.init(jax.random.fold_in(key, 1), 32))
+    k_cell, k_head = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+    params = (cell.init(k_cell, dim), head.init(k_head, 32))
 
     def apply_fn(p, xs):  # predict the change: persistence is where training starts
         hs, _ = lj.unroll(cell, p[0], xs)
@@ -106,17 +108,24 @@ def fit_predictor(trajectory_fn, dim, scale, num_steps=300, seed=0):
     test_in, test_out = make_batch(jax.random.key(1000 + seed))
     predicted = apply_fn(state.params, test_in)
     model_mse = float(losses.mse(predicted, test_out))
-    persistence = float(tasks.persistence_mse(jnp.concatenate([test_in, test_out[:, -1:]], 1)))
+    persistence = float(
+        tasks.persistence_mse(jnp.concatenate([test_in, test_out[:, -1:]], 1))
+    )
     return apply_fn, state.params, test_in, test_out, predicted, model_mse, persistence
 
 
-pendulum = fit_predictor(lambda k: tasks.pendulum_trajectories(k, 64, 60), dim=2, scale=3.0)
+pendulum = fit_predictor(
+    lambda k: tasks.pendulum_trajectories(k, 64, 60), dim=2, scale=3.0
+)
 lorenz = fit_predictor(
     lambda k: tasks.lorenz_trajectories(k, 64, 80, burn_in=200), dim=3, scale=20.0
 )
 for name, result in [("pendulum", pendulum), ("Lorenz", lorenz)]:
     mse, base = result[5], result[6]
-    print(f"{name}: one-step MSE {mse:.2e}, persistence {base:.2e}, ratio {base / mse:.0f}")
+    print(
+        f"{name}: one-step MSE {mse:.2e}, persistence {base:.2e}, ratio "
+        f"{base / mse:.0f}"
+    )
 
 # %% [markdown]
 # The figure shows a held-out trajectory of each system and the network's one-step predictions
@@ -132,7 +141,9 @@ axes[0].set_xlabel("step")
 axes[0].legend()
 _, _, test_in, test_out, predicted, _, _ = lorenz
 axes[1].plot(test_out[0, :, 0], test_out[0, :, 2], label="x-z (true)")
-axes[1].plot(predicted[0, :, 0], predicted[0, :, 2], "--", label="x-z (one-step prediction)")
+axes[1].plot(
+    predicted[0, :, 0], predicted[0, :, 2], "--", label="x-z (one-step prediction)"
+)
 axes[1].set_title("Lorenz system (scaled by 1/20)")
 axes[1].legend()
 plt.tight_layout()

@@ -57,7 +57,12 @@ h0 = jax.random.normal(jax.random.key(2), (B, H))
 c0 = jax.random.normal(jax.random.key(3), (B, H))
 z = xs[:, 0] @ params.w_x + h0 @ params.w_h + params.b
 z_i, z_f, z_g, z_o = jnp.split(z, 4, axis=-1)
-i, f, g, o = jax.nn.sigmoid(z_i), jax.nn.sigmoid(z_f), jnp.tanh(z_g), jax.nn.sigmoid(z_o)
+i, f, g, o = (
+    jax.nn.sigmoid(z_i),
+    jax.nn.sigmoid(z_f),
+    jnp.tanh(z_g),
+    jax.nn.sigmoid(z_o),
+)
 c1 = f * c0 + i * g
 h1 = o * jnp.tanh(c1)
 carry, y = cell.step(params, lj.LSTMCarry(h0, c0), xs[:, 0])
@@ -85,7 +90,9 @@ def many_to_one(p, xs):
 optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2))
 step = train.make_train_step(many_to_one, losses.mse, optimizer)
 state = train.init_state(model_params, optimizer, key=jax.random.key(6))
-batches = train.keyed_batches(jax.random.key(7), lambda k: tasks.adding_problem(k, 64, 30))
+batches = train.keyed_batches(
+    jax.random.key(7), lambda k: tasks.adding_problem(k, 64, 30)
+)
 curve = []
 for n in range(300):
     state, metrics = step(state, batches(n))
@@ -138,7 +145,8 @@ for b in range(B):
         h_pad[:, b], h_alone[:, 0], atol=1e-6
     )
     print(
-        f"sequence {b} (length {n}): padded batch equals the sequence alone: {bool(same)}; "
+        f"sequence {b} (length {n}): padded batch equals the sequence alone: "
+        f"{bool(same)}; "
         f"outputs past its length all zero: {bool(jnp.all(o_pad[b, n:] == 0))}"
     )
 print("last valid outputs:", lj.last_valid(o_pad, lengths).shape)

@@ -45,7 +45,9 @@ x = jax.random.normal(jax.random.key(0), (B, I))
 h = jax.random.normal(jax.random.key(1), (B, H))
 gru = lj.gru(H)
 p = gru.init(jax.random.key(2), I)
-p = p._replace(b=jax.random.normal(jax.random.key(3), p.b.shape), b_hn=jnp.full((H,), 0.3))
+p = p._replace(
+    b=jax.random.normal(jax.random.key(3), p.b.shape), b_hn=jnp.full((H,), 0.3)
+)
 
 # One step by hand, from the equations above.
 ax, ah = x @ p.w_x + p.b, h @ p.w_h
@@ -53,7 +55,9 @@ r = jax.nn.sigmoid(ax[:, :H] + ah[:, :H])
 z = jax.nn.sigmoid(ax[:, H : 2 * H] + ah[:, H : 2 * H])
 n = jnp.tanh(ax[:, 2 * H :] + r * (ah[:, 2 * H :] + p.b_hn))
 h_new = z * h + (1 - z) * n
-print("largest |by hand - gru.step|:", float(jnp.abs(h_new - gru.step(p, h, x)[0]).max()))
+print(
+    "largest |by hand - gru.step|:", float(jnp.abs(h_new - gru.step(p, h, x)[0]).max())
+)
 
 # %% [markdown]
 # ## The constant error carousel
@@ -138,4 +142,5 @@ def train_adding(cell, num_steps=250, length=40):
 
 
 for name, cell in [("tanh RNN", lj.rnn(H)), ("GRU", lj.gru(H)), ("LSTM", lj.lstm(H))]:
-    print(f"{name}: test MSE {train_adding(cell):.4f} (baseline {tasks.ADDING_BASELINE_MSE:.4f})")
+    mse = train_adding(cell)
+    print(f"{name}: test MSE {mse:.4f} (baseline {tasks.ADDING_BASELINE_MSE:.4f})")

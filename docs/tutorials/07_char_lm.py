@@ -35,9 +35,8 @@ import lstmjax as lj
 from lstmjax import generate, lm, losses, tasks, train
 
 data = tasks.char_corpus(max_chars=200_000)
-print(
-    f"{data.vocab.size} characters, {len(data.train):,} for training, {len(data.valid):,} held out"
-)
+print(f"{data.vocab.size} characters, {len(data.train):,} for training,", end=" ")
+print(f"{len(data.valid):,} held out")
 unigram = tasks.unigram_entropy_bits(data.train, data.vocab.size)
 print(f"baseline (character frequencies alone): {unigram:.2f} bits/char")
 
@@ -60,7 +59,7 @@ def apply_fn(p, inputs):
     return logits
 
 
-def split(window):  # a batch is (inputs, targets): the targets are the inputs shifted by one
+def split(window):  # (inputs, targets): the targets are the inputs shifted by one
     return window[:, :-1], window[:, 1:]
 
 
@@ -76,9 +75,13 @@ for n in range(300):
     state, metrics = step(state, batches(n))
     curve.append(float(losses.bits_per_char(metrics["loss"])))
 
-valid_in, valid_out = split(tasks.random_windows(jax.random.key(3), valid_tokens, 256, 64))
+valid_in, valid_out = split(
+    tasks.random_windows(jax.random.key(3), valid_tokens, 256, 64)
+)
 valid_bits = float(
-    losses.bits_per_char(losses.cross_entropy(apply_fn(state.params, valid_in), valid_out))
+    losses.bits_per_char(
+        losses.cross_entropy(apply_fn(state.params, valid_in), valid_out)
+    )
 )
 print(f"held-out: {valid_bits:.2f} bits/char (unigram baseline {unigram:.2f})")
 plt.figure(figsize=(5, 3))
@@ -102,7 +105,10 @@ plt.show()
 logits = jnp.log(jnp.array([0.5, 0.25, 0.15, 0.1]))
 for temperature, top_k in [(1.0, None), (0.5, None), (2.0, None), (1.0, 2)]:
     probs = jax.nn.softmax(generate.filter_logits(logits, temperature, top_k))
-    print(f"temperature {temperature}, top_k {top_k}: p = {np.round(np.asarray(probs), 3)}")
+    print(
+        f"temperature {temperature}, top_k {top_k}: p = "
+        f"{np.round(np.asarray(probs), 3)}"
+    )
 
 # %%
 for temperature, top_k in [(0.5, None), (1.0, 10)]:

@@ -63,7 +63,9 @@ torch_model = TorchModel()
 opt = torch.optim.Adam(torch_model.parameters(), lr=1e-2)
 for _ in range(100):
     x, y = batch()
-    loss = torch.nn.functional.mse_loss(torch_model(torch.from_numpy(x)), torch.from_numpy(y))
+    loss = torch.nn.functional.mse_loss(
+        torch_model(torch.from_numpy(x)), torch.from_numpy(y)
+    )
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -142,4 +144,7 @@ print(
     "largest |torch (exported) - lstmjax|:",
     float(np.abs(back - np.asarray(apply_fn(params, test_x))).max()),
 )
-print(f"torch test MSE with the exported weights: {float(np.mean((back - test_y) ** 2)):.4f}")
+print(
+    "torch test MSE with the exported weights: "
+    f"{float(np.mean((back - test_y) ** 2)):.4f}"
+)

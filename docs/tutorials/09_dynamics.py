@@ -71,7 +71,8 @@ for g in gains:
     params = base._replace(w_h=g * W.T)
     spec = dynamics.lyapunov_spectrum(cell, params, zeros, h0, k=1, warmup=WARM)
     lambda_1.append(float(spec.mean[0]))
-    print(f"g = {g:.1f}: lambda_1 = {lambda_1[-1]:+.3f} nats/step   (log g = {np.log(g):+.3f})")
+    print(f"g = {g:.1f}: lambda_1 = {lambda_1[-1]:+.3f} nats/step", end="   ")
+    print(f"(log g = {np.log(g):+.3f})")
 
 plt.figure(figsize=(5, 3))
 plt.plot(gains, lambda_1, "o-", label=r"$\lambda_1$, lyapunov_spectrum")
@@ -93,7 +94,8 @@ plt.show()
 # at which volumes on the attractor stretch.
 
 # %%
-spec = dynamics.lyapunov_spectrum(cell, base._replace(w_h=2.0 * W.T), zeros, h0, k=N, warmup=WARM)
+chaotic = base._replace(w_h=2.0 * W.T)
+spec = dynamics.lyapunov_spectrum(cell, chaotic, zeros, h0, k=N, warmup=WARM)
 exponents = np.asarray(spec.mean)
 print(
     f"g = 2.0: {int(np.sum(exponents > 0))} of {N} exponents positive; "
@@ -137,16 +139,16 @@ window = np.arange(WARM, WARM + STEPS)
 grad_slope = float(np.polyfit(window, log_norm[window], 1)[0])
 lam = float(dynamics.lyapunov_spectrum(driven, params, xs, k=1, warmup=WARM).mean[0])
 print(
-    f"g = {g}, driven: gradient slope {grad_slope:+.4f}, lambda_1 {lam:+.4f} nats/step, "
+    f"g = {g}, driven: gradient slope {grad_slope:+.4f}, lambda_1 {lam:+.4f} "
+    "nats/step, "
     f"difference {grad_slope - lam:+.4f}"
 )
 
 k = np.arange(len(log_norm))
 plt.figure(figsize=(5, 3))
 plt.plot(k, log_norm - log_norm[0], label=r"$\log\|dL/dh_{T-k}\|$ (batch mean)")
-plt.plot(
-    window, log_norm[WARM] - log_norm[0] + lam * (window - WARM), "k--", label=r"slope $\lambda_1$"
-)
+line = log_norm[WARM] - log_norm[0] + lam * (window - WARM)
+plt.plot(window, line, "k--", label=r"slope $\lambda_1$")
 plt.axvspan(WARM, WARM + STEPS, color="gray", alpha=0.1)
 plt.xlabel("k, steps back from the loss")
 plt.ylabel("relative to k = 0")
@@ -171,7 +173,8 @@ found = dynamics.fixed_points(tanh2, (), jnp.zeros(1, jnp.float64), starts=start
 h_star = 0.9575
 for _ in range(100):  # the reference by plain iteration of the map itself
     h_star = float(np.tanh(2 * h_star))
-for point, eig, kind in zip(found.points[:, 0], found.eigenvalues[:, 0], found.kind, strict=True):
+points, eigenvalues = found.points[:, 0], found.eigenvalues[:, 0]
+for point, eig, kind in zip(points, eigenvalues, found.kind, strict=True):
     print(f"h = {point:+.6f}   dF/dh = {eig.real:.4f}   {kind}")
 print(f"reference: h* = {h_star:.6f}, dF/dh there = {2 * (1 - h_star**2):.4f}; at 0: 2")
 

@@ -57,9 +57,12 @@ gru = lj.gru(H, dtype=jnp.float64)
 gru_params = gru.init(jax.random.key(1), I)
 ys_scan, h_scan = lj.unroll(gru, gru_params, xs, method="scan")
 for method in ("newton", "quasi_newton"):
-    # Under jit a solve that has not converged returns NaN everywhere instead of raising.
+    # Under jit a solve that has not converged returns NaN everywhere, not an error.
     ys, h = jax.jit(functools.partial(lj.unroll, gru, method=method))(gru_params, xs)
-    print(f"{method:>12}: largest |ys - ys_scan| = {float(jnp.abs(ys - ys_scan).max()):.1e}")
+    print(
+        f"{method:>12}: largest |ys - ys_scan| = "
+        f"{float(jnp.abs(ys - ys_scan).max()):.1e}"
+    )
 
 # %% [markdown]
 # ## Watching the solver converge
@@ -74,16 +77,19 @@ for method in ("newton", "quasi_newton"):
 # %%
 _, _, info = lj.unroll_parallel(gru, gru_params, xs, method="quasi_newton")
 print(
-    f"quasi_newton: {int(info.iterations)} iterations, residual {float(info.residual):.1e}, "
+    f"quasi_newton: {int(info.iterations)} iterations, residual "
+    f"{float(info.residual):.1e}, "
     f"converged {bool(info.converged)}"
 )
 counts = {"newton": [1, 2, 4], "quasi_newton": [10]}
-solvers = {"newton": lj.Newton, "quasi_newton": lj.QuasiNewton}  # options: lj.Newton(max_iters=n)
+# The option objects: lj.Newton(max_iters=n) caps the iterations.
+solvers = {"newton": lj.Newton, "quasi_newton": lj.QuasiNewton}
 residuals = {}
 for method, ns in counts.items():
+    capped = [solvers[method](max_iters=n) for n in ns]
     residuals[method] = [
-        float(lj.unroll_parallel(gru, gru_params, xs, method=solvers[method](max_iters=n))[2].residual)
-        for n in ns
+        float(lj.unroll_parallel(gru, gru_params, xs, method=m)[2].residual)
+        for m in capped
     ]
 counts["quasi_newton"].append(int(info.iterations))  # the converged solve above
 residuals["quasi_newton"].append(float(info.residual))
@@ -203,9 +209,8 @@ zz = xs[:, 0] @ pp.w_x + carry0.h @ pp.w_h + pp.b
 zi, zf, zg, zo = jnp.split(zz, 4, axis=-1)
 c1 = jax.nn.sigmoid(zf) * carry0.c + jax.nn.sigmoid(zi) * jnp.tanh(zg)
 h1 = (jax.nn.sigmoid(zo) * jnp.tanh(c1)) @ pp.w_proj
-print(
-    f"projected step, largest |h by hand - cell.step| = {float(jnp.abs(h1 - carry1.h).max()):.1e}"
-)
+gap = float(jnp.abs(h1 - carry1.h).max())
+print(f"projected step, largest |h by hand - cell.step| = {gap:.1e}")
 
 # %% [markdown]
 # ## The continuous-time RNN: Euler against RK4
@@ -248,9 +253,12 @@ fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3))
 t_fine = np.linspace(span / 3200, span, 3200)
 for u in range(3):
     ax.plot(t_fine, exact[:, u], color=f"C{u}", lw=1)
-    ax.plot(np.arange(1, 11) * 0.4, trajectory(0.4, "euler")[:, u], "x", color=f"C{u}")
-    ax.plot(np.arange(1, 11) * 0.4, trajectory(0.4, "rk4")[:, u], "o", color=f"C{u}", mfc="none")
-ax.set(xlabel="t", ylabel="h (3 units)", title="exact (line), Euler (x), RK4 (o), dt = 0.4")
+    t_coarse = np.arange(1, 11) * 0.4
+    ax.plot(t_coarse, trajectory(0.4, "euler")[:, u], "x", color=f"C{u}")
+    ax.plot(t_coarse, trajectory(0.4, "rk4")[:, u], "o", color=f"C{u}", mfc="none")
+ax.set(
+    xlabel="t", ylabel="h (3 units)", title="exact (line), Euler (x), RK4 (o), dt = 0.4"
+)
 for m, e in errors.items():
     ax2.loglog(dts, e, "o-", label=m)
 ax2.set(xlabel="dt", ylabel=f"max error at t = {span}", title="error against the step")
@@ -266,7 +274,9 @@ plt.show()
 # batch. A batch with resets equals running each segment on its own.
 
 # %%
-resets = jnp.zeros((B, T), bool).at[0, 25].set(True).at[1, 20].set(True).at[1, 40].set(True)
+resets = (
+    jnp.zeros((B, T), bool).at[0, 25].set(True).at[1, 20].set(True).at[1, 40].set(True)
+)
 ys_reset, _ = lj.unroll(gru, gru_params, xs, resets=resets)
 unroll_gru = jax.jit(functools.partial(lj.unroll, gru))
 worst = 0.0
