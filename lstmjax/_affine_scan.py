@@ -25,6 +25,12 @@ backward in time with transposed coefficients.
   `a*_t = cumsum(log a_t)` (h0 folded into b'_0); depth O(log T) through
   `cumsum`/`cumlogsumexp`. Fails (NaN) where some a_t = 0 (a reset).
 
+The same three algorithms (not "log") also give every state of the
+max-plus recurrence `m_t = max(m_{t-1} + alpha_t, beta_t)` (`max_plus_scan`):
+the affine scan in the semiring where max is the sum and + the product,
+which is how a log-space stabiliser (the mLSTM's) evolves. Its derivative
+is plain autodiff of the algorithm (the values are [T, B, heads] scalars).
+
 The strategies' option objects (`lj.Affine`, `lj.Newton`, ...) accept
 "auto", resolved once from the arrays' platform (`_methods.resolve`):
 "sequential" on CPU, "associative" elsewhere; this primitive takes only a
@@ -53,6 +59,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -62,18 +70,39 @@ from lstmjax._typing import Array
 ALGORITHMS = ("sequential", "associative", "blocked", "log")
 
 
+class _Algebra(NamedTuple):
+    """What a scan of `h_t = a_t . h_{t-1} (+) b_t` needs to know of its arithmetic."""
+
+    apply: Callable  # a . h
+    compose: Callable  # the coefficient of a2 . (a1 . h)
+    add: Callable  # (+)
+    one: Callable  # the coefficient that changes nothing, shaped like a
+    zero: Callable  # the neutral element of (+), shaped like b
+
+
+def _eye_like(a: Array) -> Array:
+    return jnp.broadcast_to(jnp.eye(a.shape[-1], dtype=a.dtype), a.shape)
+
+
+DIAGONAL = _Algebra(jnp.multiply, jnp.multiply, jnp.add, jnp.ones_like, jnp.zeros_like)
+DENSE = _Algebra(
+    lambda a, h: jnp.einsum("...ij,...j->...i", a, h),
+    jnp.matmul,
+    jnp.add,
+    _eye_like,
+    jnp.zeros_like,
+)
+MAX_PLUS = _Algebra(
+    jnp.add, jnp.add, jnp.maximum, jnp.zeros_like, lambda b: jnp.full_like(b, -jnp.inf)
+)
+
+
 def _is_dense(a: Array, b: Array) -> bool:
     return a.ndim == b.ndim + 1
 
 
-def _apply(a: Array, h: Array, dense: bool) -> Array:
-    """`a h`: elementwise, or a matrix-vector product over the last axes."""
-    return jnp.einsum("...ij,...j->...i", a, h) if dense else a * h
-
-
-def _compose(a2: Array, a1: Array, dense: bool) -> Array:
-    """The coefficient of `a2 (a1 h)`."""
-    return a2 @ a1 if dense else a2 * a1
+def _algebra(a: Array, b: Array) -> _Algebra:
+    return DENSE if _is_dense(a, b) else DIAGONAL
 
 
 def entering(hs: Array, h0: Array) -> Array:
@@ -107,15 +136,40 @@ def affine_scan(a: Array, b: Array, h0: Array, algorithm: str) -> Array:
     return _differentiable_scan(a, b, h0, algorithm)
 
 
-def _evaluate(a: Array, b: Array, h0: Array, algorithm: str) -> Array:
-    dense = _is_dense(a, b)
+def max_plus_scan(alpha: Array, beta: Array, m0: Array, algorithm: str) -> Array:
+    """All states of `m_t = max(m_{t-1} + alpha_t, beta_t)`, t = 0..T-1, from `m_{-1} = m0`.
+
+    Args:
+      alpha, beta: `[T, ...]` (alpha may hold -inf: the step forgets m_{t-1};
+        beta may hold -inf: the step only adds alpha_t).
+      m0: `[...]`.
+      algorithm: "sequential", "associative" or "blocked" (as `affine_scan`).
+
+    Returns:
+      `ms: [T, ...]`, `ms[t] = m_t`.
+    """
+    if algorithm not in ALGORITHMS or algorithm == "log":
+        raise ValueError(
+            "max-plus scan algorithm must be 'sequential', 'associative' or 'blocked'; "
+            f"got {algorithm!r}."
+        )
+    if beta.shape[0] == 0:
+        return beta
+    return _run(alpha, beta, m0, algorithm, MAX_PLUS)
+
+
+def _run(a: Array, b: Array, h0: Array, algorithm: str, algebra: _Algebra) -> Array:
     if algorithm == "sequential":
-        return _sequential(a, b, h0, dense)
+        return _sequential(a, b, h0, algebra)
     if algorithm == "associative":
-        return _associative(a, b, h0, dense)
-    if algorithm == "blocked":
-        return _blocked(a, b, h0, dense)
-    return _log_space(a, b, h0)
+        return _associative(a, b, h0, algebra)
+    return _blocked(a, b, h0, algebra)
+
+
+def _evaluate(a: Array, b: Array, h0: Array, algorithm: str) -> Array:
+    if algorithm == "log":
+        return _log_space(a, b, h0)
+    return _run(a, b, h0, algorithm, _algebra(a, b))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
@@ -129,48 +183,40 @@ def _scan_jvp(algorithm, primals, tangents):
     a, b, h0 = primals
     da, db, dh0 = tangents
     hs = _evaluate(a, b, h0, algorithm)
-    dense = _is_dense(a, b)
     h_prev = entering(hs, h0)
     # The log-space form needs positive inputs, which tangents are not; its
     # tangent takes the other depth-O(log T) form.
     tangent_algorithm = "associative" if algorithm == "log" else algorithm
-    u = _apply(da, h_prev, dense) + db
+    u = _algebra(a, b).apply(da, h_prev) + db
     return hs, _evaluate(a, u, dh0, tangent_algorithm)
 
 
-def _sequential(a, b, h0, dense):
+def _sequential(a, b, h0, alg: _Algebra):
     def body(h, ab):
-        h = _apply(ab[0], h, dense) + ab[1]
+        h = alg.add(alg.apply(ab[0], h), ab[1])
         return h, h
 
     return jax.lax.scan(body, h0, (a, b))[1]
 
 
-def _associative(a, b, h0, dense):
-    b = b.at[0].add(_apply(a[0], h0, dense))  # fold h0 into the first step
+def _associative(a, b, h0, alg: _Algebra):
+    b = b.at[0].set(alg.add(alg.apply(a[0], h0), b[0]))  # fold h0 into the first step
 
     def combine(e1, e2):  # e1 earlier, e2 later
         (a1, b1), (a2, b2) = e1, e2
-        return _compose(a2, a1, dense), _apply(a2, b1, dense) + b2
+        return alg.compose(a2, a1), alg.add(alg.apply(a2, b1), b2)
 
     return jax.lax.associative_scan(combine, (a, b))[1]
 
 
-def _identity_like(a, dense):
-    if not dense:
-        return jnp.ones_like(a)
-    eye = jnp.eye(a.shape[-1], dtype=a.dtype)
-    return jnp.broadcast_to(eye, a.shape)
-
-
-def _blocked(a, b, h0, dense):
+def _blocked(a, b, h0, alg: _Algebra):
     T = b.shape[0]
     L = max(1, math.isqrt(T))  # steps per block
     nb = -(-T // L)  # blocks
     pad = nb * L - T
     if pad:  # identity steps at the end change no earlier state
-        a = jnp.concatenate([a, _identity_like(a[:pad], dense)], axis=0)
-        b = jnp.concatenate([b, jnp.zeros_like(b[:pad])], axis=0)
+        a = jnp.concatenate([a, alg.one(a[:pad])], axis=0)
+        b = jnp.concatenate([b, alg.zero(b[:pad])], axis=0)
     # [L, nb, ...]: step j of every block side by side.
     a_blk = jnp.swapaxes(jnp.reshape(a, (nb, L) + a.shape[1:]), 0, 1)
     b_blk = jnp.swapaxes(jnp.reshape(b, (nb, L) + b.shape[1:]), 0, 1)
@@ -178,19 +224,19 @@ def _blocked(a, b, h0, dense):
     def totals(carry, ab):  # (1) each block's map h -> A h + s
         A, s = carry
         at, bt = ab
-        return (_compose(at, A, dense), _apply(at, s, dense) + bt), None
+        return (alg.compose(at, A), alg.add(alg.apply(at, s), bt)), None
 
-    A0 = _identity_like(a_blk[0], dense)
-    (A, s), _ = jax.lax.scan(totals, (A0, jnp.zeros_like(b_blk[0])), (a_blk, b_blk))
+    A0 = alg.one(a_blk[0])
+    (A, s), _ = jax.lax.scan(totals, (A0, alg.zero(b_blk[0])), (a_blk, b_blk))
 
     def across(h, As):  # (2) the state entering each block
-        h_next = _apply(As[0], h, dense) + As[1]
+        h_next = alg.add(alg.apply(As[0], h), As[1])
         return h_next, h
 
     _, h_in = jax.lax.scan(across, h0, (A, s))  # [nb, ..., H]
 
     def within(h, ab):  # (3) every state, all blocks at once
-        h = _apply(ab[0], h, dense) + ab[1]
+        h = alg.add(alg.apply(ab[0], h), ab[1])
         return h, h
 
     _, hs = jax.lax.scan(within, h_in, (a_blk, b_blk))  # [L, nb, ..., H]
