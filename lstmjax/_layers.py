@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from lstmjax._cell import Cell, check_cell, check_params
 from lstmjax._checks import check_bool, check_key, check_rate, check_real, check_size
 from lstmjax._methods import as_method
+from lstmjax._recurrent_dropout import check_cell_options
 from lstmjax._recurrent_dropout import recurrent_dropout as _recurrent_dropout
 from lstmjax._typing import Array, Carry, Params, PRNGKey
 from lstmjax._unroll import MethodArg
@@ -100,7 +101,8 @@ def recurrent(
     with that probability at every step (Krueger et al. 2017), and
     `state_noise` adds Gaussian noise of that standard deviation to the carry
     after every step. Without a key only zoneout acts, by its expected
-    update; with every rate 0 (default) nothing changes.
+    update; with every rate 0 (default) nothing changes. A rate that would
+    mean nothing for `cell` is refused here (see `lstmjax.recurrent_dropout`).
 
     Args:
       cell: the cell of every layer.
@@ -122,16 +124,20 @@ def recurrent(
     state_noise = check_real("state_noise", state_noise)
     if state_noise < 0:
         raise ValueError(f"state_noise must be >= 0; got {state_noise!r}.")
+    cell = check_cell(cell, "recurrent")
+    recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
+    zoneout = check_rate("zoneout", zoneout)
+    check_cell_options(cell, recurrent_dropout, zoneout, state_noise, "recurrent")
     return Recurrent(
-        cell=check_cell(cell, "recurrent"),
+        cell=cell,
         num_layers=check_size("num_layers", num_layers),
         bidirectional=check_bool("bidirectional", bidirectional),
         dropout=check_rate("dropout", dropout),
         time_major=check_bool("time_major", time_major),
         method=as_method(method, "recurrent"),
         input_dropout=check_rate("input_dropout", input_dropout),
-        recurrent_dropout=check_rate("recurrent_dropout", recurrent_dropout),
-        zoneout=check_rate("zoneout", zoneout),
+        recurrent_dropout=recurrent_dropout,
+        zoneout=zoneout,
         state_noise=state_noise,
     )
 
