@@ -83,4 +83,6 @@ def resolve(method: Union[str, Method], cell: Cell, platform: str) -> Method:
     """
     if isinstance(method, str):
         method = Affine() if cell.linear_in_carry or cell.stabilised_linear else Scan()
+    if isinstance(method, Affine):  # its CPU chunk depends on the cell's carry
+        return method.resolve(platform, cell)
     return method.resolve(platform)

@@ -271,9 +271,11 @@ def test_the_depth_log_t_and_blocked_passes_equal_the_scan_with_every_mask(algor
 def test_the_default_method_is_the_parallel_pass_for_the_mlstm_only():
     from lstmjax import _methods
 
-    assert _methods.resolve("auto", lj.mlstm(4), "cpu") == lj.Affine(
-        chunk=512, algorithm="sequential"
-    )
+    # On CPU the chunk holds 32,768 carry floats per sequence: 64 + 1024 + 64 + 4 here.
+    want = lj.Affine(chunk=32768 // 1156, algorithm="sequential")
+    assert _methods.resolve("auto", lj.mlstm(64, num_heads=4), "cpu") == want
+    assert _methods.resolve(lj.Affine(chunk=7), lj.mlstm(64), "cpu").chunk == 7
+    assert _methods.resolve("auto", lj.min_gru(64), "cpu").chunk == 512
     assert _methods.resolve("auto", lj.slstm(4), "cpu") == lj.Scan().resolve("cpu")
     assert lj.mlstm(4).stabilised_linear and not lj.mlstm(4).linear_in_carry
     assert not lj.slstm(4).stabilised_linear and not lj.slstm(4).linear_in_carry
