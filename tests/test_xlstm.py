@@ -371,6 +371,7 @@ def dynamics_leaves(cell, flat):
     return jax.tree.unflatten(treedef, jnp.split(flat, cuts, axis=-1))
 
 
+@pytest.mark.integration  # 200 L-BFGS steps per start: 7-9 s each to compile and run
 @pytest.mark.parametrize("name", ["slstm", "mlstm"])
 def test_fixed_point_and_its_stability_are_the_closed_form(name):
     # With a constant input and no memory mixing, m* = a_i, f' = f, i' = 1, so
