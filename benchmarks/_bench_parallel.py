@@ -7,6 +7,7 @@ peak temporary memory of the compiled training step, and the sequential
 depth (loop trips: what decides accelerator speed).
 
     python benchmarks/_bench_parallel.py [--quick] [--lengths 100 1000 10000]
+    python benchmarks/_bench_parallel.py --xlstm-only --merge FILE   # the mLSTM rows only
 """
 
 from __future__ import annotations
@@ -133,6 +134,50 @@ def min_cell_target(T: int, quick: bool = False) -> dict:
     return {"T": T, "train_s": times, "gru_scan_over": {k: gru / v for k, v in times.items()}}
 
 
+MLSTM_HEADS = 4  # d = H / 4 = 16: each head a 16 x 16 memory
+
+
+def mlstm_target(lengths, quick: bool = False) -> dict:
+    """mLSTM (xLSTM): its parallel pass (`method="auto"`) against its own scan and the LSTM's.
+
+    For each T: inference and training step (gradient of a mean-square loss on
+    every output) of the mLSTM with `method="auto"` (the exact parallel pass:
+    chunks of 512 steps, sequential scans on CPU), with `lj.Scan()`, and of the
+    LSTM with `lj.Scan()`, timed in turn (best of interleaved rounds). Ratios
+    above 1 mean the parallel pass is faster.
+    """
+    rows, load = [], os.getloadavg()
+    for T in lengths:
+        xs = jax.random.normal(jax.random.PRNGKey(1), (B, T, I))
+        runs = {
+            "mlstm/auto": (lj.mlstm(H, num_heads=MLSTM_HEADS), "auto"),
+            "mlstm/scan": (lj.mlstm(H, num_heads=MLSTM_HEADS), lj.Scan()),
+            "lstm/scan": (lj.lstm(H), lj.Scan()),
+        }
+        infer, train = {}, {}
+        for label, (cell, method) in runs.items():
+            params = cell.init(jax.random.PRNGKey(0), I)
+            run = lambda p, x, c=cell, m=method: lj.unroll(c, p, x, method=m)[0]  # noqa: E731
+            loss = lambda p, x, r=run: jnp.mean(r(p, x) ** 2)  # noqa: E731
+            infer[label] = (jax.jit(run), params)
+            train[label] = (jax.jit(jax.grad(loss)), params)
+        rounds = 1 if quick else 5
+        times = {"inference": interleaved_best(infer, xs, rounds),
+                 "train": interleaved_best(train, xs, rounds)}  # fmt: skip
+        ratios = {
+            part: {
+                "mlstm_scan_over_parallel": t["mlstm/scan"] / t["mlstm/auto"],
+                "lstm_scan_over_mlstm_parallel": t["lstm/scan"] / t["mlstm/auto"],
+                "lstm_scan_over_mlstm_scan": t["lstm/scan"] / t["mlstm/scan"],
+            }
+            for part, t in times.items()
+        }
+        row = {"T": T, "num_heads": MLSTM_HEADS, "seconds": times, "ratios": ratios}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return {"rows": rows, "load": load, "load_after": os.getloadavg()}
+
+
 def interleaved_best(steps: dict, xs, rounds: int = 5) -> dict:
     """Best time of each step over `rounds` rounds run in turn (shared noise hits all)."""
     for f, p in steps.values():
@@ -186,6 +231,25 @@ def markdown(result: dict) -> str:
         lines += ["", title, "", "| run | train ms | GRU scan time / this |", "|---|---|---|"]
         for label, t in target["train_s"].items():
             lines.append(f"| {label} | {1e3 * t:.1f} | {target['gru_scan_over'][label]:.2f} |")
+    xlstm = result.get("mlstm_target")
+    if xlstm:
+        lines += ["", f"## mLSTM ({MLSTM_HEADS} heads): its parallel pass against the scans",
+                  "", "`method=\"auto\"` is the exact parallel pass; ratios above 1 mean it is "
+                  f"faster. Load before/after: {xlstm['load'][0]:.2f} / "
+                  f"{xlstm['load_after'][0]:.2f}.", "",
+                  "| T | part | mLSTM auto ms | mLSTM scan ms | LSTM scan ms | mLSTM scan / auto "
+                  "| LSTM scan / mLSTM auto | LSTM scan / mLSTM scan |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for row in xlstm["rows"]:
+            for part, t in row["seconds"].items():
+                r = row["ratios"][part]
+                lines.append(
+                    f"| {row['T']:,} | {part} | {1e3 * t['mlstm/auto']:.1f} "
+                    f"| {1e3 * t['mlstm/scan']:.1f} | {1e3 * t['lstm/scan']:.1f} "
+                    f"| {r['mlstm_scan_over_parallel']:.2f} "
+                    f"| {r['lstm_scan_over_mlstm_parallel']:.2f} "
+                    f"| {r['lstm_scan_over_mlstm_scan']:.2f} |"
+                )
     lines += ["", "## Every method against the scan", "",
               "| cell | T | method | iterations | infer / scan | train / scan | train temp MB "
               "| depth (CPU default) | depth (associative) |",
@@ -211,6 +275,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cells", nargs="*", default=sorted(CELLS))
     parser.add_argument("--target-only", action="store_true", help="only the min-cell target")
     parser.add_argument("--skip-target", action="store_true", help="no min-cell target")
+    parser.add_argument(
+        "--xlstm", type=int, nargs="*", default=None,
+        help="also the mLSTM's parallel pass against its scan and the LSTM's, at these T "
+        "(default with the flag alone: 1000 10000)",
+    )  # fmt: skip
+    parser.add_argument("--xlstm-only", action="store_true", help="only the mLSTM comparison")
     parser.add_argument("--out", default="results/bench_parallel.json")
     parser.add_argument("--markdown", default=None, help="only rewrite the tables of this JSON")
     parser.add_argument(
@@ -225,11 +295,16 @@ def main(argv: list[str] | None = None) -> dict:
         return result
     lengths = [50] if args.quick else args.lengths
     cells = ["gru", "min_gru"] if args.quick else args.cells
-    rows, load, merged_from = [], os.getloadavg(), None
+    rows, load, merged_from, load_after = [], os.getloadavg(), None, None
     target_T = 100 if args.quick else 10_000
-    target = None if args.skip_target else min_cell_target(target_T, args.quick)
+    xlstm = None
+    if args.xlstm is not None or args.xlstm_only:
+        xlstm_lengths = args.xlstm or ([50] if args.quick else [1000, 10_000])
+        xlstm = mlstm_target(xlstm_lengths, args.quick)
+    skip_rest = args.xlstm_only
+    target = None if args.skip_target or skip_rest else min_cell_target(target_T, args.quick)
     print(json.dumps(target))
-    for T in [] if args.target_only else lengths:
+    for T in [] if args.target_only or skip_rest else lengths:
         for name in cells:
             methods = methods_for(name, T)
             rows += measure(name, T, methods)
@@ -242,15 +317,25 @@ def main(argv: list[str] | None = None) -> dict:
         rows = [r for r in earlier["rows"] if (r["cell"], r["T"], r["method"]) not in new] + rows
         rows.sort(key=lambda r: r["T"])
         target = target or earlier.get("min_cell_target")
+        xlstm = xlstm or earlier.get("mlstm_target")
         load = earlier["config"]["load"]
+        if skip_rest:  # no row of this run: the config (and its loads) stay the earlier run's
+            load_after = earlier["config"]["load_after"]
         merged_from = [earlier["command"]] + (earlier.get("merged_from") or [])
     result = {
-        "config": {"B": B, "I": I, "H": H, "load": load, "load_after": os.getloadavg()},
+        "config": {
+            "B": B,
+            "I": I,
+            "H": H,
+            "load": load,
+            "load_after": load_after or os.getloadavg(),
+        },
         "command": "python benchmarks/_bench_parallel.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "merged_from": merged_from,
         "rows": rows,
         "min_cell_target": target,
+        "mlstm_target": xlstm,
     }
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

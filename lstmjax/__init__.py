@@ -32,6 +32,9 @@ from lstmjax._min_gru import MinGRUParams as MinGRUParams
 from lstmjax._min_gru import min_gru as min_gru
 from lstmjax._min_lstm import MinLSTMParams as MinLSTMParams
 from lstmjax._min_lstm import min_lstm as min_lstm
+from lstmjax._mlstm import MLSTMCarry as MLSTMCarry
+from lstmjax._mlstm import MLSTMParams as MLSTMParams
+from lstmjax._mlstm import mlstm as mlstm
 from lstmjax._newton import Newton as Newton
 from lstmjax._newton import ParallelInfo as ParallelInfo
 from lstmjax._newton import QuasiNewton as QuasiNewton
@@ -40,6 +43,9 @@ from lstmjax._recurrent_dropout import recurrent_dropout as recurrent_dropout
 from lstmjax._rnn import RNNParams as RNNParams
 from lstmjax._rnn import rnn as rnn
 from lstmjax._scan import Scan as Scan
+from lstmjax._slstm import SLSTMCarry as SLSTMCarry
+from lstmjax._slstm import SLSTMParams as SLSTMParams
+from lstmjax._slstm import slstm as slstm
 from lstmjax._unroll import unroll as unroll
 from lstmjax._unroll import unroll_parallel as unroll_parallel
 
@@ -89,6 +95,8 @@ __all__ = [
     "Layer",
     "LayerParams",
     "MLPParams",
+    "MLSTMCarry",
+    "MLSTMParams",
     "MaskedParams",
     "MinGRUParams",
     "MinLSTMParams",
@@ -97,6 +105,8 @@ __all__ = [
     "QuasiNewton",
     "RNNParams",
     "Recurrent",
+    "SLSTMCarry",
+    "SLSTMParams",
     "Scan",
     "checkpoint",
     "ctrnn",
@@ -116,9 +126,11 @@ __all__ = [
     "min_gru",
     "min_lstm",
     "mlp",
+    "mlstm",
     "recurrent",
     "recurrent_dropout",
     "rnn",
+    "slstm",
     "softmax_readout",
     "tasks",
     "tbptt",

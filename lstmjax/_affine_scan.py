@@ -25,6 +25,12 @@ backward in time with transposed coefficients.
   `a*_t = cumsum(log a_t)` (h0 folded into b'_0); depth O(log T) through
   `cumsum`/`cumlogsumexp`. Fails (NaN) where some a_t = 0 (a reset).
 
+The same three algorithms (not "log") also give every state of the
+max-plus recurrence `m_t = max(m_{t-1} + alpha_t, beta_t)` (`max_plus_scan`):
+the affine scan in the semiring where max is the sum and + the product,
+which is how a log-space stabiliser (the mLSTM's) evolves. Its derivative
+is plain autodiff of the algorithm (the values are [T, B, heads] scalars).
+
 The strategies' option objects (`lj.Affine`, `lj.Newton`, ...) accept
 "auto", resolved once from the arrays' platform (`_methods.resolve`):
 "sequential" on CPU, "associative" elsewhere; this primitive takes only a
@@ -43,7 +49,9 @@ A zero coefficient forgets what it multiplies (`apply`): where a_t = 0
 h_{t-1} is NaN or inf. That is a reset in every user of the scan, and the
 sequential step's select forgets a NaN state there too, so a NaN input
 stays within its segment as it does in `lax.scan` (IEEE's 0 x NaN = NaN
-would carry it on). The log-space form is exempt (it has no resets).
+would carry it on). The log-space form is exempt (it has no resets). In
+the max-plus scan the forgetting coefficient is alpha_t = -inf, and it
+forgets a NaN m_{t-1} likewise (-inf + NaN is NaN in IEEE arithmetic).
 
 Derivatives: `affine_scan` carries a `jax.custom_jvp` whose tangent is
 the same recurrence in the tangents, dh_t = a_t dh_{t-1} + (da_t h_{t-1} +
@@ -60,6 +68,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -69,34 +79,67 @@ from lstmjax._typing import Array
 ALGORITHMS = ("sequential", "associative", "blocked", "log")
 
 
-def _is_dense(a: Array, b: Array) -> bool:
-    return a.ndim == b.ndim + 1
+class _Algebra(NamedTuple):
+    """What a scan of `h_t = a_t . h_{t-1} (+) b_t` needs to know of its arithmetic."""
+
+    apply: Callable  # a . h
+    compose: Callable  # the coefficient of a2 . (a1 . h)
+    add: Callable  # (+)
+    one: Callable  # the coefficient that changes nothing, shaped like a
+    zero: Callable  # the neutral element of (+), shaped like b
 
 
-def apply(a: Array, h: Array, dense: bool) -> Array:
-    """`a h`: elementwise, or a matrix-vector product over the last axes.
-
-    A zero coefficient forgets what it multiplies, even NaN or inf (a reset,
-    a_t = 0, must not carry a NaN state across it, as the sequential step's
-    select does not): elementwise where `a == 0`, and for a dense `a` where
-    the whole matrix is zero.
-    """
-    if dense:
-        product = jnp.einsum("...ij,...j->...i", a, h)
-        return jnp.where(_all_zero(a)[..., None], jnp.zeros_like(product), product)
-    return jnp.where(a == 0, jnp.zeros_like(h), a * h)
+def _eye_like(a: Array) -> Array:
+    return jnp.broadcast_to(jnp.eye(a.shape[-1], dtype=a.dtype), a.shape)
 
 
 def _all_zero(a: Array) -> Array:
     return jnp.all(a == 0, axis=(-2, -1))
 
 
-def _compose(a2: Array, a1: Array, dense: bool) -> Array:
-    """The coefficient of `a2 (a1 h)` (zero where `a2` is, as `apply`)."""
-    if dense:
-        product = a2 @ a1
-        return jnp.where(_all_zero(a2)[..., None, None], jnp.zeros_like(product), product)
-    return jnp.where(a2 == 0, jnp.zeros_like(a1), a2 * a1)
+def _diagonal_apply(a: Array, h: Array) -> Array:
+    return jnp.where(a == 0, jnp.zeros_like(h), a * h)
+
+
+def _dense_apply(a: Array, h: Array) -> Array:
+    product = jnp.einsum("...ij,...j->...i", a, h)
+    return jnp.where(_all_zero(a)[..., None], jnp.zeros_like(product), product)
+
+
+def _dense_compose(a2: Array, a1: Array) -> Array:
+    product = a2 @ a1
+    return jnp.where(_all_zero(a2)[..., None, None], jnp.zeros_like(product), product)
+
+
+DIAGONAL = _Algebra(_diagonal_apply, _diagonal_apply, jnp.add, jnp.ones_like, jnp.zeros_like)
+DENSE = _Algebra(_dense_apply, _dense_compose, jnp.add, _eye_like, jnp.zeros_like)
+
+
+def _max_plus_apply(alpha: Array, m: Array) -> Array:
+    return jnp.where(alpha == -jnp.inf, alpha, alpha + m)
+
+
+MAX_PLUS = _Algebra(
+    _max_plus_apply,
+    _max_plus_apply,
+    jnp.maximum,
+    jnp.zeros_like,
+    lambda b: jnp.full_like(b, -jnp.inf),
+)
+
+
+def _is_dense(a: Array, b: Array) -> bool:
+    return a.ndim == b.ndim + 1
+
+
+def _algebra(a: Array, b: Array) -> _Algebra:
+    return DENSE if _is_dense(a, b) else DIAGONAL
+
+
+def apply(a: Array, h: Array, dense: bool) -> Array:
+    """`a h`: elementwise, or a matrix-vector product over the last axes; a zero
+    coefficient (a whole zero matrix, if dense) forgets `h`, even NaN or inf."""
+    return (DENSE if dense else DIAGONAL).apply(a, h)
 
 
 def entering(hs: Array, h0: Array) -> Array:
@@ -130,15 +173,40 @@ def affine_scan(a: Array, b: Array, h0: Array, algorithm: str) -> Array:
     return _differentiable_scan(a, b, h0, algorithm)
 
 
-def _evaluate(a: Array, b: Array, h0: Array, algorithm: str) -> Array:
-    dense = _is_dense(a, b)
+def max_plus_scan(alpha: Array, beta: Array, m0: Array, algorithm: str) -> Array:
+    """All states of `m_t = max(m_{t-1} + alpha_t, beta_t)`, t = 0..T-1, from `m_{-1} = m0`.
+
+    Args:
+      alpha, beta: `[T, ...]` (alpha may hold -inf: the step forgets m_{t-1};
+        beta may hold -inf: the step only adds alpha_t).
+      m0: `[...]`.
+      algorithm: "sequential", "associative" or "blocked" (as `affine_scan`).
+
+    Returns:
+      `ms: [T, ...]`, `ms[t] = m_t`.
+    """
+    if algorithm not in ALGORITHMS or algorithm == "log":
+        raise ValueError(
+            "max-plus scan algorithm must be 'sequential', 'associative' or 'blocked'; "
+            f"got {algorithm!r}."
+        )
+    if beta.shape[0] == 0:
+        return beta
+    return _run(alpha, beta, m0, algorithm, MAX_PLUS)
+
+
+def _run(a: Array, b: Array, h0: Array, algorithm: str, algebra: _Algebra) -> Array:
     if algorithm == "sequential":
-        return _sequential(a, b, h0, dense)
+        return _sequential(a, b, h0, algebra)
     if algorithm == "associative":
-        return _associative(a, b, h0, dense)
-    if algorithm == "blocked":
-        return _blocked(a, b, h0, dense)
-    return _log_space(a, b, h0)
+        return _associative(a, b, h0, algebra)
+    return _blocked(a, b, h0, algebra)
+
+
+def _evaluate(a: Array, b: Array, h0: Array, algorithm: str) -> Array:
+    if algorithm == "log":
+        return _log_space(a, b, h0)
+    return _run(a, b, h0, algorithm, _algebra(a, b))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
@@ -152,14 +220,13 @@ def _scan_jvp(algorithm, primals, tangents):
     a, b, h0 = primals
     da, db, dh0 = tangents
     hs = _evaluate(a, b, h0, algorithm)
-    dense = _is_dense(a, b)
     h_prev = entering(hs, h0)
     # The log-space form needs positive inputs, which tangents are not; its
     # tangent takes the other depth-O(log T) form.
     tangent_algorithm = "associative" if algorithm == "log" else algorithm
     # da_t h_{t-1}, forgotten where a_t is zero (a reset, whose da_t is zero too): the
     # mask comes from the primal a, so the tangent stays linear (and transposable).
-    if dense:
+    if _is_dense(a, b):
         moved, forget = jnp.einsum("...ij,...j->...i", da, h_prev), _all_zero(a)[..., None]
     else:
         moved, forget = da * h_prev, a == 0
@@ -167,39 +234,32 @@ def _scan_jvp(algorithm, primals, tangents):
     return hs, _evaluate(a, u, dh0, tangent_algorithm)
 
 
-def _sequential(a, b, h0, dense):
+def _sequential(a, b, h0, alg: _Algebra):
     def body(h, ab):
-        h = apply(ab[0], h, dense) + ab[1]
+        h = alg.add(alg.apply(ab[0], h), ab[1])
         return h, h
 
     return jax.lax.scan(body, h0, (a, b))[1]
 
 
-def _associative(a, b, h0, dense):
-    b = b.at[0].add(apply(a[0], h0, dense))  # fold h0 into the first step
+def _associative(a, b, h0, alg: _Algebra):
+    b = b.at[0].set(alg.add(alg.apply(a[0], h0), b[0]))  # fold h0 into the first step
 
     def combine(e1, e2):  # e1 earlier, e2 later
         (a1, b1), (a2, b2) = e1, e2
-        return _compose(a2, a1, dense), apply(a2, b1, dense) + b2
+        return alg.compose(a2, a1), alg.add(alg.apply(a2, b1), b2)
 
     return jax.lax.associative_scan(combine, (a, b))[1]
 
 
-def _identity_like(a, dense):
-    if not dense:
-        return jnp.ones_like(a)
-    eye = jnp.eye(a.shape[-1], dtype=a.dtype)
-    return jnp.broadcast_to(eye, a.shape)
-
-
-def _blocked(a, b, h0, dense):
+def _blocked(a, b, h0, alg: _Algebra):
     T = b.shape[0]
     L = max(1, math.isqrt(T))  # steps per block
     nb = -(-T // L)  # blocks
     pad = nb * L - T
     if pad:  # identity steps at the end change no earlier state
-        a = jnp.concatenate([a, _identity_like(a[:pad], dense)], axis=0)
-        b = jnp.concatenate([b, jnp.zeros_like(b[:pad])], axis=0)
+        a = jnp.concatenate([a, alg.one(a[:pad])], axis=0)
+        b = jnp.concatenate([b, alg.zero(b[:pad])], axis=0)
     # [L, nb, ...]: step j of every block side by side.
     a_blk = jnp.swapaxes(jnp.reshape(a, (nb, L) + a.shape[1:]), 0, 1)
     b_blk = jnp.swapaxes(jnp.reshape(b, (nb, L) + b.shape[1:]), 0, 1)
@@ -207,19 +267,19 @@ def _blocked(a, b, h0, dense):
     def totals(carry, ab):  # (1) each block's map h -> A h + s
         A, s = carry
         at, bt = ab
-        return (_compose(at, A, dense), apply(at, s, dense) + bt), None
+        return (alg.compose(at, A), alg.add(alg.apply(at, s), bt)), None
 
-    A0 = _identity_like(a_blk[0], dense)
-    (A, s), _ = jax.lax.scan(totals, (A0, jnp.zeros_like(b_blk[0])), (a_blk, b_blk))
+    A0 = alg.one(a_blk[0])
+    (A, s), _ = jax.lax.scan(totals, (A0, alg.zero(b_blk[0])), (a_blk, b_blk))
 
     def across(h, As):  # (2) the state entering each block
-        h_next = apply(As[0], h, dense) + As[1]
+        h_next = alg.add(alg.apply(As[0], h), As[1])
         return h_next, h
 
     _, h_in = jax.lax.scan(across, h0, (A, s))  # [nb, ..., H]
 
     def within(h, ab):  # (3) every state, all blocks at once
-        h = apply(ab[0], h, dense) + ab[1]
+        h = alg.add(alg.apply(ab[0], h), ab[1])
         return h, h
 
     _, hs = jax.lax.scan(within, h_in, (a_blk, b_blk))  # [L, nb, ..., H]

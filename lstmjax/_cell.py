@@ -74,11 +74,28 @@ class Cell:
       output_size: size of `y` (equal to `hidden_size` except for Jordan and
         the projected LSTM).
       name: short name, for messages and plots (the class name by default).
-      linear_in_carry: True when `recur` is affine in the carry (the min
-        cells), so the whole sequence has an exact parallel solution.
+      linear_in_carry: True when `recur` is affine in every carry leaf (the
+        min cells), so the whole sequence has an exact parallel solution.
+      stabilised_linear: True when `recur` is affine in the carry's memories
+        once its log-space stabiliser m is known, and m follows
+        m_t = max(m_{t-1} + log f_t, i~_t) from the inputs alone (the
+        mLSTM): it too has an exact parallel solution
+        (`_affine.stabilised_pass`, which reads the cell's `log_gates`,
+        `coefficients`, `readout`, `unpack` and `pack`). Cells that wrap
+        another one do not inherit it: their changes may break that form.
+      reads_h: True (default) when `recur` reads the carried output h_{t-1},
+        where recurrent dropout acts; False for the mLSTM, whose gates read
+        x_t alone (recurrent dropout refuses it rather than do nothing).
+      scaled_carry: True when the carry holds memories scaled by exp(-m)
+        with a stabiliser m (the xLSTM cells): zoneout and state noise, which
+        change each carry unit on its own, are refused, since keeping or
+        perturbing a scaled memory apart from its m is not what they mean.
     """
 
     linear_in_carry: ClassVar[bool] = False
+    stabilised_linear: ClassVar[bool] = False
+    reads_h: ClassVar[bool] = True
+    scaled_carry: ClassVar[bool] = False
 
     if TYPE_CHECKING:
         # Every cell has these, as fields or properties. Declared for type checkers
@@ -154,6 +171,14 @@ class WrappedCell(Cell):
     @property
     def linear_in_carry(self) -> bool:  # type: ignore[override]
         return self.cell.linear_in_carry
+
+    @property
+    def reads_h(self) -> bool:  # type: ignore[override]
+        return self.cell.reads_h
+
+    @property
+    def scaled_carry(self) -> bool:  # type: ignore[override]
+        return self.cell.scaled_carry
 
     def init(self, key: jax.Array, input_size: int) -> Params:
         return self.cell.init(key, input_size)

@@ -55,6 +55,18 @@ def check_size(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_heads(where: str, hidden_size, num_heads) -> tuple[int, int]:
+    """`(hidden_size, num_heads)`: positive ints, the heads dividing the hidden size."""
+    hidden_size = check_size("hidden_size", hidden_size)
+    num_heads = check_size("num_heads", num_heads)
+    if hidden_size % num_heads:
+        raise ValueError(
+            f"{where}: num_heads must divide hidden_size (each head holds hidden_size / "
+            f"num_heads units); got hidden_size={hidden_size}, num_heads={num_heads}."
+        )
+    return hidden_size, num_heads
+
+
 def check_optional_size(name: str, value, minimum: int = 1):
     """None, or a Python int >= `minimum` (an optional size such as `proj_size`)."""
     return None if value is None else check_size(name, value, minimum)

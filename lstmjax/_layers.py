@@ -12,7 +12,7 @@ from lstmjax._cell import Cell, check_cell, check_params
 from lstmjax._checks import check_bool, check_key, check_rate, check_size
 from lstmjax._checks_pending import check_concrete
 from lstmjax._methods import as_method
-from lstmjax._recurrent_dropout import check_key_or_deterministic, check_rates
+from lstmjax._recurrent_dropout import check_cell_options, check_key_or_deterministic, check_rates
 from lstmjax._recurrent_dropout import recurrent_dropout as _recurrent_dropout
 from lstmjax._typing import Array, Carry, Params, PRNGKey
 from lstmjax._unroll import MethodArg
@@ -110,7 +110,8 @@ def recurrent(
     `deterministic=True` (evaluation: no dropout, no noise, zoneout by its
     expected update) in `apply`; neither is an error, so that a forgotten
     key never trains silently without dropout. With every rate 0 (default)
-    neither is needed.
+    neither is needed. A rate that would mean nothing for
+    `cell` is refused here (see `lstmjax.recurrent_dropout`).
 
     Args:
       cell: the cell of every layer.
@@ -150,6 +151,9 @@ def recurrent(
         recurrent_dropout=recurrent_dropout,
         zoneout=zoneout,
         state_noise=state_noise,
+    )
+    check_cell_options(
+        cell, inside["recurrent_dropout"], inside["zoneout"], inside["state_noise"], "recurrent"
     )
     return Recurrent(
         cell=cell,

@@ -78,8 +78,11 @@ def resolve(method: Union[str, Method], cell: Cell, platform: str) -> Method:
     """The strategy with every "auto" decided for `platform`.
 
     The method "auto" is `Affine()` for cells affine in their carry
-    (`Cell.linear_in_carry`: the min cells) and `Scan()` for every other cell.
+    (`Cell.linear_in_carry`: the min cells; `Cell.stabilised_linear`: the
+    mLSTM) and `Scan()` for every other cell.
     """
     if isinstance(method, str):
-        method = Affine() if cell.linear_in_carry else Scan()
+        method = Affine() if cell.linear_in_carry or cell.stabilised_linear else Scan()
+    if isinstance(method, Affine):  # its CPU chunk depends on the cell's carry
+        return method.resolve(platform, cell)
     return method.resolve(platform)

@@ -69,6 +69,25 @@ def _check_carry_kind(cell: Cell, where: str):
     return tuple(leaf.shape[-1] for leaf in jax.tree_util.tree_leaves(carry))
 
 
+def check_cell_options(
+    cell: Cell, recurrent_dropout: float, zoneout: float, state_noise: float, where: str
+) -> None:
+    """Refuse an option that would do nothing to `cell`, or not what it says."""
+    if recurrent_dropout > 0 and not cell.reads_h:
+        raise ValueError(
+            f"{where}: recurrent_dropout acts on h_(t-1) as the step reads it, but no gate "
+            f"of cell {cell.name!r} reads h_(t-1) (its gates read x_t alone), so it would do "
+            f"nothing; got recurrent_dropout={recurrent_dropout}. Use input_dropout."
+        )
+    if (zoneout > 0 or state_noise > 0) and cell.scaled_carry:
+        raise ValueError(
+            f"{where}: cell {cell.name!r} keeps its memories scaled by exp(-m) with a "
+            f"stabiliser m, so zoneout and state_noise, which keep or perturb each carry unit "
+            f"on its own, would not mean what they say; got zoneout={zoneout}, "
+            f"state_noise={state_noise}. Use input_dropout or dropout between layers."
+        )
+
+
 def recurrent_dropout(
     cell: Cell,
     params: Params,
@@ -102,6 +121,10 @@ def recurrent_dropout(
         recurrent noise: sqrt(2 dt / tau) * sigma for Song et al.'s sigma).
     Masks and noise are independent across sequences and steps (the two
     variational masks across sequences only).
+    Refused, rather than silently meaningless: `recurrent_dropout` for a cell
+    whose gates never read h_{t-1} (`lj.mlstm`), and `zoneout` or
+    `state_noise` for a cell that keeps its memories scaled by a stabiliser
+    (`lj.slstm`, `lj.mlstm`; `Cell.reads_h`, `Cell.scaled_carry`).
 
     With `deterministic=True` and no key (evaluation): dropout and noise
     are off, and zoneout uses its expected update h_t = zoneout * h_{t-1} +
@@ -153,6 +176,7 @@ def recurrent_dropout(
     xs = as_array(xs, "xs")
     check_float(xs, "xs")
     check_rank(xs, 3, "[time, batch, features]" if time_major else "[batch, time, features]", where)
+    check_cell_options(cell, recurrent_dropout, zoneout, state_noise, where)
     sizes = _check_carry_kind(cell, where)
     if key is None:
         return (cell if zoneout == 0.0 else ExpectedZoneoutCell(cell, zoneout)), params, xs

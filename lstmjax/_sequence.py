@@ -19,7 +19,7 @@ prepared `Sequences` and applies the same per-step transform of the carry,
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -131,12 +131,16 @@ def masked_recur(
     recur,
     params: Params,
     carry: Carry,
-    px: Array,
+    px: Any,
     valid: Optional[Array],
     reset: Optional[Array],
     carry0: Carry,
 ) -> tuple[Carry, Array]:
-    """One step of `recur` with the step masks applied (`valid`, `reset`: bool `[B]`)."""
+    """One step of `recur` with the step masks applied (`valid`, `reset`: bool `[B]`).
+
+    `px` is whatever `recur` reads of the step's input (a cell's projected
+    input; `_affine.stabilised_pass` also passes tuples).
+    """
     if reset is not None:
         carry = _select(reset, carry0, carry)
     new_carry, y = recur(params, carry, px)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstmjax._affine_scan import affine_scan
+from lstmjax._affine_scan import affine_scan, max_plus_scan
 
 
 def loop(a, b, h0, dense):
@@ -60,3 +60,35 @@ def test_unknown_algorithm_and_dense_log_are_refused():
         affine_scan(a, b, b[0], "log")
     with pytest.raises(ValueError, match="must be one of"):
         affine_scan(b, b, b[0], "fast")
+
+
+def max_plus_loop(alpha, beta, m0):
+    m, out = np.asarray(m0), []
+    for t in range(beta.shape[0]):
+        m = np.maximum(m + alpha[t], beta[t])
+        out.append(m)
+    return np.stack(out) if out else np.zeros(beta.shape)
+
+
+@pytest.mark.parametrize("T", [0, 1, 7, 50])
+@pytest.mark.parametrize("algorithm", ["sequential", "associative", "blocked"])
+def test_max_plus(T, algorithm):
+    # m_t = max(m_{t-1} + alpha_t, beta_t), with the masked steps' -inf entries: a step
+    # that forgets m (alpha = -inf, a reset) and one that only adds (beta = -inf).
+    k = jax.random.split(jax.random.PRNGKey(T), 3)
+    alpha = jax.random.uniform(k[0], (T, 3, 2), jnp.float64, -1.0, 0.0)
+    beta = jax.random.normal(k[1], (T, 3, 2), jnp.float64)
+    if T > 3:
+        alpha, beta = alpha.at[2, 0].set(-jnp.inf), beta.at[3, 1].set(-jnp.inf)
+    m0 = jax.random.normal(k[2], (3, 2), jnp.float64)
+    got = max_plus_scan(alpha, beta, m0, algorithm)
+    np.testing.assert_allclose(got, max_plus_loop(alpha, beta, m0), rtol=1e-12, atol=1e-14)
+    if T:
+        grad = jax.grad(lambda b: jnp.sum(jnp.sin(max_plus_scan(alpha, b, m0, algorithm))))(beta)
+        want = jax.grad(lambda b: jnp.sum(jnp.sin(max_plus_scan(alpha, b, m0, "sequential"))))(beta)
+        np.testing.assert_allclose(grad, want, rtol=1e-12, atol=1e-14)
+
+
+def test_max_plus_refuses_the_log_algorithm():
+    with pytest.raises(ValueError, match="max-plus scan algorithm must be"):
+        max_plus_scan(jnp.zeros((2, 1)), jnp.zeros((2, 1)), jnp.zeros(1), "log")

@@ -243,7 +243,7 @@ def parallel_quick(tmp_path_factory):
     import _bench_parallel as parallel
 
     out = tmp_path_factory.mktemp("parallel") / "bench_parallel.json"
-    result = parallel.main(["--quick", "--out", str(out)])
+    result = parallel.main(["--quick", "--xlstm", "--out", str(out)])
     return result, out.with_suffix(".md").read_text()
 
 
@@ -263,6 +263,13 @@ def test_parallel_mode_measures_every_method_against_the_scan(parallel_quick):
     target = result["min_cell_target"]
     assert target["gru_scan_over"]["gru/scan"] == 1.0 and "min_gru/auto" in target["train_s"]
     assert "| min_gru | 50 | affine |" in table and "GRU scan time / this" in table
+    (xlstm,) = result["mlstm_target"]["rows"]  # --quick: T = 50 only
+    assert xlstm["T"] == 50 and set(xlstm["seconds"]) == {"inference", "train"}
+    for part, t in xlstm["seconds"].items():
+        assert set(t) == {"mlstm/auto", "mlstm/scan", "lstm/scan"} and min(t.values()) > 0
+        ratio = xlstm["ratios"][part]["mlstm_scan_over_parallel"]
+        assert ratio == t["mlstm/scan"] / t["mlstm/auto"]
+    assert "its parallel pass against the scans" in table and "| 50 | train |" in table
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

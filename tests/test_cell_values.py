@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from cell_zoo import CELL_FACTORIES, CELL_IDS, INPUT_SIZE
+from cell_zoo import CORE_FACTORIES, CORE_IDS, INPUT_SIZE
 
 import lstmjax as lj
 from lstmjax import dynamics
@@ -44,7 +44,7 @@ WRAPPED = {
     "masked": _dropped(recurrent_dropout=0.25, zoneout=0.1, state_noise=0.05),
     "expected_zoneout": lambda hidden=5: _dropped(zoneout=0.1)(hidden, key=None),
 }
-ZOO = dict(zip(CELL_IDS, CELL_FACTORIES, strict=True))
+ZOO = dict(zip(CORE_IDS, CORE_FACTORIES, strict=True))
 NAMES = sorted(ZOO) + sorted(WRAPPED)
 
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from cell_zoo import CELL_FACTORIES, CELL_IDS, INPUT_SIZE
+from cell_zoo import CORE_FACTORIES, CORE_IDS, INPUT_SIZE
 from conftest import PLACEMENTS, scan_method
 
 import lstmjax as lj
@@ -34,7 +34,7 @@ def python_loop(cell, params, xs, carry=None):
     return jnp.stack(ys, axis=1), carry
 
 
-parametrize_cells = pytest.mark.parametrize("factory", CELL_FACTORIES, ids=CELL_IDS)
+parametrize_cells = pytest.mark.parametrize("factory", CORE_FACTORIES, ids=CORE_IDS)
 
 
 @parametrize_cells
