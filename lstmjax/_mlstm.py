@@ -100,8 +100,9 @@ def mlstm(
       forget_gate: "sigmoid" (default) or "exp".
       forget_bias: added to the forget-gate bias at initialisation (1.0, as
         `lj.lstm`'s).
-      kernel_init, bias_init: initialisers of W_x `[I, 4H + 2S]` (LeCun
-        normal per block; blocks q, k, v, o, then i, f) and b (zeros).
+      kernel_init: initialiser of W_x `[I, 4H + 2S]` (LeCun normal per
+        block; blocks q, k, v, o, then i, f).
+      bias_init: initialiser of b `[4H + 2S]` (zeros).
       dtype: parameter dtype.
 
     Returns:

@@ -101,9 +101,10 @@ def slstm(
       forget_gate: "sigmoid" (default) or "exp".
       forget_bias: added to the forget-gate bias at initialisation (1.0, as
         `lj.lstm`'s).
-      kernel_init, recurrent_init, bias_init: initialisers of W_x `[I, 4H]`
-        (LeCun normal per gate), each head's recurrent block `[d, d]` per
-        gate (orthogonal) and b `[4H]` (zeros).
+      kernel_init: initialiser of W_x `[I, 4H]` (LeCun normal per gate).
+      recurrent_init: initialiser of each head's recurrent block `[d, d]`
+        per gate (orthogonal).
+      bias_init: initialiser of b `[4H]` (zeros).
       dtype: parameter dtype.
 
     Returns:
