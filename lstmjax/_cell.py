@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import jax
 import jax.numpy as jnp
 
+from lstmjax._array_checks import check_float
 from lstmjax._arrays import path_name, row
-from lstmjax._checks import check_float, check_size
+from lstmjax._checks import check_size
 from lstmjax._typing import Array, Carry, Params, PRNGKey
 
 

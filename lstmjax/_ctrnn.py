@@ -10,17 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lstmjax._array_checks import check_time_constant
 from lstmjax._arrays import row
 from lstmjax._cell import Cell, dense_projection, zeros_state
 from lstmjax._checks import (
     check_activation,
     check_choice,
+    check_concrete,
     check_factory_options,
     check_real,
     check_size,
-    check_time_constant,
 )
-from lstmjax._checks_pending import check_concrete
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,

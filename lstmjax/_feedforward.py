@@ -8,17 +8,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lstmjax._arrays import row
-from lstmjax._checks import (
+from lstmjax._array_checks import (
     as_array,
-    check_activation,
     check_features,
     check_float,
     check_lengths,
-    check_param_dtype,
-    check_size,
     check_token_ids,
 )
+from lstmjax._arrays import row
+from lstmjax._checks import check_activation, check_param_dtype, check_size
 from lstmjax._initializers import default_bias_init, default_kernel_init
 from lstmjax._typing import Array
 

@@ -8,9 +8,9 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from lstmjax._array_checks import check_key
 from lstmjax._cell import Cell, check_cell, check_params
-from lstmjax._checks import check_bool, check_key, check_rate, check_size
-from lstmjax._checks_pending import check_concrete
+from lstmjax._checks import check_bool, check_concrete, check_rate, check_size
 from lstmjax._methods import as_method
 from lstmjax._recurrent_dropout import check_cell_options, check_key_or_deterministic, check_rates
 from lstmjax._recurrent_dropout import recurrent_dropout as _recurrent_dropout

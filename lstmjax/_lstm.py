@@ -12,11 +12,11 @@ from lstmjax._arrays import row
 from lstmjax._cell import Cell, batch_shape_tuple
 from lstmjax._checks import (
     check_bool,
+    check_concrete_real,
     check_factory_options,
     check_optional_size,
     check_size,
 )
-from lstmjax._checks_pending import check_concrete_real
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,

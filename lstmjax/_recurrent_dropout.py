@@ -24,16 +24,15 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from lstmjax._array_checks import as_array, check_float, check_key, check_rank
 from lstmjax._cell import Cell, WrappedCell, check_cell
 from lstmjax._checks import (
-    as_array,
     check_bool,
-    check_float,
-    check_key,
-    check_rank,
+    check_concrete,
+    check_concrete_real,
     check_rate,
+    check_static_bool,
 )
-from lstmjax._checks_pending import check_concrete, check_concrete_real, check_static_bool
 from lstmjax._typing import Array, Carry, Params, PRNGKey
 
 

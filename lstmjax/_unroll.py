@@ -17,17 +17,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstmjax import _methods, _newton, _sequence
-from lstmjax._arrays import path_name, ravel
-from lstmjax._cell import Cell, check_carry, check_cell, check_params, initial_carry_for
-from lstmjax._checks import (
+from lstmjax._array_checks import (
     MAX_LISTED,
     as_array,
-    check_bool,
     check_float,
     check_lengths,
     check_rank,
     check_step_flags,
 )
+from lstmjax._arrays import path_name, ravel
+from lstmjax._cell import Cell, check_carry, check_cell, check_params, initial_carry_for
+from lstmjax._checks import check_bool
 from lstmjax._newton import ParallelInfo, Solver
 from lstmjax._typing import Array, Carry, Params
 

@@ -24,9 +24,10 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from lstmjax._array_checks import as_array, check_float, check_rank
 from lstmjax._arrays import group_norms, ravel, unraveler
 from lstmjax._cell import Cell, check_cell, check_params, initial_carry_for
-from lstmjax._checks import as_array, check_bool, check_callable, check_float, check_rank
+from lstmjax._checks import check_bool, check_callable
 from lstmjax._typing import Array, Carry, Params
 
 LossFn = Callable[[Array], Array]  # ys [B, T, O] -> per-example losses [B]

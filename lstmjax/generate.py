@@ -19,13 +19,8 @@ from typing import Any, Optional, Union
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import (
-    as_array,
-    check_size,
-    check_temperature,
-    check_token_ids,
-    check_top_k,
-)
+from lstmjax._array_checks import as_array, check_token_ids
+from lstmjax._checks import check_size, check_temperature, check_top_k
 from lstmjax._typing import Array, Carry, PRNGKey
 
 StepFn = Callable[[Any, Carry, Array], tuple[Carry, Array]]

@@ -28,8 +28,8 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from lstmjax._checks import check_callable, check_key, check_size
-from lstmjax._checks_pending import check_index
+from lstmjax._array_checks import check_key
+from lstmjax._checks import check_callable, check_index, check_size
 from lstmjax._training.rendezvous import meet, parse_address
 from lstmjax._typing import Batch, PRNGKey
 
