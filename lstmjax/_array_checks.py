@@ -17,7 +17,7 @@ import jax.core
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax._checks import check_real, is_traced
+from lstmjax._checks import PROGRAM, check_concrete, check_real, is_traced
 
 MAX_LISTED = 5  # offenders named in a value error; the rest are counted
 
@@ -164,15 +164,17 @@ def check_token_ids(ids, vocab_size: int, where: str, name: str = "ids"):
     return ids
 
 
-def check_time_constant(name: str, value, size: int) -> np.ndarray:
-    """A positive finite scalar, or one per unit (`[size]`); returned as a float64 numpy array."""
+def check_time_constant(name: str, value, size: int, *, what: str = PROGRAM) -> np.ndarray:
+    """A positive finite scalar, or one per unit (`[size]`); returned as a float64 numpy array.
+
+    Concrete, as every option (`_checks.check_concrete`: it fixes `what`).
+    """
+    check_concrete(name, value, what)
     if np.ndim(value) == 0:
-        v = check_real(name, value)
+        v = check_real(name, value, what=what)
         if v <= 0:
             raise ValueError(f"{name} must be > 0; got {value!r}.")
         return np.asarray(v, np.float64)
-    if is_traced(value):
-        raise TypeError(f"{name} must be a concrete number or array (it fixes the dynamics).")
     array = np.asarray(value)
     if array.shape != (size,):
         raise ValueError(

@@ -5,26 +5,35 @@ argument's name as the user wrote it, so the message names what the user
 passed and says what was expected. The checks of arrays (shapes, dtypes,
 lengths, flags, token ids, keys) are in `_array_checks.py`.
 
-One rule for numeric options (sizes, counts, tolerances, rates, limits),
-everywhere: a Python number or a NumPy scalar is accepted alike
-(`np.int64(3)`, `np.float32(0.1)`), a real-valued option also as a concrete
-0-d array; bools are refused, and so is a traced value (an option fixes the
-program, so it cannot be an argument of the traced function). `check_size`
-returns a Python int and `check_real` (with `check_positive`,
-`check_nonnegative`) a Python float, which is what option objects store, so
-that equal options hash equal and share a compiled program.
+One rule for numeric and boolean options (sizes, counts, indices,
+tolerances, rates, limits, flags), everywhere, written once in `scalar`: a
+NumPy scalar (`np.int64(3)`, `np.float32(0.1)`, `np.True_`) or a concrete
+0-d array is taken as the Python number it holds, and a traced value is
+refused with a message that says so (an option fixes the program, so it
+cannot be an argument of the traced function). Bools are not numbers here:
+`True` is refused as a size or a rate. The checks return Python values
+(`check_size` an int, `check_real` and its kin a float, `check_bool` a
+bool), which is what option objects store, so that equal options compare
+and hash equal and share a compiled program.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import jax
 import jax.core
 import jax.numpy as jnp
 import numpy as np
+
+P = ParamSpec("P")
+R = TypeVar("R")
+PROGRAM = "the program"  # what an option fixes, unless the caller names it (a cell, a net)
 
 
 def is_traced(value) -> bool:
@@ -32,27 +41,101 @@ def is_traced(value) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(value))
 
 
+def check_concrete(name: str, value, what: str = PROGRAM) -> None:
+    """Refuse a traced value where a number fixes `what` (the program, a cell, a net).
+
+    An option, a cell or a net is a static value that `jit` hashes, so its
+    numbers must be known before tracing, not traced inside `jit`, `vmap`
+    or `grad`.
+    """
+    if is_traced(value):
+        raise TypeError(
+            f"{name} must be a concrete number: it fixes {what}, which is set before "
+            "tracing; got a traced value (from inside jax.jit, vmap or grad). Pass a Python "
+            "number or a NumPy value from outside the transformed function (under jax.jit, "
+            "a static argument)."
+        )
+
+
+def scalar(name: str, value, what: str = PROGRAM) -> Any:
+    """The one rule: the Python bool, int or float a scalar option holds.
+
+    A Python value is returned as it is; a NumPy scalar or a concrete 0-d
+    array of bools or numbers as the Python value it holds (`.item()`); a
+    traced value is refused (`check_concrete`). Anything else is returned
+    unchanged, for the caller's check to refuse with its own message.
+    """
+    check_concrete(name, value, what)
+    if isinstance(value, (np.generic, np.ndarray, jax.Array)) and np.ndim(value) == 0:
+        if value.dtype == np.bool_ or jnp.issubdtype(value.dtype, jnp.number):
+            return value.item()
+    return value
+
+
+def jit_with_options(*static: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """`jax.jit` with the arguments named `static` static, each taken by the one rule first.
+
+    `scalar` runs on them before `jax.jit` hashes them: a NumPy scalar or a
+    concrete 0-d array is passed on as the Python value it holds (one compiled
+    program for `3` and `np.int64(3)`; a 0-d array is not refused as
+    unhashable), and a traced one is refused by name. The function's own
+    checks then run when it is traced, as under `jax.jit`.
+    """
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        jitted = jax.jit(fn, static_argnames=static)
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:  # a missing or unknown argument: Python's own message
+                return jitted(*args, **kwargs)
+            for name in static:
+                if name in bound.arguments:
+                    value = bound.arguments[name] = scalar(name, bound.arguments[name])
+                    try:
+                        hash(value)
+                    except TypeError:
+                        raise TypeError(
+                            f"{fn.__name__}: {name} fixes the compiled program, so it must be "
+                            f"a hashable value such as a Python number; got {value!r} "
+                            f"({type(value).__name__})."
+                        ) from None
+            return jitted(*bound.args, **bound.kwargs)
+
+        return call
+
+    return wrap
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 # --- sizes and options (checked when a factory is called) -------------------
 
 
-def check_size(name: str, value, minimum: int = 1) -> int:
-    """An int >= `minimum` (a size, a count): a Python int or a NumPy integer; bools are refused.
+def check_size(name: str, value, minimum: int = 1, *, what: str = PROGRAM) -> int:
+    """An int >= `minimum` (a size, a count), taken by the one rule (`scalar`); not a bool.
 
     Returned as a Python int.
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    number = scalar(name, value, what)
+    if not _is_int(number):
         raise TypeError(
             f"{name} must be an int >= {minimum}; got {value!r} ({type(value).__name__})."
         )
-    if value < minimum:
+    if number < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}.")
-    return int(value)
+    return int(number)
 
 
 def check_heads(where: str, hidden_size, num_heads) -> tuple[int, int]:
     """`(hidden_size, num_heads)`: positive ints, the heads dividing the hidden size."""
-    hidden_size = check_size("hidden_size", hidden_size)
-    num_heads = check_size("num_heads", num_heads)
+    hidden_size = check_size("hidden_size", hidden_size, what="the cell")
+    num_heads = check_size("num_heads", num_heads, what="the cell")
     if hidden_size % num_heads:
         raise ValueError(
             f"{where}: num_heads must divide hidden_size (each head holds hidden_size / "
@@ -61,117 +144,86 @@ def check_heads(where: str, hidden_size, num_heads) -> tuple[int, int]:
     return hidden_size, num_heads
 
 
-def check_optional_size(name: str, value, minimum: int = 1):
+def check_optional_size(name: str, value, minimum: int = 1, *, what: str = PROGRAM):
     """None, or a Python int >= `minimum` (an optional size such as `proj_size`)."""
-    return None if value is None else check_size(name, value, minimum)
+    return None if value is None else check_size(name, value, minimum, what=what)
 
 
-def check_index(name: str, value, count: int, what: str) -> int:
+def check_index(name: str, value, count: int, counted: str) -> int:
     """A Python int in `[0, count)`, e.g. a process index or a member of a population.
 
-    `what` names what is counted ("processes", "members").
+    `counted` names what is counted ("processes", "members").
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    number = scalar(name, value)
+    if not _is_int(number):
         raise TypeError(
-            f"{name} must be an int in [0, {count}) ({count} {what}); got {value!r} "
+            f"{name} must be an int in [0, {count}) ({count} {counted}); got {value!r} "
             f"({type(value).__name__})."
         )
-    index = int(value)
-    if not 0 <= index < count:
-        raise ValueError(f"{name} must be an int in [0, {count}) ({count} {what}); got {value!r}.")
-    return index
-
-
-def _real_number(name: str, value) -> float:
-    """A real scalar (a Python number, a NumPy scalar or a concrete 0-d real array) as a float."""
-    if is_traced(value):
-        raise TypeError(
-            f"{name} must be a concrete number (an option, fixed when the program is "
-            f"traced); got a traced value {value!r}."
+    if not 0 <= number < count:
+        raise ValueError(
+            f"{name} must be an int in [0, {count}) ({count} {counted}); got {value!r}."
         )
-    dtype = getattr(value, "dtype", None)
-    is_real = isinstance(value, numbers.Real) or (
-        dtype is not None
-        and np.ndim(value) == 0
-        and (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer))
-    )
-    if isinstance(value, (bool, np.bool_)) or not is_real:
+    return int(number)
+
+
+def _real_number(name: str, value, what: str) -> float:
+    """A real scalar, taken by the one rule (`scalar`), as a Python float; not a bool."""
+    number = scalar(name, value, what)
+    if isinstance(number, bool) or not isinstance(number, numbers.Real):
         raise TypeError(f"{name} must be a real number; got {value!r} ({type(value).__name__}).")
-    return float(value)
+    return float(number)
 
 
-def check_real(name: str, value) -> float:
-    """A finite real scalar (a Python number, a NumPy scalar or a concrete 0-d real array).
-
-    Returned as a Python float.
-    """
-    number = _real_number(name, value)
+def check_real(name: str, value, *, what: str = PROGRAM) -> float:
+    """A finite real number, taken by the one rule (`scalar`). Returned as a Python float."""
+    number = _real_number(name, value, what)
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite; got {value!r}.")
     return number
 
 
-def check_positive(name: str, value) -> float:
+def check_positive(name: str, value, *, what: str = PROGRAM) -> float:
     """A finite real number > 0 (a tolerance, a step), taken as `check_real` takes it."""
-    number = _real_number(name, value)
+    number = _real_number(name, value, what)
     if not (number > 0 and math.isfinite(number)):
         raise ValueError(f"{name} must be a positive finite number; got {value!r}.")
     return number
 
 
-def check_nonnegative(name: str, value) -> float:
+def check_nonnegative(name: str, value, *, what: str = PROGRAM) -> float:
     """A finite real number >= 0 (a damping, a noise scale), taken as `check_real` takes it."""
-    number = _real_number(name, value)
+    number = _real_number(name, value, what)
     if not (number >= 0 and math.isfinite(number)):
         raise ValueError(f"{name} must be >= 0 and finite; got {value!r}.")
     return number
 
 
-def check_rate(name: str, value) -> float:
-    """A probability in [0, 1) (dropout, zoneout)."""
-    rate = check_real(name, value)
+def check_rate(name: str, value, *, what: str = PROGRAM) -> float:
+    """A probability in [0, 1) (dropout, zoneout), taken as `check_real` takes it."""
+    rate = check_real(name, value, what=what)
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"{name} must lie in [0, 1); got {value!r}.")
     return rate
 
 
-def check_bool(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
-    return bool(value)
+def check_bool(name: str, value, *, how: str = "") -> bool:
+    """True or False, taken by the one rule (`np.True_` is True); returned as a Python bool.
 
-
-def check_static_bool(name: str, value, how: str) -> bool:
-    """True or False as a Python value; a traced bool says how to make it static (`how`)."""
-    if is_traced(value):
-        raise TypeError(
-            f"{name} must be a Python bool (it chooses the code path when tracing); got a "
-            f"traced value. {how}"
-        )
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
-    return bool(value)
-
-
-def check_concrete(name: str, value, what: str = "the cell") -> None:
-    """Refuse a traced value where a number fixes a configuration (a cell's, a net's).
-
-    A cell or a net is a static value that `jit` hashes, so its options must
-    be known when it is built, not traced inside `jit`, `vmap` or `grad`.
+    A traced value is refused: a flag chooses the code path when tracing.
+    `how` says how to make it static where there is a better way than the
+    default advice (e.g. `static_argnames=...`).
     """
     if is_traced(value):
         raise TypeError(
-            f"{name} must be a concrete number: it fixes {what}, which is built before "
-            f"tracing; got a traced value (from inside jax.jit, vmap or grad). Build "
-            f"{what} outside the transformed function, with {name} a Python number or a "
-            "NumPy array."
+            f"{name} must be a Python bool (it chooses the code path when tracing); got a "
+            "traced value (from inside jax.jit, vmap or grad). "
+            + (how or "Pass True or False from outside the transformed function.")
         )
-
-
-def check_concrete_real(name: str, value, what: str = "the cell") -> float:
-    """`check_real` for an option that fixes a configuration: tracers get a clear refusal."""
-    check_concrete(name, value, what)
-    return check_real(name, value)
+    flag = scalar(name, value)
+    if not isinstance(flag, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
+    return flag
 
 
 ACTIVATIONS: dict[str, Callable] = {

@@ -16,7 +16,6 @@ from lstmjax._cell import Cell, dense_projection, zeros_state
 from lstmjax._checks import (
     check_activation,
     check_choice,
-    check_concrete,
     check_factory_options,
     check_real,
     check_size,
@@ -87,10 +86,8 @@ def ctrnn(
       A `Cell`; its carry is `h: [..., H]`.
     """
     hidden_size = check_size("hidden_size", hidden_size)
-    check_concrete("tau", tau)
-    check_concrete("dt", dt)
-    tau = check_time_constant("tau", tau, hidden_size)
-    dt = check_real("dt", dt)
+    tau = check_time_constant("tau", tau, hidden_size, what="the cell")
+    dt = check_real("dt", dt, what="the cell")
     if dt <= 0:
         raise ValueError(f"dt must be > 0; got {dt!r}.")
     return CTRNNCell(
@@ -133,7 +130,7 @@ class CTRNNCell(Cell):
         return "ctrnn" if self.integrator == "euler" else "ctrnn_rk4"
 
     def init(self, key, input_size: int) -> CTRNNParams:
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         H, dtype = self.hidden_size, self.dtype
         kx, kh, kb = jax.random.split(key, 3)
         return CTRNNParams(

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lstmjax._array_checks import (
     as_array,
@@ -59,7 +60,7 @@ def dense(
     dtype = check_param_dtype(dtype)
 
     def init(key, input_size: int) -> DenseParams:
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         kw, kb = jax.random.split(key)
         return DenseParams(
             w=kernel_init(kw, (input_size, output_size), dtype),
@@ -86,7 +87,7 @@ def mlp(
     The last layer is affine (no activation): add a readout or squash outside.
     x: `[..., input_size]` -> `[..., sizes[-1]]`.
     """
-    if isinstance(sizes, int) or len(sizes) == 0:
+    if isinstance(sizes, str) or not isinstance(sizes, (Sequence, np.ndarray)) or len(sizes) == 0:
         raise ValueError(f"mlp: sizes must be a non-empty sequence of ints; got {sizes!r}.")
     sizes = [check_size(f"sizes[{i}]", n) for i, n in enumerate(sizes)]
     activation = check_activation("activation", activation)

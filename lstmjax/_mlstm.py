@@ -146,7 +146,7 @@ class MLSTMCell(Cell):
         return self.hidden_size // self.num_heads
 
     def init(self, key, input_size: int) -> MLSTMParams:
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         H, S, dtype = self.hidden_size, self.num_heads, self.dtype
         k_qkvo, k_if, kb = jax.random.split(key, 3)
         w_x = jnp.concatenate(

@@ -142,7 +142,7 @@ class SLSTMCell(Cell):
         return "slstm" + "_exp_forget" * (self.forget_gate == "exp")
 
     def init(self, key, input_size: int) -> SLSTMParams:
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         H, S, dtype = self.hidden_size, self.num_heads, self.dtype
         d = H // S
         kx, kh, kb = jax.random.split(key, 3)

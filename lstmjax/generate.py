@@ -44,7 +44,7 @@ def filter_logits(
     """
     check_temperature(temperature)
     if top_k is not None:
-        check_top_k(top_k, jnp.shape(logits)[-1])
+        top_k = check_top_k(top_k, jnp.shape(logits)[-1])
         kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
         logits = jnp.where(logits >= kth, logits, jnp.full_like(logits, -jnp.inf))
     return logits / jnp.asarray(temperature, logits.dtype)
@@ -138,7 +138,7 @@ def sample(
     vocab_size = jnp.shape(logits)[-1]
     check_token_ids(prompt, vocab_size, "sample", "prompt_ids")
     if top_k is not None:
-        check_top_k(top_k, vocab_size)
+        top_k = check_top_k(top_k, vocab_size)
     out = _sample(step_fn, params, carry, prompt, num_tokens, key, temperature, top_k)
     return out[0] if single else out
 

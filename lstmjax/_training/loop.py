@@ -188,9 +188,9 @@ def fit(
             f"fit: state must be a train.TrainState (train.init_state(...)); got "
             f"{type(state).__name__}."
         )
-    check_optional_size("eval_every", eval_every)
-    check_size("num_steps", num_steps, minimum=0)
-    check_size("metrics_lag", metrics_lag, minimum=0)
+    eval_every = check_optional_size("eval_every", eval_every)
+    num_steps = check_size("num_steps", num_steps, minimum=0)
+    metrics_lag = check_size("metrics_lag", metrics_lag, minimum=0)
     if not isinstance(logging, Logging):
         raise TypeError(f"fit: logging must be a train.Logging(...); got {logging!r}.")
     if checkpointing is not None and not isinstance(checkpointing, Checkpointing):
