@@ -303,8 +303,8 @@ class Checkpointer:
             leaf_name(p): (jnp.shape(x), jnp.result_type(x))
             for p, x in jax.tree_util.tree_flatten_with_path(target)[0]
         }
-        check_fits(stored, wanted, step)
-        compared = check_optimizer(meta["optimizer"], identity, where)
+        check_fits(stored, wanted, step, directory=self.directory)
+        compared = check_optimizer(meta["optimizer"], identity, where, self.directory)
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
         out, failure = read(
             self._orbax, path, ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
