@@ -65,7 +65,7 @@ from lstmjax._affine_scan import (
     max_plus_scan,
 )
 from lstmjax._cell import Cell
-from lstmjax._checks import check_size
+from lstmjax._checks import check_optional_size
 from lstmjax._sequence import Sequences, masked_recur, zero_invalid
 from lstmjax._typing import Array, Carry, Params
 
@@ -98,12 +98,12 @@ class Affine:
     chunk: Optional[int] = None
 
     def __post_init__(self):
-        if self.algorithm != "auto" and self.algorithm not in ALGORITHMS:
+        if not (isinstance(self.algorithm, str) and self.algorithm in ("auto", *ALGORITHMS)):
             raise ValueError(
                 f"Affine: algorithm must be one of {['auto', *ALGORITHMS]}; got {self.algorithm!r}."
             )
-        if self.chunk is not None:
-            check_size("Affine: chunk", self.chunk)
+        # Stored as a Python int (`_checks`' one rule): equal options hash equal.
+        object.__setattr__(self, "chunk", check_optional_size("Affine: chunk", self.chunk))
 
     def resolve(self, platform: str, cell: Optional[Cell] = None) -> Affine:
         """This strategy with "auto" (and chunk None) decided for `platform` (and `cell`)."""

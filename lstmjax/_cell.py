@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from lstmjax._array_checks import check_float
 from lstmjax._arrays import path_name, row
-from lstmjax._checks import check_float, check_size
+from lstmjax._checks import check_size
 from lstmjax._typing import Array, Carry, Params, PRNGKey
 
 
@@ -200,10 +202,12 @@ class WrappedCell(Cell):
 
 
 def batch_shape_tuple(batch_shape) -> tuple[int, ...]:
-    """Accept an int or a tuple for `initial_carry`'s batch shape."""
-    if isinstance(batch_shape, int):
-        return (check_size("batch_shape", batch_shape, minimum=0),)
-    return tuple(check_size("batch_shape", b, minimum=0) for b in batch_shape)
+    """`initial_carry`'s batch shape: an int or a sequence of ints (each by the one rule)."""
+    if isinstance(batch_shape, (tuple, list)) or np.ndim(batch_shape) == 1:
+        return tuple(
+            check_size(f"batch_shape[{i}]", b, minimum=0) for i, b in enumerate(batch_shape)
+        )
+    return (check_size("batch_shape", batch_shape, minimum=0),)
 
 
 def zeros_state(batch_shape, size: int, dtype) -> Array:

@@ -1,64 +1,141 @@
-"""Every input check of lstmjax, with messages that say what was expected.
+"""The checks of options: numbers, bools, choices, functions and dtypes.
 
-This is the only module that raises for bad input: each public function
-calls the checks it needs at its door, passing the argument's name as the
-user wrote it, so the message names what the user passed. Shapes and dtypes
-are static under `jit`, so these checks run when a function is traced and
-cost nothing at run time. Values (lengths, token ids) can only be checked
-when they are concrete; under `jit` the functions that take them document
-what happens instead.
+Each public function calls the checks it needs at its door, passing the
+argument's name as the user wrote it, so the message names what the user
+passed and says what was expected. The checks of arrays (shapes, dtypes,
+lengths, flags, token ids, keys) are in `_array_checks.py`.
 
-One rule for numeric options (sizes, counts, tolerances, rates, limits),
-everywhere: a Python number or a NumPy scalar is accepted alike
-(`np.int64(3)`, `np.float32(0.1)`), a real-valued option also as a concrete
-0-d array; bools are refused, and so is a traced value (an option fixes the
-program, so it cannot be an argument of the traced function). `check_size`
-returns a Python int and `check_real` (with `check_positive`,
-`check_nonnegative`) a Python float, which is what option objects store, so
-that equal options hash equal and share a compiled program.
+One rule for numeric and boolean options (sizes, counts, indices,
+tolerances, rates, limits, flags), everywhere, written once in `scalar`: a
+NumPy scalar (`np.int64(3)`, `np.float32(0.1)`, `np.True_`) or a concrete
+0-d array is taken as the Python number it holds, and a traced value is
+refused with a message that says so (an option fixes the program, so it
+cannot be an argument of the traced function). Bools are not numbers here:
+`True` is refused as a size or a rate. The checks return Python values
+(`check_size` an int, `check_real` and its kin a float, `check_bool` a
+bool), which is what option objects store, so that equal options compare
+and hash equal and share a compiled program.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 from collections.abc import Callable
-from typing import cast
+from typing import Any, ParamSpec, TypeVar
 
 import jax
 import jax.core
 import jax.numpy as jnp
 import numpy as np
 
+P = ParamSpec("P")
+R = TypeVar("R")
+PROGRAM = "the program"  # what an option fixes, unless the caller names it (a cell, a net)
 
-def _is_tracer(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
+
+def is_traced(value) -> bool:
+    """Whether `value` (an array or a pytree) holds a value traced by `jit`, `vmap` or `grad`."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(value))
 
 
-MAX_LISTED = 5  # offenders named in a value error; the rest are counted
+def check_concrete(name: str, value, what: str = PROGRAM) -> None:
+    """Refuse a traced value where a number fixes `what` (the program, a cell, a net).
+
+    An option, a cell or a net is a static value that `jit` hashes, so its
+    numbers must be known before tracing, not traced inside `jit`, `vmap`
+    or `grad`.
+    """
+    if is_traced(value):
+        raise TypeError(
+            f"{name} must be a concrete number: it fixes {what}, which is set before "
+            "tracing; got a traced value (from inside jax.jit, vmap or grad). Pass a Python "
+            "number or a NumPy value from outside the transformed function (under jax.jit, "
+            "a static argument)."
+        )
+
+
+def scalar(name: str, value, what: str = PROGRAM) -> Any:
+    """The one rule: the Python bool, int or float a scalar option holds.
+
+    A Python value is returned as it is; a NumPy scalar or a concrete 0-d
+    array of bools or numbers as the Python value it holds (`.item()`); a
+    traced value is refused (`check_concrete`). Anything else is returned
+    unchanged, for the caller's check to refuse with its own message.
+    """
+    check_concrete(name, value, what)
+    if isinstance(value, (np.generic, np.ndarray, jax.Array)) and np.ndim(value) == 0:
+        if value.dtype == np.bool_ or jnp.issubdtype(value.dtype, jnp.number):
+            return value.item()
+    return value
+
+
+def jit_with_options(*static: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """`jax.jit` with the arguments named `static` static, each taken by the one rule first.
+
+    `scalar` runs on them before `jax.jit` hashes them: a NumPy scalar or a
+    concrete 0-d array is passed on as the Python value it holds (one compiled
+    program for `3` and `np.int64(3)`; a 0-d array is not refused as
+    unhashable), and a traced one is refused by name. The function's own
+    checks then run when it is traced, as under `jax.jit`.
+    """
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        jitted = jax.jit(fn, static_argnames=static)
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:  # a missing or unknown argument: Python's own message
+                return jitted(*args, **kwargs)
+            for name in static:
+                if name in bound.arguments:
+                    value = bound.arguments[name] = scalar(name, bound.arguments[name])
+                    try:
+                        hash(value)
+                    except TypeError:
+                        raise TypeError(
+                            f"{fn.__name__}: {name} fixes the compiled program, so it must be "
+                            f"a hashable value such as a Python number; got {value!r} "
+                            f"({type(value).__name__})."
+                        ) from None
+            return jitted(*bound.args, **bound.kwargs)
+
+        return call
+
+    return wrap
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 # --- sizes and options (checked when a factory is called) -------------------
 
 
-def check_size(name: str, value, minimum: int = 1) -> int:
-    """An int >= `minimum` (a size, a count): a Python int or a NumPy integer; bools are refused.
+def check_size(name: str, value, minimum: int = 1, *, what: str = PROGRAM) -> int:
+    """An int >= `minimum` (a size, a count), taken by the one rule (`scalar`); not a bool.
 
     Returned as a Python int.
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    number = scalar(name, value, what)
+    if not _is_int(number):
         raise TypeError(
             f"{name} must be an int >= {minimum}; got {value!r} ({type(value).__name__})."
         )
-    if value < minimum:
+    if number < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}.")
-    return int(value)
+    return int(number)
 
 
 def check_heads(where: str, hidden_size, num_heads) -> tuple[int, int]:
     """`(hidden_size, num_heads)`: positive ints, the heads dividing the hidden size."""
-    hidden_size = check_size("hidden_size", hidden_size)
-    num_heads = check_size("num_heads", num_heads)
+    hidden_size = check_size("hidden_size", hidden_size, what="the cell")
+    num_heads = check_size("num_heads", num_heads, what="the cell")
     if hidden_size % num_heads:
         raise ValueError(
             f"{where}: num_heads must divide hidden_size (each head holds hidden_size / "
@@ -67,68 +144,86 @@ def check_heads(where: str, hidden_size, num_heads) -> tuple[int, int]:
     return hidden_size, num_heads
 
 
-def check_optional_size(name: str, value, minimum: int = 1):
+def check_optional_size(name: str, value, minimum: int = 1, *, what: str = PROGRAM):
     """None, or a Python int >= `minimum` (an optional size such as `proj_size`)."""
-    return None if value is None else check_size(name, value, minimum)
+    return None if value is None else check_size(name, value, minimum, what=what)
 
 
-def _real_number(name: str, value) -> float:
-    """A real scalar (a Python number, a NumPy scalar or a concrete 0-d real array) as a float."""
-    if _is_tracer(value):
-        raise TypeError(
-            f"{name} must be a concrete number (an option, fixed when the program is "
-            f"traced); got a traced value {value!r}."
-        )
-    dtype = getattr(value, "dtype", None)
-    is_real = isinstance(value, numbers.Real) or (
-        dtype is not None
-        and np.ndim(value) == 0
-        and (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer))
-    )
-    if isinstance(value, (bool, np.bool_)) or not is_real:
-        raise TypeError(f"{name} must be a real number; got {value!r} ({type(value).__name__}).")
-    return float(value)
+def check_index(name: str, value, count: int, counted: str) -> int:
+    """A Python int in `[0, count)`, e.g. a process index or a member of a population.
 
-
-def check_real(name: str, value) -> float:
-    """A finite real scalar (a Python number, a NumPy scalar or a concrete 0-d real array).
-
-    Returned as a Python float.
+    `counted` names what is counted ("processes", "members").
     """
-    number = _real_number(name, value)
+    number = scalar(name, value)
+    if not _is_int(number):
+        raise TypeError(
+            f"{name} must be an int in [0, {count}) ({count} {counted}); got {value!r} "
+            f"({type(value).__name__})."
+        )
+    if not 0 <= number < count:
+        raise ValueError(
+            f"{name} must be an int in [0, {count}) ({count} {counted}); got {value!r}."
+        )
+    return int(number)
+
+
+def _real_number(name: str, value, what: str) -> float:
+    """A real scalar, taken by the one rule (`scalar`), as a Python float; not a bool."""
+    number = scalar(name, value, what)
+    if isinstance(number, bool) or not isinstance(number, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r} ({type(value).__name__}).")
+    return float(number)
+
+
+def check_real(name: str, value, *, what: str = PROGRAM) -> float:
+    """A finite real number, taken by the one rule (`scalar`). Returned as a Python float."""
+    number = _real_number(name, value, what)
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite; got {value!r}.")
     return number
 
 
-def check_positive(name: str, value) -> float:
+def check_positive(name: str, value, *, what: str = PROGRAM) -> float:
     """A finite real number > 0 (a tolerance, a step), taken as `check_real` takes it."""
-    number = _real_number(name, value)
+    number = _real_number(name, value, what)
     if not (number > 0 and math.isfinite(number)):
         raise ValueError(f"{name} must be a positive finite number; got {value!r}.")
     return number
 
 
-def check_nonnegative(name: str, value) -> float:
+def check_nonnegative(name: str, value, *, what: str = PROGRAM) -> float:
     """A finite real number >= 0 (a damping, a noise scale), taken as `check_real` takes it."""
-    number = _real_number(name, value)
+    number = _real_number(name, value, what)
     if not (number >= 0 and math.isfinite(number)):
         raise ValueError(f"{name} must be >= 0 and finite; got {value!r}.")
     return number
 
 
-def check_rate(name: str, value) -> float:
-    """A probability in [0, 1) (dropout, zoneout)."""
-    rate = check_real(name, value)
+def check_rate(name: str, value, *, what: str = PROGRAM) -> float:
+    """A probability in [0, 1) (dropout, zoneout), taken as `check_real` takes it."""
+    rate = check_real(name, value, what=what)
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"{name} must lie in [0, 1); got {value!r}.")
     return rate
 
 
-def check_bool(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
+def check_bool(name: str, value, *, how: str = "") -> bool:
+    """True or False, taken by the one rule (`np.True_` is True); returned as a Python bool.
+
+    A traced value is refused: a flag chooses the code path when tracing.
+    `how` says how to make it static where there is a better way than the
+    default advice (e.g. `static_argnames=...`).
+    """
+    if is_traced(value):
+        raise TypeError(
+            f"{name} must be a Python bool (it chooses the code path when tracing); got a "
+            "traced value (from inside jax.jit, vmap or grad). "
+            + (how or "Pass True or False from outside the transformed function.")
+        )
+    flag = scalar(name, value)
+    if not isinstance(flag, bool):
         raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
-    return bool(value)
+    return flag
 
 
 ACTIVATIONS: dict[str, Callable] = {
@@ -189,149 +284,7 @@ def check_param_dtype(dtype, name: str = "dtype"):
     return dt
 
 
-# --- arrays -------------------------------------------------------------------
-
-
-def as_array(x, name: str) -> jax.Array:
-    """`x` as an array; a list or tuple of numbers is converted, anything else is refused.
-
-    A numpy array or scalar is returned unchanged (typed as a `jax.Array`: every
-    `jnp` function takes it as one).
-    """
-    if isinstance(x, (jax.Array, np.ndarray, np.generic)) or _is_tracer(x):
-        return cast(jax.Array, x)
-    if isinstance(x, (list, tuple, numbers.Number)):
-        try:
-            return jnp.asarray(np.asarray(x))
-        except (TypeError, ValueError) as err:
-            raise TypeError(
-                f"{name} must be an array; got a {type(x).__name__} that is not a regular "
-                f"nested list of numbers ({err})."
-            ) from None
-    raise TypeError(f"{name} must be an array; got {type(x).__name__}.")
-
-
-def check_float(x, name: str = "x") -> None:
-    """Reject integer, boolean and complex arrays where real numbers are needed."""
-    dtype = jnp.result_type(x)
-    if jnp.issubdtype(dtype, jnp.complexfloating):
-        raise TypeError(
-            f"{name} must be real; got complex dtype {dtype}. lstmjax's cells are real-valued; "
-            "pass the real and imaginary parts as separate features if you need both."
-        )
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(
-            f"{name} must be a floating-point array (float32, float64 or bfloat16); "
-            f"got dtype {dtype}. Token ids go through lstmjax.embedding first; "
-            "cast other data with x.astype(jnp.float32)."
-        )
-
-
-def check_rank(x, rank: int, layout: str, where: str, name: str = "xs") -> None:
-    shape = jnp.shape(x)
-    if len(shape) == rank:
-        return
-    hint = ""
-    if len(shape) == rank - 1:
-        hint = f" For a single sequence, add a batch axis with {name}[None]."
-    elif len(shape) > rank:
-        hint = (
-            " Merge the extra leading axes into the batch first "
-            f"({name}.reshape(-1, *{name}.shape[-2:]))."
-        )
-    raise ValueError(f"{where}: {name} must have rank {rank}, {layout}; got shape {shape}.{hint}")
-
-
-def check_features(x, input_size: int, where: str, name: str = "x") -> None:
-    """Check that the last axis of `x` is the cell's input size."""
-    shape = jnp.shape(x)
-    if len(shape) == 0:
-        raise ValueError(
-            f"{where}: {name} must have a feature axis [..., {input_size}]; got a scalar."
-        )
-    if shape[-1] != input_size:
-        raise ValueError(
-            f"{where}: {name} has {shape[-1]} features (shape {shape}) but the "
-            f"parameters expect input_size={input_size}."
-        )
-
-
-def _offenders(values: np.ndarray, bad: np.ndarray) -> str:
-    """The first few bad values with their positions, and how many there are."""
-    where = np.argwhere(bad)
-    shown = ", ".join(
-        f"{values[tuple(i)].item()} at {tuple(int(j) for j in i) if len(i) > 1 else int(i[0])}"
-        for i in where[:MAX_LISTED]
-    )
-    more = f" and {len(where) - MAX_LISTED} more" if len(where) > MAX_LISTED else ""
-    return f"{shown}{more} ({len(where)} of {values.size} out of range)"
-
-
-def check_lengths(lengths, batch: int, time: int, where: str = "unroll", name: str = "lengths"):
-    """The one check of sequence lengths; returns them as an int32 `[batch]` array.
-
-    Shape and dtype are always checked; the range [0, time] is checked when
-    the values are concrete. Under `jit` they cannot be inspected, and values
-    outside the range act as if clipped to it (documented by every caller).
-    """
-    lengths = as_array(lengths, name)
-    if jnp.shape(lengths) != (batch,):
-        raise ValueError(
-            f"{where}: {name} must have shape [batch] = ({batch},); got shape {jnp.shape(lengths)}."
-        )
-    if not jnp.issubdtype(jnp.result_type(lengths), jnp.integer):
-        raise TypeError(
-            f"{where}: {name} must be an integer array; got dtype {jnp.result_type(lengths)}."
-        )
-    if not _is_tracer(lengths):
-        values = np.asarray(lengths)
-        bad = (values < 0) | (values > time)
-        if bad.any():
-            raise ValueError(
-                f"{where}: {name} must lie in [0, T] = [0, {time}]; got {_offenders(values, bad)}."
-            )
-    return jnp.clip(jnp.asarray(lengths).astype(jnp.int32), 0, time)
-
-
-def check_step_flags(flags, batch: int, time: int, time_major: bool, where: str, name: str):
-    """A boolean array with one flag per step (`mask`, `resets`), in the inputs' layout.
-
-    `[batch, time]`, or `[time, batch]` with `time_major=True`; returned
-    time-major, `[time, batch]`.
-    """
-    flags = as_array(flags, name)
-    shape = (time, batch) if time_major else (batch, time)
-    layout = "[time, batch]" if time_major else "[batch, time]"
-    if jnp.shape(flags) != shape:
-        hint = ""
-        if jnp.shape(flags) == shape[::-1] and time != batch:
-            hint = " (the transpose: it follows the layout of xs, set by time_major)"
-        raise ValueError(
-            f"{where}: {name} must have shape {layout} = {shape}; got shape "
-            f"{jnp.shape(flags)}{hint}."
-        )
-    if jnp.result_type(flags) != jnp.bool_:
-        raise TypeError(
-            f"{where}: {name} must be a bool array; got dtype {jnp.result_type(flags)}."
-        )
-    return flags if time_major else jnp.swapaxes(flags, 0, 1)
-
-
-def check_token_ids(ids, vocab_size: int, where: str, name: str = "ids"):
-    """Integer ids in [0, vocab_size), checked when concrete."""
-    ids = as_array(ids, name)
-    dtype = jnp.result_type(ids)
-    if not jnp.issubdtype(dtype, jnp.integer):
-        raise TypeError(f"{where}: {name} must be integer token ids; got dtype {dtype}.")
-    if not _is_tracer(ids) and jnp.size(ids):
-        values = np.asarray(ids)
-        bad = (values < 0) | (values >= vocab_size)
-        if bad.any():
-            raise ValueError(
-                f"{where}: {name} must lie in [0, vocab_size) = [0, {vocab_size}); "
-                f"got {_offenders(values, bad)}."
-            )
-    return ids
+# --- sampling (`generate`) ---------------------------------------------------
 
 
 def check_temperature(temperature) -> None:
@@ -340,7 +293,7 @@ def check_temperature(temperature) -> None:
     A traced one cannot be inspected; `generate.sample_logits` then returns
     `INVALID_TOKEN` for a NaN or negative one.
     """
-    if not _is_tracer(temperature):
+    if not is_traced(temperature):
         value = check_real("temperature", temperature)
         if value < 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature!r}.")
@@ -352,41 +305,3 @@ def check_top_k(top_k, vocab_size: int) -> int:
     if top_k > vocab_size:
         raise ValueError(f"top_k must be an int in [1, V] = [1, {vocab_size}]; got {top_k!r}.")
     return top_k
-
-
-def check_time_constant(name: str, value, size: int) -> np.ndarray:
-    """A positive finite scalar, or one per unit (`[size]`); returned as a float64 numpy array."""
-    if np.ndim(value) == 0:
-        v = check_real(name, value)
-        if v <= 0:
-            raise ValueError(f"{name} must be > 0; got {value!r}.")
-        return np.asarray(v, np.float64)
-    if _is_tracer(value):
-        raise TypeError(f"{name} must be a concrete number or array (it fixes the dynamics).")
-    array = np.asarray(value)
-    if array.shape != (size,):
-        raise ValueError(
-            f"{name} must be a scalar or have shape [hidden_size] = ({size},); "
-            f"got shape {array.shape}."
-        )
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise TypeError(f"{name} must be real; got dtype {array.dtype}.")
-    bad = ~np.isfinite(array) | (array <= 0)
-    if bad.any():
-        raise ValueError(f"{name} must be finite and > 0; got {_offenders(array, bad)}.")
-    return array.astype(np.float64)
-
-
-def check_key(key, where: str, name: str = "key") -> jax.Array:
-    """A JAX PRNG key: a typed key (`jax.random.key`) or raw uint32 `[2]` (`jax.random.PRNGKey`)."""
-    dtype = getattr(key, "dtype", None)
-    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and jnp.ndim(key) == 0:
-        return key
-    if dtype == jnp.uint32 and jnp.shape(key) == (2,):
-        return key
-    shape = jnp.shape(key) if dtype is not None else None
-    raise TypeError(
-        f"{where}: {name} must be a jax.random key (jax.random.key(0) or "
-        f"jax.random.PRNGKey(0)); got {type(key).__name__}"
-        + (f" of dtype {dtype} and shape {shape}." if dtype is not None else ".")
-    )

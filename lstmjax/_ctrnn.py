@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lstmjax._array_checks import check_time_constant
 from lstmjax._arrays import row
 from lstmjax._cell import Cell, dense_projection, zeros_state
 from lstmjax._checks import (
@@ -18,9 +19,7 @@ from lstmjax._checks import (
     check_factory_options,
     check_real,
     check_size,
-    check_time_constant,
 )
-from lstmjax._checks_pending import check_concrete
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,
@@ -87,10 +86,8 @@ def ctrnn(
       A `Cell`; its carry is `h: [..., H]`.
     """
     hidden_size = check_size("hidden_size", hidden_size)
-    check_concrete("tau", tau)
-    check_concrete("dt", dt)
-    tau = check_time_constant("tau", tau, hidden_size)
-    dt = check_real("dt", dt)
+    tau = check_time_constant("tau", tau, hidden_size, what="the cell")
+    dt = check_real("dt", dt, what="the cell")
     if dt <= 0:
         raise ValueError(f"dt must be > 0; got {dt!r}.")
     return CTRNNCell(
@@ -133,7 +130,7 @@ class CTRNNCell(Cell):
         return "ctrnn" if self.integrator == "euler" else "ctrnn_rk4"
 
     def init(self, key, input_size: int) -> CTRNNParams:
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         H, dtype = self.hidden_size, self.dtype
         kx, kh, kb = jax.random.split(key, 3)
         return CTRNNParams(

@@ -7,18 +7,17 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from lstmjax._arrays import row
-from lstmjax._checks import (
+from lstmjax._array_checks import (
     as_array,
-    check_activation,
     check_features,
     check_float,
     check_lengths,
-    check_param_dtype,
-    check_size,
     check_token_ids,
 )
+from lstmjax._arrays import row
+from lstmjax._checks import check_activation, check_param_dtype, check_size
 from lstmjax._initializers import default_bias_init, default_kernel_init
 from lstmjax._typing import Array
 
@@ -61,7 +60,7 @@ def dense(
     dtype = check_param_dtype(dtype)
 
     def init(key, input_size: int) -> DenseParams:
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         kw, kb = jax.random.split(key)
         return DenseParams(
             w=kernel_init(kw, (input_size, output_size), dtype),
@@ -88,7 +87,7 @@ def mlp(
     The last layer is affine (no activation): add a readout or squash outside.
     x: `[..., input_size]` -> `[..., sizes[-1]]`.
     """
-    if isinstance(sizes, int) or len(sizes) == 0:
+    if isinstance(sizes, str) or not isinstance(sizes, (Sequence, np.ndarray)) or len(sizes) == 0:
         raise ValueError(f"mlp: sizes must be a non-empty sequence of ints; got {sizes!r}.")
     sizes = [check_size(f"sizes[{i}]", n) for i, n in enumerate(sizes)]
     activation = check_activation("activation", activation)

@@ -134,7 +134,7 @@ class GRUCell(Cell):
         return ("gru" if self.reset_after else "gru_reset_before") + "_ln" * self.layer_norm
 
     def init(self, key, input_size: int) -> GRUParams:
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         if self.layer_norm and input_size == 1:
             warn_one_input("gru.init", "x_t W_x", "input_size")
         H, dtype, ln = self.hidden_size, self.dtype, self.layer_norm

@@ -96,7 +96,7 @@ class JordanCell(Cell):
     name: ClassVar[str] = "jordan"  # a class attribute, not a field
 
     def init(self, key, input_size: int) -> JordanParams:
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         H, O, dtype = self.hidden_size, self.output_size, self.dtype
         kx, ky, kb, ko, kbo = jax.random.split(key, 5)
         return JordanParams(

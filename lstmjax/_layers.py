@@ -8,9 +8,9 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from lstmjax._array_checks import check_key
 from lstmjax._cell import Cell, check_cell, check_params
-from lstmjax._checks import check_bool, check_key, check_rate, check_size
-from lstmjax._checks_pending import check_concrete
+from lstmjax._checks import check_bool, check_rate, check_size
 from lstmjax._methods import as_method
 from lstmjax._recurrent_dropout import check_cell_options, check_key_or_deterministic, check_rates
 from lstmjax._recurrent_dropout import recurrent_dropout as _recurrent_dropout
@@ -137,8 +137,7 @@ def recurrent(
     """
     cell = check_cell(cell, "recurrent")
     num_layers = check_size("num_layers", num_layers)
-    check_concrete("dropout", dropout, "the net")
-    dropout = check_rate("dropout", dropout)
+    dropout = check_rate("dropout", dropout, what="the net")
     if dropout > 0 and num_layers == 1:
         raise ValueError(
             f"recurrent: dropout={dropout} acts between layers, and a net of num_layers=1 "
@@ -203,7 +202,7 @@ class Recurrent:
 
     def init(self, key: PRNGKey, input_size: int) -> tuple[LayerParams, ...]:
         """`(key, input_size) -> params`, a tuple of `LayerParams`, one per layer."""
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         layers = []
         for k in jax.random.split(key, self.num_layers):
             kf, kb = jax.random.split(k)
@@ -218,7 +217,7 @@ class Recurrent:
 
     def initial_carry(self, batch: int) -> Carry:
         """`(batch) -> carry` of zeros in PyTorch's layout."""
-        one = self.cell.initial_carry((batch,))
+        one = self.cell.initial_carry((check_size("initial_carry: batch", batch, minimum=0),))
         return _stack([one] * (self.num_layers * self.directions))
 
     def apply(

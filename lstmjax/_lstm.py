@@ -14,9 +14,9 @@ from lstmjax._checks import (
     check_bool,
     check_factory_options,
     check_optional_size,
+    check_real,
     check_size,
 )
-from lstmjax._checks_pending import check_concrete_real
 from lstmjax._initializers import (
     default_bias_init,
     default_kernel_init,
@@ -145,7 +145,7 @@ def lstm(
     return LSTMCell(
         hidden_size=hidden_size,
         peephole=check_bool("peephole", peephole),
-        forget_bias=check_concrete_real("forget_bias", forget_bias),
+        forget_bias=check_real("forget_bias", forget_bias, what="the cell"),
         layer_norm=layer_norm,
         proj_size=proj_size,
         kernel_init=kernel_init,
@@ -195,7 +195,7 @@ class LSTMCell(Cell):
         )
 
     def init(self, key, input_size: int) -> LSTMParams:
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         if self.layer_norm and input_size == 1:
             warn_one_input("lstm.init", "x_t W_x", "input_size")
         H, P, dtype = self.hidden_size, self.output_size, self.dtype

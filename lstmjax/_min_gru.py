@@ -84,7 +84,7 @@ class MinGRUCell(Cell):
         return self.hidden_size
 
     def init(self, key, input_size: int) -> MinGRUParams:
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         H, dtype = self.hidden_size, self.dtype
         kx, kb = jax.random.split(key)
         return MinGRUParams(

@@ -97,7 +97,7 @@ class MinLSTMCell(Cell):
         return self.hidden_size
 
     def init(self, key, input_size: int) -> MinLSTMParams:
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         H, dtype = self.hidden_size, self.dtype
         kx, kb = jax.random.split(key)
         return MinLSTMParams(

@@ -21,13 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._cell import Cell, batch_shape_tuple, dense_projection
-from lstmjax._checks import (
-    check_choice,
-    check_factory_options,
-    check_heads,
-    check_real,
-    check_size,
-)
+from lstmjax._checks import check_choice, check_factory_options, check_heads, check_real, check_size
 from lstmjax._exponential_gates import FORGET_GATES, log_forget, stabilise
 from lstmjax._initializers import default_bias_init, default_kernel_init, gate_blocks
 from lstmjax._typing import Array, Initializer
@@ -153,7 +147,7 @@ class MLSTMCell(Cell):
         return self.hidden_size // self.num_heads
 
     def init(self, key, input_size: int) -> MLSTMParams:
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         H, S, dtype = self.hidden_size, self.num_heads, self.dtype
         k_qkvo, k_if, kb = jax.random.split(key, 3)
         w_x = jnp.concatenate(

@@ -24,16 +24,13 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from lstmjax._array_checks import as_array, check_float, check_key, check_rank
 from lstmjax._cell import Cell, WrappedCell, check_cell
 from lstmjax._checks import (
-    as_array,
     check_bool,
-    check_float,
-    check_key,
-    check_rank,
+    check_nonnegative,
     check_rate,
 )
-from lstmjax._checks_pending import check_concrete, check_concrete_real, check_static_bool
 from lstmjax._typing import Array, Carry, Params, PRNGKey
 
 
@@ -218,13 +215,10 @@ def check_rates(**rates) -> dict[str, float]:
     """The rates in [0, 1) and `state_noise` >= 0, each concrete (they fix the wrapped cell)."""
     out = {}
     for name, value in rates.items():
-        check_concrete(name, value, "the dropout masks")
         if name == "state_noise":
-            value = check_concrete_real(name, value, "the dropout masks")
-            if value < 0:
-                raise ValueError(f"state_noise must be >= 0; got {value!r}.")
+            value = check_nonnegative(name, value, what="the dropout masks")
         else:
-            value = check_rate(name, value)
+            value = check_rate(name, value, what="the dropout masks")
         out[name] = value
     return out
 
@@ -234,10 +228,10 @@ def check_key_or_deterministic(where: str, key, deterministic, rates: dict[str, 
 
     Returns `deterministic` as a bool.
     """
-    deterministic = check_static_bool(
+    deterministic = check_bool(
         "deterministic",
         deterministic,
-        "Under jax.jit pass it as a static argument, e.g. jax.jit(net.apply, "
+        how="Under jax.jit pass it as a static argument, e.g. jax.jit(net.apply, "
         "static_argnames='deterministic'), or close over it.",
     )
     if key is not None and deterministic:

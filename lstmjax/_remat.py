@@ -23,6 +23,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
+from lstmjax._checks import check_size
 from lstmjax._typing import Carry, PyTree
 
 
@@ -47,13 +48,7 @@ def _scan_length(xs: PyTree) -> int:
 
 
 def _check_segment_length(segment_length: Any) -> int:
-    if (
-        not isinstance(segment_length, int)
-        or isinstance(segment_length, bool)
-        or segment_length < 1
-    ):
-        raise ValueError(f"segment_length must be a positive int or None; got {segment_length!r}.")
-    return segment_length
+    return check_size("scan_with_remat: segment_length", segment_length)
 
 
 def _segment_scan(body, prepare, unroll: int):

@@ -83,7 +83,7 @@ class RNNCell(Cell):
         return self.hidden_size
 
     def init(self, key, input_size: int) -> RNNParams:
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         kx, kh, kb = jax.random.split(key, 3)
         H, dtype = self.hidden_size, self.dtype
         return RNNParams(

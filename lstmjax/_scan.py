@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._cell import Cell
-from lstmjax._checks import check_size
+from lstmjax._checks import check_size, scalar
 from lstmjax._remat import scan_with_remat
 from lstmjax._sequence import Sequences, masked_recur
 from lstmjax._typing import Array, Carry, Params
@@ -61,23 +61,33 @@ class Scan:
     column_blocks: Union[str, bool] = "auto"
 
     def __post_init__(self):
-        check_size("Scan: unroll", self.unroll)
-        if not isinstance(self.remat, bool):
+        # Stored as Python values (`_checks`' one rule), so that equal options hash
+        # equal and share a compiled program.
+        set_ = object.__setattr__  # a frozen dataclass, during __post_init__
+        set_(self, "unroll", check_size("Scan: unroll", self.unroll))
+        remat = scalar("Scan: remat", self.remat)
+        if not isinstance(remat, bool):
             try:
-                check_size("Scan: remat", self.remat)
+                remat = check_size("Scan: remat", remat)
             except (TypeError, ValueError):
                 raise ValueError(
                     "Scan: remat must be False, True or a positive int (steps per segment); "
                     f"got {self.remat!r}."
                 ) from None
-        if self.projection not in PROJECTIONS:
+        set_(self, "remat", remat)
+        if not (isinstance(self.projection, str) and self.projection in PROJECTIONS):
             raise ValueError(
                 f"Scan: projection must be one of {list(PROJECTIONS)}; got {self.projection!r}."
             )
-        if not (self.column_blocks == "auto" or isinstance(self.column_blocks, bool)):
-            raise ValueError(
-                f"Scan: column_blocks must be 'auto', True or False; got {self.column_blocks!r}."
-            )
+        blocks = self.column_blocks
+        if not (isinstance(blocks, str) and blocks == "auto"):
+            blocks = scalar("Scan: column_blocks", blocks)
+            if not isinstance(blocks, bool):
+                raise ValueError(
+                    "Scan: column_blocks must be 'auto', True or False; got "
+                    f"{self.column_blocks!r}."
+                )
+        set_(self, "column_blocks", blocks)
 
     def resolve(self, platform: str) -> Scan:
         """This strategy with "auto" decided for `platform` (see the module docstring)."""

@@ -15,13 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from lstmjax._cell import Cell, batch_shape_tuple, dense_projection
-from lstmjax._checks import (
-    check_choice,
-    check_factory_options,
-    check_heads,
-    check_real,
-    check_size,
-)
+from lstmjax._checks import check_choice, check_factory_options, check_heads, check_real, check_size
 from lstmjax._exponential_gates import FORGET_GATES, log_forget, stabilise
 from lstmjax._initializers import (
     default_bias_init,
@@ -149,7 +143,7 @@ class SLSTMCell(Cell):
         return "slstm" + "_exp_forget" * (self.forget_gate == "exp")
 
     def init(self, key, input_size: int) -> SLSTMParams:
-        check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         H, S, dtype = self.hidden_size, self.num_heads, self.dtype
         d = H // S
         kx, kh, kb = jax.random.split(key, 3)

@@ -17,17 +17,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstmjax import _methods, _newton, _sequence
-from lstmjax._arrays import path_name, ravel
-from lstmjax._cell import Cell, check_carry, check_cell, check_params, initial_carry_for
-from lstmjax._checks import (
+from lstmjax._array_checks import (
     MAX_LISTED,
     as_array,
-    check_bool,
     check_float,
     check_lengths,
     check_rank,
     check_step_flags,
 )
+from lstmjax._arrays import path_name, ravel
+from lstmjax._cell import Cell, check_carry, check_cell, check_params, initial_carry_for
+from lstmjax._checks import check_bool
 from lstmjax._newton import ParallelInfo, Solver
 from lstmjax._typing import Array, Carry, Params
 
@@ -35,15 +35,18 @@ MethodArg = Union[str, _methods.Method]
 
 
 def _door(cell, params, xs, carry, lengths, mask, resets, reverse, time_major, method, where):
-    """Check once and prepare: `(strategy, Sequences, lengths)` (both public functions' door)."""
+    """Check once and prepare (both public functions' door).
+
+    Returns `(cell, strategy, inputs, reverse, time_major)`, the flags as Python bools.
+    """
     cell = check_cell(cell, where)
     method = _methods.as_method(method, where)
+    reverse = check_bool("reverse", reverse)
+    time_major = check_bool("time_major", time_major)
     xs = as_array(xs, "xs")
     check_float(xs, "xs")
     layout = "[time, batch, features]" if time_major else "[batch, time, features]"
     check_rank(xs, 3, layout, where)
-    check_bool("reverse", reverse)
-    check_bool("time_major", time_major)
     xs_t = xs if time_major else jnp.swapaxes(xs, 0, 1)  # [T, B, F]
     T, B, F = xs_t.shape
     check_params(cell, params, F, where)
@@ -56,7 +59,7 @@ def _door(cell, params, xs, carry, lengths, mask, resets, reverse, time_major, m
     if resets is not None:
         resets = check_step_flags(resets, B, T, time_major, where, "resets")
     strategy = _methods.resolve(method, cell, _methods.platform_of(xs, params))
-    return cell, strategy, (xs_t, carry0, lengths, mask, resets)
+    return cell, strategy, (xs_t, carry0, lengths, mask, resets), reverse, time_major
 
 
 @functools.partial(jax.jit, static_argnames=("cell", "strategy", "reverse", "time_major"))
@@ -146,7 +149,7 @@ def unroll(
       `(ys, carry)`: `ys` `[batch, time, output_size]` (or time-major) and the
       final carry. With T = 0, `ys` is empty and `carry` the initial one.
     """
-    cell, strategy, inputs = _door(
+    cell, strategy, inputs, reverse, time_major = _door(
         cell, params, xs, carry, lengths, mask, resets, reverse, time_major, method, "unroll"
     )
     ys, carry, info = _evaluate(
@@ -238,7 +241,7 @@ def unroll_parallel(
             f"{where}: method must be a parallel-in-time solver ('newton', 'quasi_newton', "
             f"'elk' or their option objects); got {method!r}. Use lj.unroll for the others."
         )
-    cell, strategy, inputs = _door(
+    cell, strategy, inputs, reverse, time_major = _door(
         cell, params, xs, carry, lengths, mask, resets, reverse, time_major, method, where
     )
     guess = None

@@ -24,9 +24,10 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from lstmjax._array_checks import as_array, check_float, check_rank
 from lstmjax._arrays import group_norms, ravel, unraveler
 from lstmjax._cell import Cell, check_cell, check_params, initial_carry_for
-from lstmjax._checks import as_array, check_bool, check_callable, check_float, check_rank
+from lstmjax._checks import check_bool, check_callable, check_optional_size, jit_with_options
 from lstmjax._typing import Array, Carry, Params
 
 LossFn = Callable[[Array], Array]  # ys [B, T, O] -> per-example losses [B]
@@ -186,7 +187,7 @@ def _visited(step, carry: Array, pxs: Array) -> Array:
     return jax.lax.scan(forward, carry, pxs)[1]
 
 
-@functools.partial(jax.jit, static_argnames=("cell", "qr"))
+@jit_with_options("cell", "qr")
 def jacobian_products(
     cell: Cell,
     params: Params,
@@ -226,7 +227,7 @@ def jacobian_products(
       `JacobianProducts` (`log_stretch` `[B, T, k]`, `vectors` `[B, D, k]`).
     """
     pxs, carry = _time_major_inputs(cell, params, xs, carry, "jacobian_products")
-    check_bool("jacobian_products: qr", qr)
+    qr = check_bool("jacobian_products: qr", qr)
     template = jax.tree_util.tree_map(lambda c: c[0], carry)
     step = _flat_step(cell, params, template)
     flat = ravel(carry)
@@ -345,13 +346,14 @@ def param_group_grad_norms(
       depth: group by the first `depth` path parts. The default, 1, gives
         one norm per top-level field (per layer for an `lj.recurrent` stack,
         per sub-model for `{"rnn": ..., "readout": ...}`); None gives one
-        group per array.
-      bare: the name of the one group when `grads` is a bare array ("all";
-        the training metrics call it "params").
+        group per array, 0 one group of all (named `bare`).
+      bare: the name of the one group when `grads` is a bare array or
+        `depth=0` ("all"; the training metrics call it "params").
 
     Returns:
       A dict from group name to a scalar norm, in pytree order.
     """
+    depth = check_optional_size("param_group_grad_norms: depth", depth, minimum=0)
     return group_norms(grads, depth, bare)
 
 

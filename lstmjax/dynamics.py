@@ -31,17 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lstmjax._array_checks import as_array, check_float, check_key
 from lstmjax._arrays import ravel
 from lstmjax._cell import Cell, batch_shape_tuple, check_carry, check_cell, check_params
-from lstmjax._checks import (
-    as_array,
-    check_callable,
-    check_float,
-    check_key,
-    check_nonnegative,
-    check_positive,
-    check_size,
-)
+from lstmjax._checks import check_callable, check_nonnegative, check_positive, check_size
 from lstmjax._typing import Array, Carry, Params, PRNGKey
 from lstmjax.diagnostics import _checked, _flat_step, _time_major_inputs, jacobian_products
 

@@ -19,13 +19,8 @@ from typing import Any, Optional, Union
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import (
-    as_array,
-    check_size,
-    check_temperature,
-    check_token_ids,
-    check_top_k,
-)
+from lstmjax._array_checks import as_array, check_token_ids
+from lstmjax._checks import check_size, check_temperature, check_top_k
 from lstmjax._typing import Array, Carry, PRNGKey
 
 StepFn = Callable[[Any, Carry, Array], tuple[Carry, Array]]
@@ -49,7 +44,7 @@ def filter_logits(
     """
     check_temperature(temperature)
     if top_k is not None:
-        check_top_k(top_k, jnp.shape(logits)[-1])
+        top_k = check_top_k(top_k, jnp.shape(logits)[-1])
         kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
         logits = jnp.where(logits >= kth, logits, jnp.full_like(logits, -jnp.inf))
     return logits / jnp.asarray(temperature, logits.dtype)
@@ -143,7 +138,7 @@ def sample(
     vocab_size = jnp.shape(logits)[-1]
     check_token_ids(prompt, vocab_size, "sample", "prompt_ids")
     if top_k is not None:
-        check_top_k(top_k, vocab_size)
+        top_k = check_top_k(top_k, vocab_size)
     out = _sample(step_fn, params, carry, prompt, num_tokens, key, temperature, top_k)
     return out[0] if single else out
 

@@ -81,7 +81,7 @@ def language_model(
     Returns:
       A `LanguageModel`.
     """
-    check_size("vocab_size", vocab_size)
+    vocab_size = check_size("vocab_size", vocab_size)
     embed = embedding(vocab_size, embed_size, dtype=dtype)
     net = recurrent(cell, num_layers, bidirectional=False, dropout=dropout)
     readout = dense(vocab_size, dtype=dtype)

@@ -26,7 +26,7 @@ from typing import Literal, Optional, Union
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import as_array, check_lengths, check_token_ids
+from lstmjax._array_checks import as_array, check_lengths, check_token_ids
 from lstmjax._feedforward import last_valid
 from lstmjax._typing import Array
 

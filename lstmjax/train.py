@@ -53,7 +53,8 @@ def keyed_batches(key, make_batch):
     """
     import jax
 
-    from lstmjax._checks import check_callable, check_key
+    from lstmjax._array_checks import check_key
+    from lstmjax._checks import check_callable
 
     key = check_key(key, "keyed_batches")
     check_callable("keyed_batches: make_batch", make_batch)

@@ -301,6 +301,13 @@ def test_a_user_fingerprint_is_compared_verbatim(ck):
     with pytest.raises(OptimizerMismatchError) as info:
         continue_to(ck, num_steps=8, fingerprint="adam 1e-2, my data v2")
     assert "'adam 1e-2, my data v1', but this run's is 'adam 1e-2, my data v2'" in str(info.value)
+    # The advice names the way to continue, and it works.
+    assert (
+        "To continue the stored run, use the optimizer it was written with and "
+        "Checkpointing(..., fingerprint='adam 1e-2, my data v1')."
+    ) in str(info.value)
+    _, history = continue_to(ck, num_steps=8, fingerprint="adam 1e-2, my data v1")
+    assert history.resumed_from == 6 and [r["step"] for r in history.train] == [7, 8]
 
 
 def test_resume_says_what_it_resumed_and_what_it_checked(ck, capsys):

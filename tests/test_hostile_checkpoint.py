@@ -7,6 +7,8 @@ limit in a subprocess) is in `test_hostile_multiprocess.py` (integration tier).
 
 from __future__ import annotations
 
+import shutil
+
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -136,6 +138,9 @@ def test_disk_full_while_writing_the_file_list(tmp_path, monkeypatch):
         assert sorted(p.name for p in directory.iterdir()) == [".lstmjax.lock"]
 
 
+STORED = STATE.params["w"].dtype  # float64 under the suite's x64
+
+
 def test_mismatch_says_what_to_do(tmp_path):
     with checkpoint.Checkpointer(tmp_path) as ckpt:
         ckpt.save(STATE)
@@ -143,8 +148,56 @@ def test_mismatch_says_what_to_do(tmp_path):
         assert_clear(
             checkpoint.CheckpointMismatchError,
             lambda: ckpt.restore(other),
-            r"leaf 'params\.w' has shape \(3,\) in the checkpoint but shape \(4,\)",
-            r"use a new checkpoint directory",
-            r"resume=False\) refuses a directory that holds checkpoints",
-            r"To continue the stored run, build the state with the model",
+            rf"checkpoint {tmp_path}/0: leaf 'params\.w' has shape \(3,\) in the checkpoint "
+            r"but shape \(4,\)",
+            rf"use a new checkpoint directory \(or delete {tmp_path}; ",
+            r"Checkpointing\(\.\.\., resume=False\) refuses a directory that holds checkpoints",
+            r"To continue the stored run, build the state with the model it was written with "
+            r"\('params\.w' of shape \(3,\)\)\.$",
         )
+        wide = train.init_state({"w": jnp.ones(3, jnp.float16)}, OPT)
+        assert_clear(
+            checkpoint.CheckpointMismatchError,
+            lambda: ckpt.restore(wide),
+            rf"leaf 'params\.w' has dtype {STORED} in the checkpoint but dtype float16",
+            rf"build the state in the dtypes it was written with \('params\.w' in {STORED}; ",
+        )
+
+
+def mse_step():
+    """A real one-parameter-vector step, so that `fit` counts steps and saves."""
+    return train.make_train_step(
+        lambda p, xs: xs * p["w"], lambda pred, ys: jnp.mean((pred - ys) ** 2), OPT
+    )
+
+
+def test_the_mismatch_advice_is_what_fit_allows(tmp_path):
+    """Each way out that the CheckpointMismatchError names works, and the one it warns
+    about (resume=False in the same directory) is refused."""
+    step, old, new = mse_step(), STATE, train.init_state({"w": jnp.ones(4)}, OPT)
+
+    def batches(width):
+        return lambda n: (jnp.ones(width), jnp.zeros(width))
+
+    def fit(state, width, directory, num_steps, resume=True):
+        checkpointing = train.Checkpointing(directory, resume=resume)
+        return train.fit(step, state, batches(width), num_steps, checkpointing=checkpointing,
+                         logging=train.Logging(quiet=True))  # fmt: skip
+
+    run = tmp_path / "run"
+    fit(old, 3, run, 1)  # the stored run: w of 3, at step 1
+    assert_clear(
+        checkpoint.CheckpointMismatchError,
+        lambda: fit(new, 4, run, 2),
+        rf"checkpoint {run}/1: leaf 'params\.w' has shape \(3,\)",
+        rf"use a new checkpoint directory \(or delete {run};",
+    )
+    assert_clear(ValueError, lambda: fit(new, 4, run, 2, resume=False), r"already holds")
+    # A new directory: a fresh run of the new model.
+    assert fit(new, 4, tmp_path / "other", 2)[1].resumed_from is None
+    # The old settings: the stored run continues.
+    assert fit(old, 3, run, 2)[1].resumed_from == 1
+    # The directory deleted: a fresh run of the new model in it.
+    shutil.rmtree(run)
+    state, history = fit(new, 4, run, 2)
+    assert history.resumed_from is None and int(state.step) == 2

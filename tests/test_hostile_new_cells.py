@@ -113,7 +113,7 @@ CASES = {
     "state_noise negative": (
         ValueError,
         lambda: lj.recurrent(lj.ctrnn(H), state_noise=-1.0),
-        r"state_noise must be >= 0; got -1\.0",
+        r"state_noise must be >= 0 and finite; got -1\.0",
     ),
     "apply key int": (
         TypeError,

@@ -54,7 +54,7 @@ CASES = {
     "tol traced": (
         TypeError,
         lambda: jax.jit(lambda t: lj.QuasiNewton(tol=t))(1e-6),
-        r"QuasiNewton: tol must be a concrete number .*got a traced value",
+        r"QuasiNewton: tol must be a concrete number: it fixes the program.*got a traced value",
     ),
     "max_iters 0": (
         ValueError,

@@ -142,7 +142,7 @@ def test_default_segment_length_is_about_sqrt_t():
 
 def test_bad_segment_length_and_ragged_inputs_are_rejected():
     body = lambda c, x: (c, x)  # noqa: E731
-    with pytest.raises(ValueError, match="segment_length must be a positive int"):
+    with pytest.raises(ValueError, match="segment_length must be an int >= 1; got 0"):
         scan_with_remat(body, jnp.zeros(1), jnp.zeros((4, 1)), 0)
     with pytest.raises(ValueError, match="same leading"):
         scan_with_remat(body, jnp.zeros(1), (jnp.zeros((4, 1)), jnp.zeros((5, 1))), 2)

@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 from _train_worker import adding_batches, mse, tiny_lstm_regressor
+from hostile import assert_clear
 
 from lstmjax import tasks, train
 from lstmjax.checkpoint import Checkpointer
@@ -243,6 +244,30 @@ def test_progress_bar_shows_step_loss_and_rate_unless_quiet(capsys):
     assert "step/s" not in shown and "s/step" not in shown and "it/s" not in shown  # tqdm's rate
     train.fit(STEP, state, BATCHES, 6, logging=train.Logging(quiet=True))
     assert capsys.readouterr().err == ""
+
+
+def test_a_finished_state_trains_nothing_and_says_so(capsys):
+    """fit's docstring: a state already at num_steps runs no step and no evaluation (empty
+    history), saying so; one past num_steps is refused, as a checkpoint past it is."""
+    state, _ = train.fit(STEP, fresh_state(), BATCHES, 2, logging=train.Logging(quiet=True))
+    evaluated = []
+    again, history = train.fit(
+        STEP,
+        state,
+        BATCHES,
+        2,
+        eval_fn=lambda p: evaluated.append(1) or {"x": 0.0},
+        logging=train.Logging(quiet=True),
+    )
+    assert (history.train, history.eval, history.resumed_from, evaluated) == ([], [], None, [])
+    assert again is state
+    assert "fit: the state is already at num_steps=2; nothing to train" in capsys.readouterr().err
+    assert_clear(
+        ValueError,
+        lambda: train.fit(STEP, state, BATCHES, 1, logging=train.Logging(quiet=True)),
+        r"fit: the state is at step 2, past num_steps=1 \(num_steps counts the run's updates, "
+        r"not this call's\): pass num_steps > 2 to train on, or start from init_state",
+    )
 
 
 @pytest.mark.parametrize(

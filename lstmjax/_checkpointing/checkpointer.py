@@ -50,6 +50,7 @@ from lstmjax._checkpointing.storage import (
     short,
     storable,
 )
+from lstmjax._checks import check_bool, check_optional_size, check_size
 from lstmjax._training.processes import is_primary
 from lstmjax._training.state import TrainState, step_number
 
@@ -68,15 +69,13 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str | os.PathLike, keep: int = 3, *, writer: bool = True):
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise ValueError(f"keep must be a positive int; got {keep!r}.")
+        keep = check_size("Checkpointer: keep", keep)
         if not isinstance(directory, (str, os.PathLike)):
             raise TypeError(
                 f"Checkpointer: directory must be a path (str or os.PathLike); got "
                 f"{directory!r} ({type(directory).__name__})."
             )
-        if not isinstance(writer, bool):
-            raise TypeError(f"Checkpointer: writer must be True or False; got {writer!r}.")
+        writer = check_bool("Checkpointer: writer", writer)
         self.directory = Path(directory).absolute()
         self.keep, self.writer = keep, writer
         self._lock: Optional[DirectoryLock] = None
@@ -104,8 +103,8 @@ class Checkpointer:
         return steps[-1] if steps else None
 
     def path(self, step: int) -> Path:
-        """The directory of checkpoint `step`."""
-        return self.directory / str(step)
+        """The directory of checkpoint `step` (an int >= 0)."""
+        return self.directory / str(check_size("Checkpointer.path: step", step, minimum=0))
 
     # -- saving --------------------------------------------------------------
 
@@ -253,6 +252,7 @@ class Checkpointer:
             the message names the leaf and both shapes.
           OptimizerMismatchError: another optimizer or other hyperparameters.
         """
+        step = check_optional_size("Checkpointer.restore: step", step, minimum=0)
         steps = self.steps()
         if step is not None and step not in steps:
             raise FileNotFoundError(f"no checkpoint {step} in {self.directory}; have {steps}.")
@@ -303,8 +303,8 @@ class Checkpointer:
             leaf_name(p): (jnp.shape(x), jnp.result_type(x))
             for p, x in jax.tree_util.tree_flatten_with_path(target)[0]
         }
-        check_fits(stored, wanted, step)
-        compared = check_optimizer(meta["optimizer"], identity, where)
+        check_fits(stored, wanted, step, directory=self.directory)
+        compared = check_optimizer(meta["optimizer"], identity, where, self.directory)
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
         out, failure = read(
             self._orbax, path, ocp.args.Composite(state=ocp.args.StandardRestore(abstract))

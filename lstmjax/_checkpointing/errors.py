@@ -25,6 +25,24 @@ class CheckpointWarning(UserWarning):
     """A damaged step or a stray directory was skipped, a lock was taken over, ..."""
 
 
+def mismatch_advice(directory, how_to_continue: str) -> str:
+    """What to do when a checkpoint does not fit this run: the end of every mismatch's message.
+
+    Two ways out, both of which `fit` allows: a fresh start in another
+    directory (not `resume=False` in this one, which `fit` refuses while it
+    holds checkpoints), or the stored run continued with its own settings
+    (`how_to_continue`, a phrase). `directory`: the checkpoint directory, or
+    None where it is not known.
+    """
+    delete = "delete the old one" if directory is None else f"delete {directory}"
+    return (
+        f" To train with the new settings from scratch, use a new checkpoint directory (or "
+        f"{delete}; Checkpointing(..., resume=False) refuses a directory that holds "
+        f"checkpoints, so that two runs never mix). To continue the stored run, "
+        f"{how_to_continue}."
+    )
+
+
 # Shown as `lstmjax.checkpoint.X` in tracebacks: where users import them from.
 for _cls in (
     NonFiniteStateError,

@@ -36,7 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax._checkpointing.errors import CheckpointWarning, OptimizerMismatchError
+from lstmjax._checkpointing.errors import (
+    CheckpointWarning,
+    OptimizerMismatchError,
+    mismatch_advice,
+)
 from lstmjax._checkpointing.integrity import describe_structure
 from lstmjax._typing import Array
 
@@ -157,14 +161,18 @@ def _probes_agree(old: np.ndarray, new: np.ndarray) -> bool:
     return norms and np.allclose(old[1::2], new[1::2], rtol=0.0, atol=_COSINE_ATOL)
 
 
-def check_optimizer(stored: dict, current: OptimizerIdentity, where: str) -> list[str]:
+def check_optimizer(
+    stored: dict, current: OptimizerIdentity, where: str, directory=None
+) -> list[str]:
     """Raise `OptimizerMismatchError` if `stored` and `current` differ in what both record.
 
-    Returns the parts that were compared (for the resume notice).
+    `where` names the checkpoint in the message, `directory` (None: not known)
+    the directory in its advice (`errors.mismatch_advice`). Returns the parts
+    that were compared (for the resume notice).
     """
-    hint = (
-        " To train with the new setting, use a new checkpoint directory; to continue the old run, "
-        "restore the optimizer it was written with."
+    hint = mismatch_advice(
+        directory,
+        "build the state and the step with the optimizer and hyperparameters it was written with",
     )
     if stored.get("structure") != current.structure:
         raise OptimizerMismatchError(
@@ -174,9 +182,14 @@ def check_optimizer(stored: dict, current: OptimizerIdentity, where: str) -> lis
     compared = ["state structure"]
     if stored.get("fingerprint") is not None and current.fingerprint is not None:
         if stored["fingerprint"] != current.fingerprint:
+            advice = mismatch_advice(
+                directory,
+                "use the optimizer it was written with and "
+                f"Checkpointing(..., fingerprint={stored['fingerprint']!r})",
+            )
             raise OptimizerMismatchError(
                 f"{where} was written with fingerprint {stored['fingerprint']!r}, "
-                f"but this run's is {current.fingerprint!r}.{hint}"
+                f"but this run's is {current.fingerprint!r}.{advice}"
             )
         compared.append("fingerprint")
     if stored.get("probe") is not None and current.probe is not None:

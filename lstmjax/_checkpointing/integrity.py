@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax._checkpointing.errors import CheckpointMismatchError
+from lstmjax._checkpointing.errors import CheckpointMismatchError, mismatch_advice
 
 
 def leaf_name(path: tuple) -> str:
@@ -115,45 +115,60 @@ def non_finite_leaves(tree: Any) -> list[str]:
     return bad
 
 
-# What to do about a mismatch, appended to every CheckpointMismatchError.
-MISMATCH_HINT = (
-    " To train this model from scratch, use a new checkpoint directory (or delete the old "
-    "one; Checkpointing(..., resume=False) refuses a directory that holds checkpoints, so "
-    "that two runs never mix). To continue the stored run, build the state with the model, "
-    "optimizer and dtypes it was written with."
-)
-
-
-def check_fits(stored: dict[str, Any], wanted: dict[str, Any], step: int) -> None:
+def check_fits(
+    stored: dict[str, Any], wanted: dict[str, Any], step: int, *, directory=None
+) -> None:
     """Compare `{leaf name: (shape, dtype)}` maps; raise naming the first difference.
 
     `wanted` is in the restoring state's flatten order, so a shape error names
     a parameter before the optimizer moments that mirror it. Every message
-    ends with what to do (`MISMATCH_HINT`).
+    ends with what to do (`errors.mismatch_advice`): a new checkpoint
+    directory, or the settings the stored run was written with.
+
+    Args:
+      stored: the checkpoint's leaves, `{name: (shape, dtype)}`.
+      wanted: the leaves of the state to restore into, in its flatten order.
+      step: the checkpoint's step, named in the message.
+      directory: the checkpoint directory, named in the message and the
+        advice; None where it is not known.
     """
+    where = f"checkpoint {step}" if directory is None else f"checkpoint {directory}/{step}"
     missing = sorted(set(wanted) - set(stored))
     extra = sorted(set(stored) - set(wanted))
     if missing or extra:
+        advice = mismatch_advice(
+            directory, "build the state with the model and the optimizer it was written with"
+        )
         raise CheckpointMismatchError(
-            f"checkpoint {step} has a different structure from the state to restore into: "
+            f"{where} has a different structure from the state to restore into: "
             f"missing from the checkpoint {missing[:5]}, only in the checkpoint {extra[:5]}; "
-            f"it was written by another model or optimizer.{MISMATCH_HINT}"
+            f"it was written by another model or optimizer.{advice}"
         )
     differ = [name for name in wanted if tuple(stored[name][0]) != tuple(wanted[name][0])]
     if differ:
         name = differ[0]  # in the state's own order: parameters come first
         more = f" ({len(differ) - 1} more leaves differ in shape)" if len(differ) > 1 else ""
+        advice = mismatch_advice(
+            directory,
+            f"build the state with the model it was written with ('{name}' of shape "
+            f"{tuple(stored[name][0])})",
+        )
         raise CheckpointMismatchError(
-            f"checkpoint {step}: leaf '{name}' has shape {tuple(stored[name][0])} in the "
+            f"{where}: leaf '{name}' has shape {tuple(stored[name][0])} in the "
             f"checkpoint but shape {tuple(wanted[name][0])} in the state to restore into"
-            f"{more}.{MISMATCH_HINT}"
+            f"{more}.{advice}"
         )
     for name in wanted:
         s_dtype, w_dtype = np.dtype(stored[name][1]), np.dtype(wanted[name][1])
         if s_dtype != w_dtype:
+            advice = mismatch_advice(
+                directory,
+                f"build the state in the dtypes it was written with ('{name}' in {s_dtype}; "
+                "a cell's dtype= sets its parameters' dtype)",
+            )
             raise CheckpointMismatchError(
-                f"checkpoint {step}: leaf '{name}' has dtype {s_dtype} in the checkpoint "
-                f"but dtype {w_dtype} in the state to restore into.{MISMATCH_HINT}"
+                f"{where}: leaf '{name}' has dtype {s_dtype} in the checkpoint "
+                f"but dtype {w_dtype} in the state to restore into.{advice}"
             )
 
 

@@ -29,8 +29,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import check_callable
-from lstmjax._checks_pending import check_index
+from lstmjax._checks import check_callable, check_index
 from lstmjax._training.state import TrainState
 from lstmjax._training.step import StepFn
 from lstmjax._typing import Batch

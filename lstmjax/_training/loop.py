@@ -155,7 +155,8 @@ def fit(
     renamed `<step>.damaged`, step-named directories that are no checkpoint
     are renamed `<step>.not-a-checkpoint`; `CheckpointCorruptError` if no
     step is intact. The resume is announced (directory, step). A checkpoint
-    at `num_steps` is a no-op that says so; one past `num_steps` is an error.
+    (or, without one, a state) at `num_steps` is a no-op that says so; one
+    past `num_steps` is an error.
     A torn last line of the log file is dropped with a warning. Only one
     `fit` may write a checkpoint directory at a time (`CheckpointLockedError`).
 
@@ -166,7 +167,13 @@ def fit(
     or returned; the steps already dispatched past it are discarded.
 
     Returns:
-      `(state, history)`: the final state and this call's metrics.
+      `(state, history)`: the final state and the metrics of this call's
+      steps. A run that is already finished (resumed from a checkpoint at
+      `num_steps`, or given a state at `num_steps`) trains nothing and runs
+      no evaluation: `history.train` and `history.eval` are empty, and
+      `history.resumed_from` says where it stood. Evaluate `state.params`
+      for the finished model's metrics, or read earlier calls' records from
+      the `Logging(path=...)` file.
 
     Raises:
       TrainingDiverged: a step gave a non-finite loss, gradient or parameters.
@@ -174,8 +181,12 @@ def fit(
         checkpoint; no non-finite state is ever saved.
       CheckpointLockedError: another writer holds the checkpoint directory.
       CheckpointCorruptError: no intact checkpoint to resume from.
-      CheckpointMismatchError: the checkpoint's state does not fit this run.
-      OptimizerMismatchError: the checkpoint was written by another optimizer.
+      CheckpointMismatchError: the checkpoint's state does not fit this run
+        (another model, optimizer or dtype); the message says what to do.
+      OptimizerMismatchError: the checkpoint was written by another optimizer
+        or other hyperparameters; the message says what to do.
+      ValueError: the state or the checkpoint is past `num_steps`, or the
+        directory holds checkpoints and `resume=False`.
     """
     from lstmjax._checkpointing.checkpointer import Checkpointer  # orbax only when needed
 
@@ -188,9 +199,9 @@ def fit(
             f"fit: state must be a train.TrainState (train.init_state(...)); got "
             f"{type(state).__name__}."
         )
-    check_optional_size("eval_every", eval_every)
-    check_size("num_steps", num_steps, minimum=0)
-    check_size("metrics_lag", metrics_lag, minimum=0)
+    eval_every = check_optional_size("eval_every", eval_every)
+    num_steps = check_size("num_steps", num_steps, minimum=0)
+    metrics_lag = check_size("metrics_lag", metrics_lag, minimum=0)
     if not isinstance(logging, Logging):
         raise TypeError(f"fit: logging must be a train.Logging(...); got {logging!r}.")
     if checkpointing is not None and not isinstance(checkpointing, Checkpointing):

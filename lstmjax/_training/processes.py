@@ -28,8 +28,8 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from lstmjax._checks import check_callable, check_key, check_size
-from lstmjax._checks_pending import check_index
+from lstmjax._array_checks import check_key
+from lstmjax._checks import check_callable, check_index, check_size
 from lstmjax._training.rendezvous import meet, parse_address
 from lstmjax._typing import Batch, PRNGKey
 
@@ -95,7 +95,15 @@ def initialize(
       RuntimeError: this process already joined a job, or JAX has already
         started its backends here (so `initialize` came too late).
     """
-    explicit = _check_initialize_args(
+    # Every value as the Python value it holds (`_checks`' one rule), for JAX too.
+    (
+        coordinator_address,
+        num_processes,
+        process_id,
+        local_device_ids,
+        initialization_timeout,
+        heartbeat_timeout_seconds,
+    ) = _check_initialize_args(
         coordinator_address,
         num_processes,
         process_id,
@@ -104,6 +112,9 @@ def initialize(
         heartbeat_timeout_seconds,
         cpu_collectives,
     )
+    explicit = None
+    if coordinator_address is not None and num_processes is not None and process_id is not None:
+        explicit = coordinator_address, num_processes, process_id
     if jax.distributed.is_initialized():
         raise RuntimeError(
             "initialize: this process has already joined a job (jax.distributed.initialize "
@@ -142,8 +153,12 @@ def _check_initialize_args(
     initialization_timeout,
     heartbeat_timeout_seconds,
     cpu_collectives,
-) -> Optional[tuple[str, int, int]]:
-    """Check `initialize`'s arguments; `(address, count, id)` in the explicit form, else None."""
+) -> tuple[Optional[str], Optional[int], Optional[int], Optional[list[int]], int, int]:
+    """Check `initialize`'s arguments; each returned as the Python value it holds (ids a list).
+
+    Returns `(coordinator_address, num_processes, process_id, local_device_ids,
+    initialization_timeout, heartbeat_timeout_seconds)`.
+    """
     if coordinator_address is not None:
         if not isinstance(coordinator_address, str):
             raise TypeError(
@@ -155,27 +170,34 @@ def _check_initialize_args(
         num_processes = check_size("num_processes", num_processes)
     if process_id is not None:
         if num_processes is None:
-            check_size("process_id", process_id, minimum=0)
+            process_id = check_size("process_id", process_id, minimum=0)
         else:
-            check_index("process_id", process_id, num_processes, "processes")
+            process_id = check_index("process_id", process_id, num_processes, "processes")
     if local_device_ids is not None:
         if isinstance(local_device_ids, (str, bytes)) or not isinstance(local_device_ids, Sequence):
             raise TypeError(
                 f"local_device_ids must be a sequence of ints >= 0 or None; got "
                 f"{local_device_ids!r}."
             )
-        for i, device in enumerate(local_device_ids):
+        local_device_ids = [
             check_size(f"local_device_ids[{i}]", device, minimum=0)
-    check_size("initialization_timeout", initialization_timeout)
-    check_size("heartbeat_timeout_seconds", heartbeat_timeout_seconds)
+            for i, device in enumerate(local_device_ids)
+        ]
+    initialization_timeout = check_size("initialization_timeout", initialization_timeout)
+    heartbeat_timeout_seconds = check_size("heartbeat_timeout_seconds", heartbeat_timeout_seconds)
     if cpu_collectives is not None and cpu_collectives not in CPU_COLLECTIVES:
         raise ValueError(
             f"cpu_collectives must be one of {list(CPU_COLLECTIVES)} or None; got "
             f"{cpu_collectives!r}."
         )
-    if coordinator_address is None or num_processes is None or process_id is None:
-        return None
-    return coordinator_address, num_processes, int(process_id)
+    return (
+        coordinator_address,
+        num_processes,
+        process_id,
+        local_device_ids,
+        initialization_timeout,
+        heartbeat_timeout_seconds,
+    )
 
 
 def _backends_started() -> bool:

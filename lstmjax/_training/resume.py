@@ -63,7 +63,7 @@ def resume_run(
 ) -> Resumed:
     """Restore the newest intact checkpoint of `checkpointer` into `state`'s shape, if any."""
     if checkpointer is None:
-        return Resumed(state, None)
+        return _fresh(state, num_steps)
     if checkpointer.steps() and not resume:
         # Mixing two runs in one directory would let "keep the last k" delete the new one.
         raise ValueError(
@@ -73,7 +73,7 @@ def resume_run(
         )
     _set_aside_strays(checkpointer)
     if not checkpointer.steps():
-        return Resumed(state, None)
+        return _fresh(state, num_steps)
     restored = checkpointer.restore(state, optimizer=identity)
     for step, _ in restored.skipped:
         if step > restored.step:
@@ -88,14 +88,14 @@ def resume_run(
     if restored.data_position != step_number(restored.state):
         raise ValueError(
             f"checkpoint {where} records data position {restored.data_position!r}, "
-            f"but fit expects it to equal the step {step_number(restored.state)}."
+            f"but fit expects it to equal the step {step_number(restored.state)} (fit saves "
+            "it so; this step was saved with Checkpointer.save(..., data_position=...)). "
+            "Restore it with Checkpointer.restore and continue in your own loop, or give fit "
+            "a new checkpoint directory."
         )
-    if restored.step > num_steps:
-        raise ValueError(
-            f"checkpoint {where} is at step {restored.step}, past num_steps={num_steps} "
-            "(num_steps counts the run's updates, not this call's): pass "
-            f"num_steps > {restored.step} to train on, or use another checkpoint directory."
-        )
+    check_progress(
+        restored.step, num_steps, f"checkpoint {where}", "use another checkpoint directory"
+    )
     checked = ", ".join(restored.compared)
     if identity is None or (identity.probe is None and identity.fingerprint is None):
         checked += "; pass Checkpointing(optimizer=...) to check its hyperparameters too"
@@ -103,6 +103,33 @@ def resume_run(
     if restored.step == num_steps:
         announce(
             f"fit: the checkpoint is already at num_steps={num_steps}; nothing to train, "
-            "returning its state. Raise num_steps to train further."
+            "returning its state (history empty). Raise num_steps to train further."
         )
     return Resumed(restored.state, restored.step)
+
+
+def check_progress(step: int, num_steps: int, what: str, otherwise: str) -> None:
+    """Refuse a start past `num_steps`.
+
+    `what` is where the start comes from (the state passed to `fit`, or the
+    checkpoint it resumed from), `otherwise` the other way out than raising
+    `num_steps`.
+    """
+    if step > num_steps:
+        raise ValueError(
+            f"{what} is at step {step}, past num_steps={num_steps} (num_steps counts the "
+            f"run's updates, not this call's): pass num_steps > {step} to train on, or "
+            f"{otherwise}."
+        )
+
+
+def _fresh(state: TrainState, num_steps: int) -> Resumed:
+    """No checkpoint to resume from: the state as passed, its step checked against num_steps."""
+    step = step_number(state)
+    check_progress(step, num_steps, "fit: the state", "start from init_state(...)")
+    if step == num_steps > 0:
+        announce(
+            f"fit: the state is already at num_steps={num_steps}; nothing to train, "
+            "returning it (history empty). Raise num_steps to train further."
+        )
+    return Resumed(state, None)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lstmjax._checks import check_key
+from lstmjax._array_checks import check_key
 from lstmjax._typing import Array
 
 

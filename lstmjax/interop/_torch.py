@@ -37,8 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lstmjax._array_checks import check_float
 from lstmjax._cell import Cell
-from lstmjax._checks import check_float
 from lstmjax._gru import GRUParams, gru
 from lstmjax._layers import LayerParams, Recurrent, check_net_params, recurrent
 from lstmjax._lstm import LSTMCarry, LSTMParams, lstm

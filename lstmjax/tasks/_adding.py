@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import check_size
+from lstmjax._checks import check_size, jit_with_options
 from lstmjax._typing import Array, PRNGKey
 
 ADDING_BASELINE_MSE = 1.0 / 6.0
 """MSE of always predicting 1, the mean target: Var(U1 + U2) = 2 * (1/12) = 1/6."""
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size", "length", "dtype"))
+@jit_with_options("batch_size", "length", "dtype")
 def adding_problem(
     key: PRNGKey, batch_size: int, length: int, *, dtype=jnp.float32
 ) -> tuple[Array, Array]:
@@ -39,8 +37,8 @@ def adding_problem(
     Returns:
       `(xs, ys)`: xs `[B, T, 2]` with features (value, marker); ys `[B, 1]`.
     """
-    check_size("batch_size", batch_size)
-    check_size("length", length, 2)
+    batch_size = check_size("batch_size", batch_size)
+    length = check_size("length", length, 2)
     k_val, k_first, k_second = jax.random.split(key, 3)
     half = length // 2
     values = jax.random.uniform(k_val, (batch_size, length), dtype)

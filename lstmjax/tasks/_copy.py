@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import check_size
+from lstmjax._checks import check_size, jit_with_options
 from lstmjax._typing import Array, PRNGKey
 
 COPY_NUM_SYMBOLS = 8  # symbols to remember are ids 0..7
@@ -18,7 +17,7 @@ COPY_VOCAB_SIZE = 10
 COPY_LENGTH = 10  # symbols to remember
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size", "delay", "num_symbols", "copy_length"))
+@jit_with_options("batch_size", "delay", "num_symbols", "copy_length")
 def copy_task(
     key: PRNGKey,
     batch_size: int,
@@ -54,10 +53,10 @@ def copy_task(
     Returns:
       `(xs, ys)`, both int32 `[B, delay + 2 * copy_length]`.
     """
-    check_size("batch_size", batch_size)
-    check_size("delay", delay)
-    check_size("num_symbols", num_symbols)
-    check_size("copy_length", copy_length)
+    batch_size = check_size("batch_size", batch_size)
+    delay = check_size("delay", delay)
+    num_symbols = check_size("num_symbols", num_symbols)
+    copy_length = check_size("copy_length", copy_length)
     blank, delimiter = num_symbols, num_symbols + 1
     symbols = jax.random.randint(key, (batch_size, copy_length), 0, num_symbols, jnp.int32)
     gap = jnp.full((batch_size, delay - 1), blank, jnp.int32)
@@ -75,8 +74,8 @@ def copy_output_mask(delay: int, copy_length: int = COPY_LENGTH) -> Array:
     Returns:
       bool `[delay + 2 * copy_length]`, True on the last `copy_length` steps.
     """
-    check_size("delay", delay)
-    check_size("copy_length", copy_length)
+    delay = check_size("delay", delay)
+    copy_length = check_size("copy_length", copy_length)
     total = delay + 2 * copy_length
     return jnp.arange(total) >= total - copy_length
 

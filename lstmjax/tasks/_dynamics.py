@@ -7,12 +7,10 @@ pendulum (smooth, decaying) and the Lorenz system (chaotic).
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import check_size
+from lstmjax._checks import check_size, jit_with_options
 from lstmjax._integrators import VectorField, rk4_step
 from lstmjax._typing import Array, PRNGKey
 
@@ -38,7 +36,7 @@ def rk4(f: VectorField, y0: Array, dt: float, num_steps: int, *, t0: float = 0.0
     Returns:
       `[num_steps + 1, *y0.shape]`: y0 followed by the state after each step.
     """
-    check_size("num_steps", num_steps, 0)
+    num_steps = check_size("num_steps", num_steps, 0)
     y0 = jnp.asarray(y0)
     if not jnp.issubdtype(y0.dtype, jnp.floating):
         raise TypeError(f"rk4: y0 must be floating point; got {y0.dtype}.")
@@ -97,7 +95,7 @@ def lorenz(
     return f
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size", "length", "dtype"))
+@jit_with_options("batch_size", "length", "dtype")
 def pendulum_trajectories(
     key: PRNGKey,
     batch_size: int,
@@ -119,8 +117,8 @@ def pendulum_trajectories(
     Returns:
       `[B, T, 2]`, (angle, angular velocity) at t = 0, dt, ..., (T - 1) dt.
     """
-    check_size("batch_size", batch_size)
-    check_size("length", length)
+    batch_size = check_size("batch_size", batch_size)
+    length = check_size("length", length)
     k_theta, k_omega = jax.random.split(key)
     theta = jax.random.uniform(k_theta, (batch_size,), dtype, -0.9 * jnp.pi, 0.9 * jnp.pi)
     omega = jax.random.uniform(k_omega, (batch_size,), dtype, -1.0, 1.0)
@@ -129,7 +127,7 @@ def pendulum_trajectories(
     return jnp.swapaxes(path, 0, 1)
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size", "length", "burn_in", "dtype"))
+@jit_with_options("batch_size", "length", "burn_in", "dtype")
 def lorenz_trajectories(
     key: PRNGKey,
     batch_size: int,
@@ -152,9 +150,9 @@ def lorenz_trajectories(
     Returns:
       `[B, T, 3]`, (x, y, z) at t = 0, dt, ..., (T - 1) dt after the burn-in.
     """
-    check_size("batch_size", batch_size)
-    check_size("length", length)
-    check_size("burn_in", burn_in, 0)
+    batch_size = check_size("batch_size", batch_size)
+    length = check_size("length", length)
+    burn_in = check_size("burn_in", burn_in, 0)
     f = lorenz(sigma, rho, beta)
     center = jnp.asarray([0.0, 0.0, 25.0], dtype)[None, :]
     y0 = center + 5.0 * jax.random.normal(key, (batch_size, 3), dtype)

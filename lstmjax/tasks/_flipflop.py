@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import check_size
+from lstmjax._checks import check_size, jit_with_options
 from lstmjax._typing import Array, PRNGKey
 
 FLIPFLOP_BITS = 3
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size", "length", "bits", "dtype"))
+@jit_with_options("batch_size", "length", "bits", "dtype")
 def flip_flop(
     key: PRNGKey,
     batch_size: int,
@@ -46,9 +44,9 @@ def flip_flop(
     Returns:
       `(xs, ys)`, both `[B, T, bits]`, xs in {-1, 0, +1}, ys in {-1, +1}.
     """
-    check_size("batch_size", batch_size)
-    check_size("length", length)
-    check_size("bits", bits)
+    batch_size = check_size("batch_size", batch_size)
+    length = check_size("length", length)
+    bits = check_size("bits", bits)
     k_on, k_sign = jax.random.split(key)
     shape = (batch_size, length, bits)
     on = jax.random.bernoulli(k_on, pulse_probability, shape).at[:, 0].set(True)

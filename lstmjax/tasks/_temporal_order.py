@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
 
-from lstmjax._checks import check_size
+from lstmjax._checks import check_bool, check_size, jit_with_options
 from lstmjax._typing import Array, PRNGKey
 
 # Token ids. a, b, c, d are noise; X and Y the relevant symbols; B and E mark
@@ -29,13 +28,13 @@ def order_positions(length: int) -> tuple[tuple[int, int], tuple[int, int]]:
     The first lies in [T/10, 2T/10) and the second in [5T/10, 6T/10), which
     for T = 100 are close to Hochreiter & Schmidhuber's (10..20 and 50..60).
     """
-    check_size("length", length, 10)
+    length = check_size("length", length, 10)
     first = (length // 10, max(2 * length // 10, length // 10 + 1))
     second = (5 * length // 10, max(6 * length // 10, 5 * length // 10 + 1))
     return first, second
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size", "length", "one_hot", "dtype"))
+@jit_with_options("batch_size", "length", "one_hot", "dtype")
 def temporal_order(
     key: PRNGKey, batch_size: int, length: int, *, one_hot: bool = True, dtype=jnp.float32
 ) -> tuple[Array, Array]:
@@ -63,7 +62,8 @@ def temporal_order(
       `(xs, ys)`: xs `[B, T, 8]` one-hot (or int32 `[B, T]` ids, see
       `ORDER_SYMBOLS`), ys int32 `[B]` class ids.
     """
-    check_size("batch_size", batch_size)
+    batch_size = check_size("batch_size", batch_size)
+    one_hot = check_bool("one_hot", one_hot)
     (lo1, hi1), (lo2, hi2) = order_positions(length)
     k_noise, k_pos1, k_pos2, k_sym = jax.random.split(key, 4)
     ids = jax.random.randint(k_noise, (batch_size, length), 0, 4, jnp.int32)

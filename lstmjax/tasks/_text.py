@@ -8,7 +8,6 @@ version (its standard library changes), and is fixed for a given one.
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import NamedTuple, Optional, Union
@@ -17,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax._checks import check_size
+from lstmjax._checks import check_real, check_size, jit_with_options
 from lstmjax._typing import Array, PRNGKey
 
 # Folders of the standard library left out of the corpus: test suites (huge
@@ -97,7 +96,7 @@ def stdlib_text(max_chars: Optional[int] = 1_000_000) -> str:
     Files that are not valid UTF-8 are skipped. `max_chars=None` reads them all.
     """
     if max_chars is not None:
-        check_size("max_chars", max_chars)
+        max_chars = check_size("max_chars", max_chars)
     parts, total = [], 0
     for path in stdlib_files():
         try:
@@ -132,8 +131,9 @@ def char_corpus(
     Returns:
       A `TextData(vocab, train, valid)`.
     """
+    valid_fraction = check_real("char_corpus: valid_fraction", valid_fraction)
     if not 0.0 < valid_fraction < 1.0:
-        raise ValueError(f"valid_fraction must lie in (0, 1); got {valid_fraction}.")
+        raise ValueError(f"char_corpus: valid_fraction must lie in (0, 1); got {valid_fraction}.")
     if text is None:
         text = stdlib_text(max_chars)
     if len(text) < 2:
@@ -151,12 +151,13 @@ def unigram_entropy_bits(tokens: Union[np.ndarray, Array], vocab_size: int) -> f
     ignores context; a character model must go below it (computed on the
     train split, it is the char-level baseline).
     """
+    vocab_size = check_size("unigram_entropy_bits: vocab_size", vocab_size)
     counts = np.bincount(np.asarray(tokens).ravel(), minlength=vocab_size)
     p = counts[counts > 0] / counts.sum()
     return float(-np.sum(p * np.log2(p)))
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size", "length"))
+@jit_with_options("batch_size", "length")
 def random_windows(key: PRNGKey, tokens: Array, batch_size: int, length: int) -> Array:
     """Windows of `length + 1` tokens at random starts, for next-token training.
 
@@ -174,8 +175,8 @@ def random_windows(key: PRNGKey, tokens: Array, batch_size: int, length: int) ->
     Returns:
       int32 `[B, T + 1]`.
     """
-    check_size("batch_size", batch_size)
-    check_size("length", length)
+    batch_size = check_size("batch_size", batch_size)
+    length = check_size("length", length)
     n = jnp.shape(tokens)[0]
     if jnp.ndim(tokens) != 1 or n < length + 1:
         raise ValueError(
@@ -196,7 +197,7 @@ def stream_rows(tokens: Union[np.ndarray, Array], batch_size: int) -> Array:
     Returns:
       int32 `[B, M]`.
     """
-    check_size("batch_size", batch_size)
+    batch_size = check_size("batch_size", batch_size)
     n = jnp.shape(tokens)[0]
     if jnp.ndim(tokens) != 1 or n < batch_size:
         raise ValueError(
@@ -223,7 +224,7 @@ def stream_chunks(tokens: Union[np.ndarray, Array], batch_size: int, length: int
     Returns:
       int32 `[K, B, T + 1]` with K = (N // B - 1) // T.
     """
-    check_size("length", length)
+    length = check_size("length", length)
     rows = stream_rows(tokens, batch_size)
     count = (rows.shape[1] - 1) // length
     if count < 1:
