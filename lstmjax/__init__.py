@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from lstmjax._affine import Affine as Affine
 from lstmjax._cell import Cell as Cell
+from lstmjax._convergence import ParallelInfo as ParallelInfo
 from lstmjax._ctrnn import CTRNNParams as CTRNNParams
 from lstmjax._ctrnn import ctrnn as ctrnn
 from lstmjax._elk import ELK as ELK
@@ -36,7 +37,6 @@ from lstmjax._mlstm import MLSTMCarry as MLSTMCarry
 from lstmjax._mlstm import MLSTMParams as MLSTMParams
 from lstmjax._mlstm import mlstm as mlstm
 from lstmjax._newton import Newton as Newton
-from lstmjax._newton import ParallelInfo as ParallelInfo
 from lstmjax._newton import QuasiNewton as QuasiNewton
 from lstmjax._recurrent_dropout import MaskedParams as MaskedParams
 from lstmjax._recurrent_dropout import recurrent_dropout as recurrent_dropout

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
 from typing import ClassVar, NamedTuple, Optional
 
 import jax
@@ -63,6 +62,7 @@ from lstmjax._affine_scan import ALGORITHMS, affine_scan, apply, default_algorit
 from lstmjax._arrays import ravel, unraveler
 from lstmjax._cell import Cell
 from lstmjax._checks import check_positive, check_size
+from lstmjax._convergence import ParallelInfo
 from lstmjax._sequence import Sequences, masked_recur, zero_invalid
 from lstmjax._typing import Array, Carry, Params
 
@@ -71,14 +71,6 @@ from lstmjax._typing import Array, Carry, Params
 # to ~1e-10 (float64) and ~1e-5 (float32).
 DEFAULT_TOL = {"float64": 1e-12, "float32": 1e-6, "bfloat16": 3e-2, "float16": 3e-3}
 DEFAULT_JACOBIAN_LIMIT = 2 * 2**30  # bytes: Newton refuses more (Newton.check_memory)
-
-
-class ParallelInfo(NamedTuple):
-    """How a parallel solve ended."""
-
-    iterations: Array  # int32 [], the iterations used
-    residual: Array  # [], the final max_t |h_t - F_t(h_{t-1})|
-    converged: Array  # bool [], residual <= tol
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,53 +368,3 @@ class _CellStep(NamedTuple):
 
     def __call__(self, params, carry0):
         return flat_step(self.cell, params, carry0)
-
-
-def raise_if_not_converged(
-    info: ParallelInfo,
-    ys: Array,
-    carry: Carry,
-    method: Solver,
-    where: str,
-    nonfinite_inputs: Callable[[], str] = lambda: "",
-):
-    """Raise when the solve is known (concrete) not to have converged; under `jit`, NaN outputs.
-
-    Under `jit` (or any trace where `info` is abstract) nothing can be raised
-    at run time, so a non-converged solve returns NaN in every output and
-    carry entry, and in every derivative that flows through them (the
-    outputs are multiplied by NaN, not replaced: a replacement would pass
-    zero cotangents back): loud, never a plausible wrong number.
-
-    `nonfinite_inputs`: called only on failure; names NaN or inf in the
-    inputs ("" when there is none), which the message then reports first.
-    """
-    try:
-        converged = bool(info.converged)
-    except jax.errors.ConcretizationTypeError:
-        converged = None
-    if converged is False:
-        head = (
-            f"{where}: method={method!r} did not converge: residual max|h_t - f(h_(t-1), x_t)| "
-            f"= {float(info.residual):.3g} after {int(info.iterations)} iterations."
-        )
-        note = nonfinite_inputs()
-        if note:
-            head += f" {note}; check them, or use method='scan' for the scan's answer with them."
-        others = "method='scan'" if isinstance(method, Newton) else "Newton or method='scan'"
-        if method.shorthand != "elk":
-            others = "method='elk' (damped) or " + others
-        advice = "Otherwise raise" if note else "Raise"
-        raise RuntimeError(
-            f"{head} {advice} max_iters or tol, try {others}, or use lj.unroll_parallel to "
-            "inspect the report."
-        )
-    if converged is None:
-        factor = jnp.where(info.converged, 1.0, jnp.nan)
-
-        def poison(a):
-            return a * factor.astype(a.dtype)
-
-        ys = poison(ys)
-        carry = jax.tree_util.tree_map(poison, carry)
-    return ys, carry

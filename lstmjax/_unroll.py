@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstmjax import _methods, _newton, _sequence
+from lstmjax import _methods, _sequence
 from lstmjax._array_checks import (
     MAX_LISTED,
     as_array,
@@ -28,7 +28,8 @@ from lstmjax._array_checks import (
 from lstmjax._arrays import path_name, ravel
 from lstmjax._cell import Cell, check_carry, check_cell, check_params, initial_carry_for
 from lstmjax._checks import check_bool
-from lstmjax._newton import ParallelInfo, Solver
+from lstmjax._convergence import ParallelInfo, raise_if_not_converged
+from lstmjax._newton import Solver
 from lstmjax._typing import Array, Carry, Params
 
 MethodArg = Union[str, _methods.Method]
@@ -157,7 +158,7 @@ def unroll(
     )
     if info is not None:
         assert isinstance(strategy, Solver)  # only the solvers report convergence
-        ys, carry = _newton.raise_if_not_converged(
+        ys, carry = raise_if_not_converged(
             info, ys, carry, strategy, "unroll", lambda: _nonfinite(params, inputs, time_major)
         )
     return ys, carry

@@ -21,9 +21,7 @@ every exponent is per step, in nats.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from collections.abc import Callable
 from typing import NamedTuple, Optional
 
 import jax
@@ -33,8 +31,10 @@ import optax
 
 from lstmjax._array_checks import as_array, check_float, check_key
 from lstmjax._arrays import ravel
-from lstmjax._cell import Cell, batch_shape_tuple, check_carry, check_cell, check_params
-from lstmjax._checks import check_callable, check_nonnegative, check_positive, check_size
+from lstmjax._cell import Cell, check_carry, check_cell, check_params
+from lstmjax._checks import check_nonnegative, check_positive, check_size
+from lstmjax._map_cell import MapCell as MapCell
+from lstmjax._map_cell import map_cell as map_cell
 from lstmjax._typing import Array, Carry, Params, PRNGKey
 from lstmjax.diagnostics import _checked, _flat_step, _time_major_inputs, jacobian_products
 
@@ -141,60 +141,6 @@ def lyapunov_spectrum(
     running = jnp.cumsum(logs, axis=1) / counts
     exponents = running[:, -1]
     return LyapunovSpectrum(exponents=exponents, running=running, mean=jnp.mean(exponents, 0))
-
-
-def map_cell(f: Callable[[Array], Array], size: int, *, name: str = "map") -> Cell:
-    """A `Cell` for an autonomous map carry -> f(carry), ignoring its input.
-
-    So that `lyapunov_spectrum` and `fixed_points` apply to any map, e.g. the
-    RK4 step of an ODE: `map_cell(lambda y: tasks.rk4_step(f, 0.0, y, dt), 3)`.
-    Its parameters are an empty tuple; feed it inputs `[B, T, 1]` (zeros).
-    Two map cells are equal when they hold the same `f` (the same function
-    object), size and name.
-
-    Args:
-      f: `[..., size] -> [..., size]`, acting on the last axis.
-      size: D, the state size.
-      name: for messages.
-    """
-    f = check_callable("map_cell: f", f)
-    if not isinstance(name, str):
-        raise TypeError(f"map_cell: name must be a str; got {name!r} ({type(name).__name__}).")
-    return MapCell(f=f, size=check_size("map_cell: size", size), name=name)
-
-
-@dataclasses.dataclass(frozen=True)
-class MapCell(Cell):
-    """An autonomous map as a cell (built by `map_cell`); carry `h: [..., size]`."""
-
-    f: Callable[[Array], Array]
-    size: int
-    # A field here (a property on Cell); the default shadows that property.
-    name: str = "map"  # type: ignore[assignment]
-
-    @property
-    def hidden_size(self) -> int:
-        return self.size
-
-    @property
-    def output_size(self) -> int:
-        return self.size
-
-    def init(self, key, input_size: int) -> tuple:
-        return ()
-
-    def initial_carry(self, batch_shape=()) -> Array:
-        return jnp.zeros(batch_shape_tuple(batch_shape) + (self.size,))
-
-    def project(self, params, x: Array) -> Array:
-        return x
-
-    def recur(self, params, carry: Array, px: Array):
-        new = self.f(carry)
-        return new, new
-
-    def output(self, carry: Array) -> Array:
-        return carry
 
 
 class FixedPoints(NamedTuple):
