@@ -202,3 +202,39 @@ def check_key(key, where: str, name: str = "key") -> jax.Array:
         f"jax.random.PRNGKey(0)); got {type(key).__name__}"
         + (f" of dtype {dtype} and shape {shape}." if dtype is not None else ".")
     )
+
+
+def check_parameter(
+    name: str, value, where: str, low: float | None = None, high: float | None = None
+):
+    """A physical parameter: a real number or array, possibly traced (never a str or bool).
+
+    Values are checked against `[low, high]` where they are concrete; a
+    traced value passes (its range is the caller's to document).
+    """
+    if value is None or isinstance(value, (str, bytes, bool, np.bool_)):
+        raise TypeError(
+            f"{where}: {name} must be a real number or array; got {value!r} "
+            f"({type(value).__name__})."
+        )
+    traced = is_traced(value)
+    try:  # a concrete value is read on the host: under a trace, jnp would trace it too
+        dtype = value.dtype if traced else np.asarray(value).dtype
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"{where}: {name} must be a real number or array; got {type(value).__name__}."
+        ) from error
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(f"{where}: {name} must be real; got dtype {dtype}.")
+    if traced:
+        return value
+    values = np.asarray(value, dtype=np.float64)
+    outside = ~np.isfinite(values)
+    if low is not None:
+        outside |= values < low
+    if high is not None:
+        outside |= values > high
+    if outside.any():
+        bounds = "" if low is None and high is None else f" and in [{low}, {high}]"
+        raise ValueError(f"{where}: {name} must be finite{bounds}; got {value!r}.")
+    return value

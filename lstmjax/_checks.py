@@ -72,8 +72,14 @@ def scalar(name: str, value, what: str = PROGRAM) -> Any:
     return value
 
 
-def jit_with_options(*static: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def jit_with_options(
+    *static: str, check: Callable[[dict], None] | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """`jax.jit` with the arguments named `static` static, each taken by the one rule first.
+
+    `check`, if given, sees every argument by name (defaults filled in)
+    before `jax.jit` does, so that values which are traced inside (a rate, a
+    step size) are still checked while they are concrete.
 
     `scalar` runs on them before `jax.jit` hashes them: a NumPy scalar or a
     concrete 0-d array is passed on as the Python value it holds (one compiled
@@ -103,6 +109,10 @@ def jit_with_options(*static: str) -> Callable[[Callable[P, R]], Callable[P, R]]
                             f"a hashable value such as a Python number; got {value!r} "
                             f"({type(value).__name__})."
                         ) from None
+            if check is not None:
+                arguments = signature.bind(*bound.args, **bound.kwargs)
+                arguments.apply_defaults()
+                check(dict(arguments.arguments))
             return jitted(*bound.args, **bound.kwargs)
 
         return call

@@ -325,3 +325,63 @@ def test_clear_error(case, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the Checkpointer cases create no directory anywhere else
     error, call, pattern = CASES[case]
     assert_clear(error, call, pattern)
+
+
+# Physical parameters of the task generators may be traced or arrays, so they pass
+# `check_parameter` rather than the scalar rule: a str, a bool or a non-finite value
+# is refused, and a probability outside [0, 1] (a Bernoulli rate of 2 pulses always).
+PARAMETER_CASES = {
+    "rk4 dt str": (
+        TypeError,
+        lambda: tasks.rk4(lambda t, y: -y, jnp.ones(2), "0.1", 3),
+        r"rk4: dt must be a real number or array; got '0\.1' \(str\)",
+    ),
+    "rk4 t0 nan": (
+        ValueError,
+        lambda: tasks.rk4(lambda t, y: -y, jnp.ones(2), 0.1, 3, t0=float("nan")),
+        r"rk4: t0 must be finite; got nan",
+    ),
+    "pendulum damping bool": (
+        TypeError,
+        lambda: tasks.pendulum(damping=True),
+        r"pendulum: damping must be a real number or array; got True",
+    ),
+    "lorenz rho None": (
+        TypeError,
+        lambda: tasks.lorenz(rho=None),
+        r"lorenz: rho must be a real number or array; got None",
+    ),
+    "flip_flop probability 2": (
+        ValueError,
+        lambda: tasks.flip_flop(KEY, 2, 5, pulse_probability=2.0),
+        r"flip_flop: pulse_probability must be finite and in \[0\.0, 1\.0\]; got 2\.0",
+    ),
+    "pendulum_trajectories dt str": (
+        TypeError,
+        lambda: tasks.pendulum_trajectories(KEY, 2, 5, dt="0.1"),
+        r"pendulum_trajectories: dt must be a real number or array; got '0\.1'",
+    ),
+    "lorenz_trajectories sigma inf": (
+        ValueError,
+        lambda: tasks.lorenz_trajectories(KEY, 2, 5, sigma=np.inf),
+        r"lorenz_trajectories: sigma must be finite; got inf",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PARAMETER_CASES), ids=list(PARAMETER_CASES))
+def test_task_parameters_are_checked(case):
+    error, call, pattern = PARAMETER_CASES[case]
+    assert_clear(error, call, pattern)
+
+
+def test_task_parameters_may_be_arrays_and_traced():
+    # A per-sequence array and a traced dt pass; the traced result equals the eager one.
+    f = lambda t, y: -y  # noqa: E731
+    y0 = jnp.ones(3)
+    eager = tasks.rk4(f, y0, 0.1, 4)
+    traced = jax.jit(lambda dt: tasks.rk4(f, y0, dt, 4))(0.1)
+    np.testing.assert_allclose(traced, eager, rtol=1e-6)
+    np.testing.assert_allclose(eager[-1], np.exp(-0.4) * np.ones(3), rtol=1e-6)  # RK4, h=0.1
+    xs, ys = tasks.flip_flop(KEY, 2, 5, pulse_probability=np.float32(0.0))
+    assert np.all(np.abs(xs[:, 1:]) == 0) and np.all(ys == ys[:, :1])  # no pulse after t = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from lstmjax._array_checks import check_parameter
 from lstmjax._checks import check_size, jit_with_options
 from lstmjax._integrators import VectorField, rk4_step
 from lstmjax._typing import Array, PRNGKey
@@ -37,6 +38,8 @@ def rk4(f: VectorField, y0: Array, dt: float, num_steps: int, *, t0: float = 0.0
       `[num_steps + 1, *y0.shape]`: y0 followed by the state after each step.
     """
     num_steps = check_size("num_steps", num_steps, 0)
+    check_parameter("dt", dt, "rk4")
+    check_parameter("t0", t0, "rk4")
     y0 = jnp.asarray(y0)
     if not jnp.issubdtype(y0.dtype, jnp.floating):
         raise TypeError(f"rk4: y0 must be floating point; got {y0.dtype}.")
@@ -69,6 +72,8 @@ def pendulum(damping: float = 0.1, frequency: float = 1.0) -> VectorField:
 
     `frequency` is sqrt(g / L), the small-angle angular frequency.
     """
+    check_parameter("damping", damping, "pendulum")
+    check_parameter("frequency", frequency, "pendulum")
 
     def f(t, y):
         theta, omega = y[..., 0], y[..., 1]
@@ -87,6 +92,8 @@ def lorenz(
 
     With the defaults (10, 28, 8/3) the flow is chaotic (the butterfly attractor).
     """
+    for name, value in (("sigma", sigma), ("rho", rho), ("beta", beta)):
+        check_parameter(name, value, "lorenz")
 
     def f(t, s):
         x, y, z = s[..., 0], s[..., 1], s[..., 2]
@@ -95,7 +102,20 @@ def lorenz(
     return f
 
 
-@jit_with_options("batch_size", "length", "dtype")
+def _parameters_of(where: str, *names: str):
+    def check(arguments: dict) -> None:
+        for name in names:
+            check_parameter(name, arguments[name], where)
+
+    return check
+
+
+@jit_with_options(
+    "batch_size",
+    "length",
+    "dtype",
+    check=_parameters_of("pendulum_trajectories", "dt", "damping", "frequency"),
+)
 def pendulum_trajectories(
     key: PRNGKey,
     batch_size: int,
@@ -127,7 +147,13 @@ def pendulum_trajectories(
     return jnp.swapaxes(path, 0, 1)
 
 
-@jit_with_options("batch_size", "length", "burn_in", "dtype")
+@jit_with_options(
+    "batch_size",
+    "length",
+    "burn_in",
+    "dtype",
+    check=_parameters_of("lorenz_trajectories", "dt", "sigma", "rho", "beta"),
+)
 def lorenz_trajectories(
     key: PRNGKey,
     batch_size: int,

@@ -5,13 +5,18 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from lstmjax._array_checks import check_parameter
 from lstmjax._checks import check_size, jit_with_options
 from lstmjax._typing import Array, PRNGKey
 
 FLIPFLOP_BITS = 3
 
 
-@jit_with_options("batch_size", "length", "bits", "dtype")
+def _check_rate(arguments: dict) -> None:
+    check_parameter("pulse_probability", arguments["pulse_probability"], "flip_flop", 0.0, 1.0)
+
+
+@jit_with_options("batch_size", "length", "bits", "dtype", check=_check_rate)
 def flip_flop(
     key: PRNGKey,
     batch_size: int,
