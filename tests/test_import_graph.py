@@ -42,6 +42,8 @@ FLOORS = {
         "_affine",
         "_newton",
         "_elk",
+        "_fused_kernel",
+        "_fused",
         "_methods",
         "_unroll",
         "_jacobians",
