@@ -96,6 +96,11 @@ class Fused:
                 f"Fused: fallback must be an lj.Scan(...) option object; got {self.fallback!r}."
             )
 
+    @staticmethod
+    def unavailable() -> str:
+        """Why the compiled kernel cannot run in this process ("" when it can)."""
+        return _fused_kernel.load()[1]
+
     def resolve(self, platform: str, cell: Cell, call: Call) -> Union[Fused, Scan]:
         """This strategy if the kernel can run the call, else the resolved fallback (warned)."""
         reason = unsupported(platform, cell, call)

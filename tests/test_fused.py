@@ -188,6 +188,7 @@ def fallback_case(call, pattern):
 
 def test_extension_absent_runs_the_scan_with_one_notice(fresh_notices, monkeypatch):
     monkeypatch.setattr(_fused_kernel, "load", lambda: (None, "it was not built (test)"))
+    assert lj.Fused.unavailable() == "it was not built (test)"
     cell, params, xs, carry = case("lstm", "float64", "odd")
     fallback_case(lambda m: lj.unroll(cell, params, xs, carry, method=m), "not built \\(test\\)")
 
