@@ -261,20 +261,21 @@ struct LstmBwd {
   int64_t T_, B, I, H;
   const T *x, *whT, *h0, *c0, *ys, *acts, *cs, *dys;  // whT: W_h transposed [4H, H]; dys or null
   T *dh, *dc;  // running dh, dc: start as dhT, dcT, end as dh0, dc0
-  T* dz;       // [T, B, 4H]
+  T* dz;       // [steps of one block, B, 4H]: the gate gradients of the block being swept
 };
 
 template <class T, int VB, int MR, int NV>
-LJ_INLINE void lstm_backward(const LstmBwd<T>& a, int64_t b0, int64_t b1) {
+LJ_INLINE void lstm_backward(const LstmBwd<T>& a, int64_t b0, int64_t b1, int64_t t0,
+                             int64_t t1) {
   const int64_t B = a.B, H = a.H, G = 4 * H, rows = b1 - b0;
-  for (int64_t t = a.T_ - 1; t >= 0; --t) {
+  for (int64_t t = t1 - 1; t >= t0; --t) {
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t bi = b0 + r, row = t * B + bi;
       const T* act = a.acts + row * G;
       const T* c = a.cs + row * H;
       const T* cp = t == 0 ? a.c0 + bi * H : a.cs + (row - B) * H;
       const T* dy = a.dys ? a.dys + row * H : nullptr;
-      T* dzr = a.dz + row * G;
+      T* dzr = a.dz + ((t - t0) * B + bi) * G;
       T* dh = a.dh + bi * H;
       T* dc = a.dc + bi * H;
 #pragma omp simd
@@ -290,8 +291,8 @@ LJ_INLINE void lstm_backward(const LstmBwd<T>& a, int64_t b0, int64_t b1) {
         dc[j] = dct * f;
       }
     }
-    gemm<T, VB, MR, NV>(rows, H, G, a.dz + (t * B + b0) * G, G, 1, a.whT, H, a.dh + b0 * H, H,
-                        false);
+    gemm<T, VB, MR, NV>(rows, H, G, a.dz + ((t - t0) * B + b0) * G, G, 1, a.whT, H,
+                        a.dh + b0 * H, H, false);
   }
 }
 
@@ -349,20 +350,22 @@ struct GruBwd {
   int64_t T_, B, I, H;
   const T *whT, *h0, *ys, *acts, *dys;  // whT [3H, H]; dys or null
   T* dh;         // running dh: starts as dhT, ends as dh0
-  T *dzx, *dzh;  // [T, B, 3H]: gradients at the input and at the recurrent pre-activations
+  T *dzx, *dzh;  // [steps of one block, B, 3H]: gradients at the input and at the recurrent
+                 // pre-activations of the block being swept
 };
 
 template <class T, int VB, int MR, int NV>
-LJ_INLINE void gru_backward(const GruBwd<T>& a, int64_t b0, int64_t b1) {
+LJ_INLINE void gru_backward(const GruBwd<T>& a, int64_t b0, int64_t b1, int64_t t0,
+                            int64_t t1) {
   const int64_t B = a.B, H = a.H, G = 3 * H, rows = b1 - b0;
-  for (int64_t t = a.T_ - 1; t >= 0; --t) {
+  for (int64_t t = t1 - 1; t >= t0; --t) {
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t bi = b0 + r, row = t * B + bi;
       const T* act = a.acts + row * 4 * H;
       const T* hp = t == 0 ? a.h0 + bi * H : a.ys + (row - B) * H;
       const T* dy = a.dys ? a.dys + row * H : nullptr;
-      T* dx = a.dzx + row * G;
-      T* dq = a.dzh + row * G;
+      T* dx = a.dzx + ((t - t0) * B + bi) * G;
+      T* dq = a.dzh + ((t - t0) * B + bi) * G;
       T* dh = a.dh + bi * H;
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
@@ -380,25 +383,32 @@ LJ_INLINE void gru_backward(const GruBwd<T>& a, int64_t b0, int64_t b1) {
         dh[j] = d * zz;  // the direct path; the product with W_h^T is added below
       }
     }
-    gemm<T, VB, MR, NV>(rows, H, G, a.dzh + (t * B + b0) * G, G, 1, a.whT, H, a.dh + b0 * H, H,
-                        true);
+    gemm<T, VB, MR, NV>(rows, H, G, a.dzh + ((t - t0) * B + b0) * G, G, 1, a.whT, H,
+                        a.dh + b0 * H, H, true);
   }
 }
 
-// The weight gradients after the sweep, for columns [n0, n1) of the G*H gate columns:
-// dW_x = X^T dZx, dW_h = Hprev^T dZh (Hprev = [h0; ys[:-1]]), db = colsum dZx, and
-// db_hn = colsum of dZh's last H columns (GRU) where asked.
+// The weight gradients of the steps [t0, t1) once they are swept, for columns [n0, n1) of the
+// G*H gate columns, added to dW (acc) or written (the first block): dW_x += X^T dZx,
+// dW_h += Hprev^T dZh (Hprev = [h0; ys[:-1]]), db += colsum dZx, and db_hn += colsum of dZh's
+// last H columns (GRU) where asked. dzx, dzh hold the block's rows only.
 template <class T, int VB, int MR, int NV>
-LJ_INLINE void weight_grads(int64_t T_, int64_t B, int64_t I, int64_t H, int64_t GH,
+LJ_INLINE void weight_grads(int64_t t0, int64_t t1, int64_t B, int64_t I, int64_t H, int64_t GH,
                             const T* x, const T* h0, const T* ys, const T* dzx, const T* dzh,
-                            T* dwx, T* dwh, T* db, T* dbhn, int64_t n0, int64_t n1) {
-  const int64_t w = n1 - n0, rows = T_ * B;
+                            T* dwx, T* dwh, T* db, T* dbhn, int64_t n0, int64_t n1, bool acc) {
+  const int64_t w = n1 - n0, rows = (t1 - t0) * B;
   if (w <= 0) return;
-  gemm<T, VB, MR, NV>(I, w, rows, x, 1, I, dzx + n0, GH, dwx + n0, GH, false);
-  gemm<T, VB, MR, NV>(H, w, T_ > 0 ? B : 0, h0, 1, H, dzh + n0, GH, dwh + n0, GH, false);
-  if (T_ > 1)
-    gemm<T, VB, MR, NV>(H, w, (T_ - 1) * B, ys, 1, H, dzh + B * GH + n0, GH, dwh + n0, GH, true);
-  std::fill(db + n0, db + n1, T(0));
+  gemm<T, VB, MR, NV>(I, w, rows, x + t0 * B * I, 1, I, dzx + n0, GH, dwx + n0, GH, acc);
+  if (t0 == 0) {
+    gemm<T, VB, MR, NV>(H, w, B, h0, 1, H, dzh + n0, GH, dwh + n0, GH, acc);
+    if (t1 > 1)
+      gemm<T, VB, MR, NV>(H, w, (t1 - 1) * B, ys, 1, H, dzh + B * GH + n0, GH, dwh + n0, GH,
+                          true);
+  } else {
+    gemm<T, VB, MR, NV>(H, w, rows, ys + (t0 - 1) * B * H, 1, H, dzh + n0, GH, dwh + n0, GH,
+                        acc);
+  }
+  if (!acc) std::fill(db + n0, db + n1, T(0));
   for (int64_t r = 0; r < rows; ++r) {
     const T* d = dzx + r * GH;
 #pragma omp simd
@@ -407,7 +417,7 @@ LJ_INLINE void weight_grads(int64_t T_, int64_t B, int64_t I, int64_t H, int64_t
   if (dbhn) {  // GRU: columns [2H, 3H) of dZh
     const int64_t j0 = std::max(n0, 2 * H), j1 = n1;
     if (j1 <= j0) return;
-    std::fill(dbhn + (j0 - 2 * H), dbhn + (j1 - 2 * H), T(0));
+    if (!acc) std::fill(dbhn + (j0 - 2 * H), dbhn + (j1 - 2 * H), T(0));
     for (int64_t r = 0; r < rows; ++r) {
       const T* d = dzh + r * GH;
       for (int64_t j = j0; j < j1; ++j) dbhn[j - 2 * H] += d[j];
@@ -422,11 +432,11 @@ struct Ops {
   void (*gemm)(int64_t, int64_t, int64_t, const T*, int64_t, int64_t, const T*, int64_t, T*,
                int64_t, bool);
   void (*lstm_forward)(const LstmFwd<T>&, int64_t, int64_t);
-  void (*lstm_backward)(const LstmBwd<T>&, int64_t, int64_t);
+  void (*lstm_backward)(const LstmBwd<T>&, int64_t, int64_t, int64_t, int64_t);
   void (*gru_forward)(const GruFwd<T>&, int64_t, int64_t);
-  void (*gru_backward)(const GruBwd<T>&, int64_t, int64_t);
-  void (*weight_grads)(int64_t, int64_t, int64_t, int64_t, int64_t, const T*, const T*,
-                       const T*, const T*, const T*, T*, T*, T*, T*, int64_t, int64_t);
+  void (*gru_backward)(const GruBwd<T>&, int64_t, int64_t, int64_t, int64_t);
+  void (*weight_grads)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const T*, const T*,
+                       const T*, const T*, const T*, T*, T*, T*, T*, int64_t, int64_t, bool);
 };
 
 #define LJ_DEFINE_OPS(NAME, TARGET, T, VB, MR, NV)                                              \
@@ -437,21 +447,23 @@ struct Ops {
   TARGET void NAME##_lstm_forward(const LstmFwd<T>& a, int64_t b0, int64_t b1) {               \
     lstm_forward<T, VB, MR, NV>(a, b0, b1);                                                     \
   }                                                                                             \
-  TARGET void NAME##_lstm_backward(const LstmBwd<T>& a, int64_t b0, int64_t b1) {              \
-    lstm_backward<T, VB, MR, NV>(a, b0, b1);                                                    \
+  TARGET void NAME##_lstm_backward(const LstmBwd<T>& a, int64_t b0, int64_t b1, int64_t t0,   \
+                                   int64_t t1) {                                                \
+    lstm_backward<T, VB, MR, NV>(a, b0, b1, t0, t1);                                            \
   }                                                                                             \
   TARGET void NAME##_gru_forward(const GruFwd<T>& a, int64_t b0, int64_t b1) {                 \
     gru_forward<T, VB, MR, NV>(a, b0, b1);                                                      \
   }                                                                                             \
-  TARGET void NAME##_gru_backward(const GruBwd<T>& a, int64_t b0, int64_t b1) {                \
-    gru_backward<T, VB, MR, NV>(a, b0, b1);                                                     \
+  TARGET void NAME##_gru_backward(const GruBwd<T>& a, int64_t b0, int64_t b1, int64_t t0,     \
+                                  int64_t t1) {                                                 \
+    gru_backward<T, VB, MR, NV>(a, b0, b1, t0, t1);                                             \
   }                                                                                             \
-  TARGET void NAME##_weight_grads(int64_t T_, int64_t B, int64_t I, int64_t H, int64_t GH,     \
-                                  const T* x, const T* h0, const T* ys, const T* dzx,          \
-                                  const T* dzh, T* dwx, T* dwh, T* db, T* dbhn, int64_t n0,    \
-                                  int64_t n1) {                                                 \
-    weight_grads<T, VB, MR, NV>(T_, B, I, H, GH, x, h0, ys, dzx, dzh, dwx, dwh, db, dbhn, n0,  \
-                                n1);                                                            \
+  TARGET void NAME##_weight_grads(int64_t t0, int64_t t1, int64_t B, int64_t I, int64_t H,     \
+                                  int64_t GH, const T* x, const T* h0, const T* ys,            \
+                                  const T* dzx, const T* dzh, T* dwx, T* dwh, T* db, T* dbhn,  \
+                                  int64_t n0, int64_t n1, bool acc) {                          \
+    weight_grads<T, VB, MR, NV>(t0, t1, B, I, H, GH, x, h0, ys, dzx, dzh, dwx, dwh, db, dbhn,  \
+                                n0, n1, acc);                                                   \
   }                                                                                             \
   const Ops<T> NAME##_ops = {NAME##_gemm,          NAME##_lstm_forward, NAME##_lstm_backward,  \
                              NAME##_gru_forward,   NAME##_gru_backward, NAME##_weight_grads};
@@ -661,27 +673,48 @@ ffi::Error LstmForwardTrainImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::An
                              out<double>(cs), threads);
 }
 
-// The backward products shared by both cells: the dW columns split over the workers, and
-// dX = dZx W_x^T split over rows (skipped without need_dxs).
-template <class T>
-void after_sweep(ffi::ThreadPool& pool, int64_t n, const Sizes& s, int64_t GH, const T* x,
-                 const T* wx, const T* h0, const T* ys, const T* dzx, const T* dzh, T* dwx,
-                 T* dwh, T* db, T* dbhn, T* dx) {
+// Steps per block of the backward sweep: a block's gate gradients stay near 1 MB. Blocks keep
+// the scratch small, so that no call allocates (and page-faults through) a [T, B, G*H] buffer.
+int64_t block_steps(int64_t T, int64_t B, int64_t bytes_per_row) {
+  const int64_t per_step = std::max<int64_t>(1, B * bytes_per_row);
+  return std::max<int64_t>(1, std::min<int64_t>(T, (int64_t(1) << 20) / per_step));
+}
+
+// The backward pass of both cells, block by block of `blk` steps from the last: `sweep(k, t0,
+// t1)` runs batch part k of n over steps [t0, t1) (filling the block's dzx, dzh), then the
+// block's weight gradients are added (dW columns split over the workers), and its
+// dX = dZx W_x^T is written (rows split; skipped without dx).
+template <class T, class Sweep>
+void backward_blocks(ffi::ThreadPool& pool, int64_t n, const Sizes& s, int64_t GH, int64_t blk,
+                     const Sweep& sweep, const T* x, const T* wx, const T* h0, const T* ys,
+                     const T* dzx, const T* dzh, T* dwx, T* dwh, T* db, T* dbhn, T* dx) {
   const auto& o = ops<T>();
+  if (s.T == 0) {
+    std::fill(dwx, dwx + s.I * GH, T(0));
+    std::fill(dwh, dwh + s.H * GH, T(0));
+    std::fill(db, db + GH, T(0));
+    if (dbhn) std::fill(dbhn, dbhn + s.H, T(0));
+    return;
+  }
   std::vector<T> wxT = dx ? transposed(wx, s.I, GH) : std::vector<T>();
-  const int64_t rows = s.T * s.B;
-  parallel_for(pool, 2 * n, [&](int64_t k) {
-    int64_t a0, a1;
-    if (k < n) {
-      column_split(GH, n, k, a0, a1);
-      o.weight_grads(s.T, s.B, s.I, s.H, GH, x, h0, ys, dzx, dzh, dwx, dwh, db, dbhn, a0, a1);
-    } else if (dx) {
-      split(rows, n, k - n, a0, a1);
-      if (a1 > a0)
-        o.gemm(a1 - a0, s.I, GH, dzx + a0 * GH, GH, 1, wxT.data(), s.I, dx + a0 * s.I, s.I,
-               false);
-    }
-  });
+  for (int64_t t1 = s.T; t1 > 0; t1 -= blk) {
+    const int64_t t0 = std::max<int64_t>(0, t1 - blk), rows = (t1 - t0) * s.B;
+    const bool acc = t1 != s.T;
+    parallel_for(pool, n, [&](int64_t k) { sweep(k, t0, t1); });
+    parallel_for(pool, 2 * n, [&](int64_t k) {
+      int64_t a0, a1;
+      if (k < n) {
+        column_split(GH, n, k, a0, a1);
+        o.weight_grads(t0, t1, s.B, s.I, s.H, GH, x, h0, ys, dzx, dzh, dwx, dwh, db, dbhn, a0,
+                       a1, acc);
+      } else if (dx) {
+        split(rows, n, k - n, a0, a1);
+        if (a1 > a0)
+          o.gemm(a1 - a0, s.I, GH, dzx + a0 * GH, GH, 1, wxT.data(), s.I,
+                 dx + (t0 * s.B + a0) * s.I, s.I, false);
+      }
+    });
+  }
 }
 
 template <class T>
@@ -692,28 +725,28 @@ ffi::Error LstmBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, 
                         const ffi::AnyBuffer& acts, const ffi::AnyBuffer& cs,
                         const ffi::AnyBuffer& dys, const ffi::AnyBuffer& dhT,
                         const ffi::AnyBuffer& dcT, T* dxs, T* dwx, T* dwh, T* db, T* dh0,
-                        T* dc0, T* dz) {
-  const int64_t G = 4 * s.H;
-  std::vector<T> whT = transposed(in<T>(wh), s.H, G);
+                        T* dc0) {
+  const int64_t G = 4 * s.H, blk = block_steps(s.T, s.B, G * sizeof(T));
+  std::vector<T> whT = transposed(in<T>(wh), s.H, G), dz(blk * s.B * G);
   std::memcpy(dh0, in<T>(dhT), sizeof(T) * s.B * s.H);
   std::memcpy(dc0, in<T>(dcT), sizeof(T) * s.B * s.H);
   LstmBwd<T> a{s.T,         s.B,          s.I,        s.H,
                in<T>(xs),   whT.data(),   in<T>(h0),  in<T>(c0),
                in<T>(ys),   in<T>(acts),  in<T>(cs),  has_dys ? in<T>(dys) : nullptr,
-               dh0,         dc0,          dz};
+               dh0,         dc0,          dz.data()};
   const int64_t n = chunks(pool, threads, s.B);
   const auto& o = ops<T>();
-  parallel_for(pool, n, [&](int64_t k) {
+  auto sweep = [&](int64_t k, int64_t t0, int64_t t1) {
     int64_t b0, b1;
     split(s.B, n, k, b0, b1);
-    o.lstm_backward(a, b0, b1);
-  });
-  after_sweep<T>(pool, n, s, G, in<T>(xs), in<T>(wx), in<T>(h0), in<T>(ys), dz, dz, dwx, dwh,
-                 db, nullptr, need_dxs ? dxs : nullptr);
+    o.lstm_backward(a, b0, b1, t0, t1);
+  };
+  backward_blocks<T>(pool, n, s, G, blk, sweep, in<T>(xs), in<T>(wx), in<T>(h0), in<T>(ys),
+                     dz.data(), dz.data(), dwx, dwh, db, nullptr, need_dxs ? dxs : nullptr);
   return ffi::Error::Success();
 }
 
-// (xs, w_x, w_h, h0, c0, ys, acts, cs, dys, dhT, dcT) -> (dxs, dw_x, dw_h, db, dh0, dc0, dz)
+// (xs, w_x, w_h, h0, c0, ys, acts, cs, dys, dhT, dcT) -> (dxs, dw_x, dw_h, db, dh0, dc0)
 ffi::Error LstmBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
                             ffi::AnyBuffer wh, ffi::AnyBuffer h0, ffi::AnyBuffer c0,
                             ffi::AnyBuffer ys, ffi::AnyBuffer acts, ffi::AnyBuffer cs,
@@ -721,14 +754,13 @@ ffi::Error LstmBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuf
                             ffi::Result<ffi::AnyBuffer> dxs, ffi::Result<ffi::AnyBuffer> dwx,
                             ffi::Result<ffi::AnyBuffer> dwh, ffi::Result<ffi::AnyBuffer> db,
                             ffi::Result<ffi::AnyBuffer> dh0, ffi::Result<ffi::AnyBuffer> dc0,
-                            ffi::Result<ffi::AnyBuffer> dz, int64_t threads, bool need_dxs,
-                            bool has_dys) {
+                            int64_t threads, bool need_dxs, bool has_dys) {
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 4, s); e.failure()) return e;
   const int64_t G = 4 * s.H;
   if (!dims_are(ys, {s.T, s.B, s.H}) || !dims_are(acts, {s.T, s.B, G}) ||
       !dims_are(cs, {s.T, s.B, s.H}) || !dims_are(dhT, {s.B, s.H}) ||
-      !dims_are(dcT, {s.B, s.H}) || !dims_are(*dz, {s.T, s.B, G}) ||
+      !dims_are(dcT, {s.B, s.H}) ||
       (has_dys && !dims_are(dys, {s.T, s.B, s.H})) ||
       (need_dxs && !dims_are(*dxs, {s.T, s.B, s.I})))
     return shape_error("a residual or cotangent has the wrong shape");
@@ -736,11 +768,11 @@ ffi::Error LstmBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuf
     return LstmBackward<float>(pool, s, threads, need_dxs, has_dys, xs, wx, wh, h0, c0, ys,
                                acts, cs, dys, dhT, dcT, out<float>(dxs), out<float>(dwx),
                                out<float>(dwh), out<float>(db), out<float>(dh0),
-                               out<float>(dc0), out<float>(dz));
+                               out<float>(dc0));
   return LstmBackward<double>(pool, s, threads, need_dxs, has_dys, xs, wx, wh, h0, c0, ys, acts,
                               cs, dys, dhT, dcT, out<double>(dxs), out<double>(dwx),
                               out<double>(dwh), out<double>(db), out<double>(dh0),
-                              out<double>(dc0), out<double>(dz));
+                              out<double>(dc0));
 }
 
 template <class T>
@@ -801,52 +833,47 @@ ffi::Error GruBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, b
                        const ffi::AnyBuffer& wh, const ffi::AnyBuffer& h0,
                        const ffi::AnyBuffer& ys, const ffi::AnyBuffer& acts,
                        const ffi::AnyBuffer& dys, const ffi::AnyBuffer& dhT, T* dxs, T* dwx,
-                       T* dwh, T* db, T* dbhn, T* dh0, T* dzx, T* dzh) {
-  const int64_t G = 3 * s.H;
-  std::vector<T> whT = transposed(in<T>(wh), s.H, G);
+                       T* dwh, T* db, T* dbhn, T* dh0) {
+  const int64_t G = 3 * s.H, blk = block_steps(s.T, s.B, 2 * G * sizeof(T));
+  std::vector<T> whT = transposed(in<T>(wh), s.H, G), dzx(blk * s.B * G), dzh(blk * s.B * G);
   std::memcpy(dh0, in<T>(dhT), sizeof(T) * s.B * s.H);
   GruBwd<T> a{s.T,         s.B,         s.I,        s.H,
               whT.data(),  in<T>(h0),   in<T>(ys),  in<T>(acts),
-              has_dys ? in<T>(dys) : nullptr,       dh0,        dzx,  dzh};
+              has_dys ? in<T>(dys) : nullptr,       dh0,        dzx.data(),  dzh.data()};
   const int64_t n = chunks(pool, threads, s.B);
   const auto& o = ops<T>();
-  parallel_for(pool, n, [&](int64_t k) {
+  auto sweep = [&](int64_t k, int64_t t0, int64_t t1) {
     int64_t b0, b1;
     split(s.B, n, k, b0, b1);
-    o.gru_backward(a, b0, b1);
-  });
-  if (s.H > 0 && s.T == 0) std::fill(dbhn, dbhn + s.H, T(0));
-  after_sweep<T>(pool, n, s, G, in<T>(xs), in<T>(wx), in<T>(h0), in<T>(ys), dzx, dzh, dwx, dwh,
-                 db, dbhn, need_dxs ? dxs : nullptr);
+    o.gru_backward(a, b0, b1, t0, t1);
+  };
+  backward_blocks<T>(pool, n, s, G, blk, sweep, in<T>(xs), in<T>(wx), in<T>(h0), in<T>(ys),
+                     dzx.data(), dzh.data(), dwx, dwh, db, dbhn, need_dxs ? dxs : nullptr);
   return ffi::Error::Success();
 }
 
-// (xs, w_x, w_h, h0, ys, acts, dys, dhT) -> (dxs, dw_x, dw_h, db, db_hn, dh0, dzx, dzh)
+// (xs, w_x, w_h, h0, ys, acts, dys, dhT) -> (dxs, dw_x, dw_h, db, db_hn, dh0)
 ffi::Error GruBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
                            ffi::AnyBuffer wh, ffi::AnyBuffer h0, ffi::AnyBuffer ys,
                            ffi::AnyBuffer acts, ffi::AnyBuffer dys, ffi::AnyBuffer dhT,
                            ffi::Result<ffi::AnyBuffer> dxs, ffi::Result<ffi::AnyBuffer> dwx,
                            ffi::Result<ffi::AnyBuffer> dwh, ffi::Result<ffi::AnyBuffer> db,
                            ffi::Result<ffi::AnyBuffer> dbhn, ffi::Result<ffi::AnyBuffer> dh0,
-                           ffi::Result<ffi::AnyBuffer> dzx, ffi::Result<ffi::AnyBuffer> dzh,
                            int64_t threads, bool need_dxs, bool has_dys) {
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 3, s); e.failure()) return e;
   const int64_t G = 3 * s.H;
   if (!dims_are(ys, {s.T, s.B, s.H}) || !dims_are(acts, {s.T, s.B, 4 * s.H}) ||
-      !dims_are(dhT, {s.B, s.H}) || !dims_are(*dzx, {s.T, s.B, G}) ||
-      !dims_are(*dzh, {s.T, s.B, G}) || (has_dys && !dims_are(dys, {s.T, s.B, s.H})) ||
+      !dims_are(dhT, {s.B, s.H}) || (has_dys && !dims_are(dys, {s.T, s.B, s.H})) ||
       (need_dxs && !dims_are(*dxs, {s.T, s.B, s.I})))
     return shape_error("a residual or cotangent has the wrong shape");
   if (xs.element_type() == ffi::DataType::F32)
     return GruBackward<float>(pool, s, threads, need_dxs, has_dys, xs, wx, wh, h0, ys, acts,
                               dys, dhT, out<float>(dxs), out<float>(dwx), out<float>(dwh),
-                              out<float>(db), out<float>(dbhn), out<float>(dh0),
-                              out<float>(dzx), out<float>(dzh));
+                              out<float>(db), out<float>(dbhn), out<float>(dh0));
   return GruBackward<double>(pool, s, threads, need_dxs, has_dys, xs, wx, wh, h0, ys, acts, dys,
                              dhT, out<double>(dxs), out<double>(dwx), out<double>(dwh),
-                             out<double>(db), out<double>(dbhn), out<double>(dh0),
-                             out<double>(dzx), out<double>(dzh));
+                             out<double>(db), out<double>(dbhn), out<double>(dh0));
 }
 
 }  // namespace
@@ -866,7 +893,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxLstmForwardTrain, LstmForwardTrainImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxLstmBackward, LstmBackwardImpl,
                               ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARG LJ_ARG LJ_ARG LJ_ARG
                                   LJ_ARG LJ_ARG LJ_ARG LJ_ARG LJ_ARG LJ_ARG LJ_ARG LJ_RET LJ_RET
-                                      LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET
+                                      LJ_RET LJ_RET LJ_RET LJ_RET
                                   .Attr<int64_t>("threads")
                                   .Attr<bool>("need_dxs")
                                   .Attr<bool>("has_dys"));
@@ -882,7 +909,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxGruForwardTrain, GruForwardTrainImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxGruBackward, GruBackwardImpl,
                               ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARG LJ_ARG LJ_ARG LJ_ARG
                                   LJ_ARG LJ_ARG LJ_ARG LJ_ARG LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET
-                                      LJ_RET LJ_RET LJ_RET
+                                      LJ_RET
                                   .Attr<int64_t>("threads")
                                   .Attr<bool>("need_dxs")
                                   .Attr<bool>("has_dys"));

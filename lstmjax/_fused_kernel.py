@@ -144,7 +144,6 @@ def _lstm_core(threads: int):
         dt = xs.dtype
         dys = dys if has_dys else jnp.zeros((1,), dt)
         dhT, dcT = _cotangent(dhT, h0), _cotangent(dcT, c0)
-        T, B, _ = xs.shape
         G = w_h.shape[1]
         out = [
             _shape(xs.shape if need_dxs else (1,), dt),
@@ -153,9 +152,8 @@ def _lstm_core(threads: int):
             _shape((G,), dt),
             _shape(h0.shape, dt),
             _shape(c0.shape, dt),
-            _shape((T, B, G), dt),  # scratch: the gate gradients of every step
         ]
-        dxs, dw_x, dw_h, db, dh0, dc0, _ = _call(
+        dxs, dw_x, dw_h, db, dh0, dc0 = _call(
             "lstmjax_lstm_backward", out, xs, w_x, w_h, h0, c0, ys, acts, cs, dys, dhT, dcT,
             threads=threads, need_dxs=np.bool_(need_dxs), has_dys=np.bool_(has_dys),
         )  # fmt: skip
@@ -213,7 +211,6 @@ def _gru_core(threads: int):
         dt = xs.dtype
         dys = dys if has_dys else jnp.zeros((1,), dt)
         dhT = _cotangent(dhT, h0)
-        T, B, _ = xs.shape
         H, G = w_h.shape
         out = [
             _shape(xs.shape if need_dxs else (1,), dt),
@@ -222,10 +219,8 @@ def _gru_core(threads: int):
             _shape((G,), dt),
             _shape((H,), dt),
             _shape(h0.shape, dt),
-            _shape((T, B, G), dt),  # scratch: gradients at the input pre-activations
-            _shape((T, B, G), dt),  # scratch: gradients at the recurrent pre-activations
         ]
-        dxs, dw_x, dw_h, db, db_hn, dh0, _, _ = _call(
+        dxs, dw_x, dw_h, db, db_hn, dh0 = _call(
             "lstmjax_gru_backward", out, xs, w_x, w_h, h0, ys, acts, dys, dhT,
             threads=threads, need_dxs=np.bool_(need_dxs), has_dys=np.bool_(has_dys),
         )  # fmt: skip

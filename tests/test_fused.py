@@ -29,8 +29,9 @@ from lstmjax import _fused, _fused_kernel
 _, WHY_NOT = _fused_kernel.load()
 needs_kernel = pytest.mark.skipif(bool(WHY_NOT), reason=f"fused kernel unavailable: {WHY_NOT}")
 
-# (B, T, I, H): odd sizes (the kernel's edge paths), and sizes that fill its vector tiles.
-SHAPES = {"odd": (5, 6, 3, 9), "tiles": (8, 4, 16, 32)}
+# (B, T, I, H): odd sizes (the kernel's edge paths), sizes that fill its vector tiles, and a
+# sequence long enough for the backward pass to run in several blocks of steps (~1 MB each).
+SHAPES = {"odd": (5, 6, 3, 9), "tiles": (8, 4, 16, 32), "blocks": (8, 130, 4, 64)}
 TOL = {"float32": 2e-5, "float64": 1e-12}
 CELLS = {"lstm": lj.lstm, "gru": lj.gru}
 
@@ -95,7 +96,7 @@ SCAN = lj.Scan()
 @pytest.mark.parametrize("cell_name", list(CELLS))
 def test_values_and_gradients_match_the_scan(cell_name, dtype, shape):
     cell, params, xs, carry = case(cell_name, dtype, shape)
-    method = FUSED_TWO_PARTS if shape == "tiles" else FUSED  # 8 sequences: two parts of 4
+    method = FUSED if shape == "odd" else FUSED_TWO_PARTS  # 8 sequences: two parts of 4
     got, (got_ys, got_last) = values_and_grads(method)(params, xs, carry, cell)
     want, (want_ys, want_last) = values_and_grads(SCAN)(params, xs, carry, cell)
     close((got_ys, got_last), (want_ys, want_last), dtype)
