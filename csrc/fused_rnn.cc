@@ -208,6 +208,7 @@ struct LstmFwd {
   T* cs;    // [T, B, H] when training, else nullptr
   T* z;     // scratch [B, 4H]
   T* c;     // scratch [B, H]: the running cell state (inference)
+  const uint8_t* valid;  // [T, B]: 0 where a step keeps the carry (masked); nullptr: all valid
 };
 
 template <class T, int VB, int MR, int NV>
@@ -227,6 +228,11 @@ LJ_INLINE void lstm_forward(const LstmFwd<T>& a, int64_t b0, int64_t b1) {
                           : (t == 0 ? a.c0 + bi * H : a.c + bi * H);
       T* cn = train ? a.cs + row * H : a.c + bi * H;
       T* h = a.ys + row * H;
+      if (a.valid && !a.valid[row]) {  // a masked step: the carry is kept
+        std::memcpy(h, hp + r * H, sizeof(T) * H);
+        if (cn != cp) std::memcpy(cn, cp, sizeof(T) * H);
+        continue;
+      }
       T* act = train ? a.acts + row * G : nullptr;
       const T* bb = a.b;
 #pragma omp simd
@@ -262,6 +268,7 @@ struct LstmBwd {
   const T *x, *whT, *h0, *c0, *ys, *acts, *cs, *dys;  // whT: W_h transposed [4H, H]; dys or null
   T *dh, *dc;  // running dh, dc: start as dhT, dcT, end as dh0, dc0
   T* dz;       // [steps of one block, B, 4H]: the gate gradients of the block being swept
+  const uint8_t* valid;  // as in LstmFwd
 };
 
 template <class T, int VB, int MR, int NV>
@@ -278,6 +285,11 @@ LJ_INLINE void lstm_backward(const LstmBwd<T>& a, int64_t b0, int64_t b1, int64_
       T* dzr = a.dz + ((t - t0) * B + bi) * G;
       T* dh = a.dh + bi * H;
       T* dc = a.dc + bi * H;
+      if (a.valid && !a.valid[row]) {  // a masked step passes dh and dc through
+        for (int64_t j = 0; j < H; ++j) dh[j] += dy ? dy[j] : T(0);
+        std::fill(dzr, dzr + G, T(0));
+        continue;
+      }
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         const T i = act[j], f = act[H + j], g = act[2 * H + j], o = act[3 * H + j];
@@ -289,10 +301,11 @@ LJ_INLINE void lstm_backward(const LstmBwd<T>& a, int64_t b0, int64_t b1, int64_
         dzr[2 * H + j] = dct * i * (T(1) - g * g);
         dzr[3 * H + j] = dht * tc * o * (T(1) - o);
         dc[j] = dct * f;
+        dh[j] = T(0);  // replaced by dz W_h^T below
       }
     }
     gemm<T, VB, MR, NV>(rows, H, G, a.dz + ((t - t0) * B + b0) * G, G, 1, a.whT, H,
-                        a.dh + b0 * H, H, false);
+                        a.dh + b0 * H, H, true);
   }
 }
 
@@ -303,6 +316,7 @@ struct GruFwd {
   T *ys, *hT;
   T* acts;  // [T, B, 4H] (r, z, n, a = h W_hn + b_hn) when training, else nullptr
   T *px, *hw;  // scratch [B, 3H] each
+  const uint8_t* valid;  // [T, B]: 0 where a step keeps the carry (masked); nullptr: all valid
 };
 
 template <class T, int VB, int MR, int NV>
@@ -321,6 +335,10 @@ LJ_INLINE void gru_forward(const GruFwd<T>& a, int64_t b0, int64_t b1) {
       const T* q = hw + r * G;
       const T* hp = hp0 + r * H;
       T* h = a.ys + row * H;
+      if (a.valid && !a.valid[row]) {  // a masked step: the carry is kept
+        std::memcpy(h, hp, sizeof(T) * H);
+        continue;
+      }
       T* act = a.acts ? a.acts + row * 4 * H : nullptr;
       const T *bb = a.b, *bn = a.bhn;
 #pragma omp simd
@@ -352,6 +370,7 @@ struct GruBwd {
   T* dh;         // running dh: starts as dhT, ends as dh0
   T *dzx, *dzh;  // [steps of one block, B, 3H]: gradients at the input and at the recurrent
                  // pre-activations of the block being swept
+  const uint8_t* valid;  // as in GruFwd
 };
 
 template <class T, int VB, int MR, int NV>
@@ -367,6 +386,12 @@ LJ_INLINE void gru_backward(const GruBwd<T>& a, int64_t b0, int64_t b1, int64_t 
       T* dx = a.dzx + ((t - t0) * B + bi) * G;
       T* dq = a.dzh + ((t - t0) * B + bi) * G;
       T* dh = a.dh + bi * H;
+      if (a.valid && !a.valid[row]) {  // a masked step passes dh through
+        for (int64_t j = 0; j < H; ++j) dh[j] += dy ? dy[j] : T(0);
+        std::fill(dx, dx + G, T(0));
+        std::fill(dq, dq + G, T(0));
+        continue;
+      }
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         const T rr = act[j], zz = act[H + j], n = act[2 * H + j], aa = act[3 * H + j];
@@ -599,6 +624,18 @@ struct Sizes {
   int64_t T, B, I, H;
 };
 
+// The step mask [T, B] (uint8 or bool: nonzero where a step is real), or nullptr without one.
+bool valid_mask(const ffi::AnyBuffer& valid, bool has_valid, const Sizes& s,
+                const uint8_t*& out) {
+  out = nullptr;
+  if (!has_valid) return true;
+  auto t = valid.element_type();
+  if ((t != ffi::DataType::U8 && t != ffi::DataType::PRED) || !dims_are(valid, {s.T, s.B}))
+    return false;
+  out = reinterpret_cast<const uint8_t*>(valid.untyped_data());
+  return true;
+}
+
 // xs [T, B, I] and the recurrent weight [H, G*H] give the sizes; the rest is checked.
 ffi::Error sizes(const ffi::AnyBuffer& xs, const ffi::AnyBuffer& wx, const ffi::AnyBuffer& wh,
                  int64_t gates, Sizes& s) {
@@ -621,11 +658,12 @@ ffi::Error LstmForward(ffi::ThreadPool& pool, const Sizes& s, const ffi::AnyBuff
                        const ffi::AnyBuffer& b, const ffi::AnyBuffer& h0,
                        const ffi::AnyBuffer& c0, ffi::Result<ffi::AnyBuffer>& ys,
                        ffi::Result<ffi::AnyBuffer>& hT, ffi::Result<ffi::AnyBuffer>& cT,
-                       T* acts, T* cs, int64_t threads) {
+                       T* acts, T* cs, int64_t threads, const uint8_t* valid) {
   const int64_t G = 4 * s.H;
   std::vector<T> z(s.B * G), c(acts ? 0 : s.B * s.H);
   LstmFwd<T> a{s.T, s.B, s.I, s.H, in<T>(xs), in<T>(wx), in<T>(wh), in<T>(b), in<T>(h0),
-               in<T>(c0), out<T>(ys), out<T>(hT), out<T>(cT), acts, cs, z.data(), c.data()};
+               in<T>(c0), out<T>(ys), out<T>(hT), out<T>(cT), acts, cs, z.data(), c.data(),
+               valid};
   const int64_t n = chunks(pool, threads, s.B);
   const auto& o = ops<T>();
   parallel_for(pool, n, [&](int64_t k) {
@@ -639,38 +677,43 @@ ffi::Error LstmForward(ffi::ThreadPool& pool, const Sizes& s, const ffi::AnyBuff
 // (xs, w_x, w_h, b, h0, c0) -> (ys, hT, cT)
 ffi::Error LstmForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
                            ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer h0,
-                           ffi::AnyBuffer c0, ffi::Result<ffi::AnyBuffer> ys,
-                           ffi::Result<ffi::AnyBuffer> hT, ffi::Result<ffi::AnyBuffer> cT,
-                           int64_t threads) {
+                           ffi::AnyBuffer c0, ffi::AnyBuffer valid,
+                           ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
+                           ffi::Result<ffi::AnyBuffer> cT, int64_t threads, bool has_valid) {
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 4, s); e.failure()) return e;
   if (!dims_are(b, {4 * s.H}) || !dims_are(h0, {s.B, s.H}) || !dims_are(c0, {s.B, s.H}))
     return shape_error("b, h0 or c0 has the wrong shape");
+  const uint8_t* v;
+  if (!valid_mask(valid, has_valid, s, v)) return shape_error("the step mask must be [T, B]");
   if (xs.element_type() == ffi::DataType::F32)
     return LstmForward<float>(pool, s, xs, wx, wh, b, h0, c0, ys, hT, cT, nullptr, nullptr,
-                              threads);
+                              threads, v);
   return LstmForward<double>(pool, s, xs, wx, wh, b, h0, c0, ys, hT, cT, nullptr, nullptr,
-                             threads);
+                             threads, v);
 }
 
 // (xs, w_x, w_h, b, h0, c0) -> (ys, hT, cT, acts, cs): also what the backward pass needs
 ffi::Error LstmForwardTrainImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
                                 ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer h0,
-                                ffi::AnyBuffer c0, ffi::Result<ffi::AnyBuffer> ys,
-                                ffi::Result<ffi::AnyBuffer> hT, ffi::Result<ffi::AnyBuffer> cT,
-                                ffi::Result<ffi::AnyBuffer> acts,
-                                ffi::Result<ffi::AnyBuffer> cs, int64_t threads) {
+                                ffi::AnyBuffer c0, ffi::AnyBuffer valid,
+                                ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
+                                ffi::Result<ffi::AnyBuffer> cT, ffi::Result<ffi::AnyBuffer> acts,
+                                ffi::Result<ffi::AnyBuffer> cs, int64_t threads,
+                                bool has_valid) {
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 4, s); e.failure()) return e;
   if (!dims_are(b, {4 * s.H}) || !dims_are(h0, {s.B, s.H}) || !dims_are(c0, {s.B, s.H}))
     return shape_error("b, h0 or c0 has the wrong shape");
   if (!dims_are(*acts, {s.T, s.B, 4 * s.H}) || !dims_are(*cs, {s.T, s.B, s.H}))
     return shape_error("acts or cs has the wrong shape");
+  const uint8_t* v;
+  if (!valid_mask(valid, has_valid, s, v)) return shape_error("the step mask must be [T, B]");
   if (xs.element_type() == ffi::DataType::F32)
     return LstmForward<float>(pool, s, xs, wx, wh, b, h0, c0, ys, hT, cT, out<float>(acts),
-                              out<float>(cs), threads);
+                              out<float>(cs), threads, v);
   return LstmForward<double>(pool, s, xs, wx, wh, b, h0, c0, ys, hT, cT, out<double>(acts),
-                             out<double>(cs), threads);
+                             out<double>(cs), threads, v);
 }
 
 // Steps per block of the backward sweep: a block's gate gradients stay near 1 MB. Blocks keep
@@ -725,7 +768,7 @@ ffi::Error LstmBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, 
                         const ffi::AnyBuffer& acts, const ffi::AnyBuffer& cs,
                         const ffi::AnyBuffer& dys, const ffi::AnyBuffer& dhT,
                         const ffi::AnyBuffer& dcT, T* dxs, T* dwx, T* dwh, T* db, T* dh0,
-                        T* dc0) {
+                        T* dc0, const uint8_t* valid) {
   const int64_t G = 4 * s.H, blk = block_steps(s.T, s.B, G * sizeof(T));
   std::vector<T> whT = transposed(in<T>(wh), s.H, G), dz(blk * s.B * G);
   std::memcpy(dh0, in<T>(dhT), sizeof(T) * s.B * s.H);
@@ -733,7 +776,7 @@ ffi::Error LstmBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, 
   LstmBwd<T> a{s.T,         s.B,          s.I,        s.H,
                in<T>(xs),   whT.data(),   in<T>(h0),  in<T>(c0),
                in<T>(ys),   in<T>(acts),  in<T>(cs),  has_dys ? in<T>(dys) : nullptr,
-               dh0,         dc0,          dz.data()};
+               dh0,         dc0,          dz.data(), valid};
   const int64_t n = chunks(pool, threads, s.B);
   const auto& o = ops<T>();
   auto sweep = [&](int64_t k, int64_t t0, int64_t t1) {
@@ -751,10 +794,10 @@ ffi::Error LstmBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuf
                             ffi::AnyBuffer wh, ffi::AnyBuffer h0, ffi::AnyBuffer c0,
                             ffi::AnyBuffer ys, ffi::AnyBuffer acts, ffi::AnyBuffer cs,
                             ffi::AnyBuffer dys, ffi::AnyBuffer dhT, ffi::AnyBuffer dcT,
-                            ffi::Result<ffi::AnyBuffer> dxs, ffi::Result<ffi::AnyBuffer> dwx,
+                            ffi::AnyBuffer valid, ffi::Result<ffi::AnyBuffer> dxs, ffi::Result<ffi::AnyBuffer> dwx,
                             ffi::Result<ffi::AnyBuffer> dwh, ffi::Result<ffi::AnyBuffer> db,
                             ffi::Result<ffi::AnyBuffer> dh0, ffi::Result<ffi::AnyBuffer> dc0,
-                            int64_t threads, bool need_dxs, bool has_dys) {
+                            int64_t threads, bool need_dxs, bool has_dys, bool has_valid) {
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 4, s); e.failure()) return e;
   const int64_t G = 4 * s.H;
@@ -764,15 +807,17 @@ ffi::Error LstmBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuf
       (has_dys && !dims_are(dys, {s.T, s.B, s.H})) ||
       (need_dxs && !dims_are(*dxs, {s.T, s.B, s.I})))
     return shape_error("a residual or cotangent has the wrong shape");
+  const uint8_t* v;
+  if (!valid_mask(valid, has_valid, s, v)) return shape_error("the step mask must be [T, B]");
   if (xs.element_type() == ffi::DataType::F32)
     return LstmBackward<float>(pool, s, threads, need_dxs, has_dys, xs, wx, wh, h0, c0, ys,
                                acts, cs, dys, dhT, dcT, out<float>(dxs), out<float>(dwx),
                                out<float>(dwh), out<float>(db), out<float>(dh0),
-                               out<float>(dc0));
+                               out<float>(dc0), v);
   return LstmBackward<double>(pool, s, threads, need_dxs, has_dys, xs, wx, wh, h0, c0, ys, acts,
                               cs, dys, dhT, dcT, out<double>(dxs), out<double>(dwx),
                               out<double>(dwh), out<double>(db), out<double>(dh0),
-                              out<double>(dc0));
+                              out<double>(dc0), v);
 }
 
 template <class T>
@@ -780,12 +825,13 @@ ffi::Error GruForward(ffi::ThreadPool& pool, const Sizes& s, const ffi::AnyBuffe
                       const ffi::AnyBuffer& wx, const ffi::AnyBuffer& wh,
                       const ffi::AnyBuffer& b, const ffi::AnyBuffer& bhn,
                       const ffi::AnyBuffer& h0, ffi::Result<ffi::AnyBuffer>& ys,
-                      ffi::Result<ffi::AnyBuffer>& hT, T* acts, int64_t threads) {
+                      ffi::Result<ffi::AnyBuffer>& hT, T* acts, int64_t threads,
+                      const uint8_t* valid) {
   const int64_t G = 3 * s.H;
   std::vector<T> px(s.B * G), hw(s.B * G);
   GruFwd<T> a{s.T,        s.B,         s.I,        s.H,        in<T>(xs), in<T>(wx),
               in<T>(wh),  in<T>(b),    in<T>(bhn), in<T>(h0),  out<T>(ys), out<T>(hT),
-              acts,       px.data(),   hw.data()};
+              acts,       px.data(),   hw.data(), valid};
   const int64_t n = chunks(pool, threads, s.B);
   const auto& o = ops<T>();
   parallel_for(pool, n, [&](int64_t k) {
@@ -799,32 +845,39 @@ ffi::Error GruForward(ffi::ThreadPool& pool, const Sizes& s, const ffi::AnyBuffe
 // (xs, w_x, w_h, b, b_hn, h0) -> (ys, hT)
 ffi::Error GruForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
                           ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer bhn,
-                          ffi::AnyBuffer h0, ffi::Result<ffi::AnyBuffer> ys,
-                          ffi::Result<ffi::AnyBuffer> hT, int64_t threads) {
+                          ffi::AnyBuffer h0, ffi::AnyBuffer valid,
+                          ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
+                          int64_t threads, bool has_valid) {
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 3, s); e.failure()) return e;
   if (!dims_are(b, {3 * s.H}) || !dims_are(bhn, {s.H}) || !dims_are(h0, {s.B, s.H}))
     return shape_error("b, b_hn or h0 has the wrong shape");
+  const uint8_t* v;
+  if (!valid_mask(valid, has_valid, s, v)) return shape_error("the step mask must be [T, B]");
   if (xs.element_type() == ffi::DataType::F32)
-    return GruForward<float>(pool, s, xs, wx, wh, b, bhn, h0, ys, hT, nullptr, threads);
-  return GruForward<double>(pool, s, xs, wx, wh, b, bhn, h0, ys, hT, nullptr, threads);
+    return GruForward<float>(pool, s, xs, wx, wh, b, bhn, h0, ys, hT, nullptr, threads, v);
+  return GruForward<double>(pool, s, xs, wx, wh, b, bhn, h0, ys, hT, nullptr, threads, v);
 }
 
 // (xs, w_x, w_h, b, b_hn, h0) -> (ys, hT, acts): also what the backward pass needs
 ffi::Error GruForwardTrainImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
                                ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer bhn,
-                               ffi::AnyBuffer h0, ffi::Result<ffi::AnyBuffer> ys,
-                               ffi::Result<ffi::AnyBuffer> hT, ffi::Result<ffi::AnyBuffer> acts,
-                               int64_t threads) {
+                               ffi::AnyBuffer h0, ffi::AnyBuffer valid,
+                               ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
+                               ffi::Result<ffi::AnyBuffer> acts, int64_t threads,
+                               bool has_valid) {
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 3, s); e.failure()) return e;
   if (!dims_are(b, {3 * s.H}) || !dims_are(bhn, {s.H}) || !dims_are(h0, {s.B, s.H}))
     return shape_error("b, b_hn or h0 has the wrong shape");
   if (!dims_are(*acts, {s.T, s.B, 4 * s.H})) return shape_error("acts has the wrong shape");
+  const uint8_t* v;
+  if (!valid_mask(valid, has_valid, s, v)) return shape_error("the step mask must be [T, B]");
   if (xs.element_type() == ffi::DataType::F32)
-    return GruForward<float>(pool, s, xs, wx, wh, b, bhn, h0, ys, hT, out<float>(acts), threads);
-  return GruForward<double>(pool, s, xs, wx, wh, b, bhn, h0, ys, hT, out<double>(acts),
-                            threads);
+    return GruForward<float>(pool, s, xs, wx, wh, b, bhn, h0, ys, hT, out<float>(acts), threads,
+                             v);
+  return GruForward<double>(pool, s, xs, wx, wh, b, bhn, h0, ys, hT, out<double>(acts), threads,
+                            v);
 }
 
 template <class T>
@@ -833,13 +886,14 @@ ffi::Error GruBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, b
                        const ffi::AnyBuffer& wh, const ffi::AnyBuffer& h0,
                        const ffi::AnyBuffer& ys, const ffi::AnyBuffer& acts,
                        const ffi::AnyBuffer& dys, const ffi::AnyBuffer& dhT, T* dxs, T* dwx,
-                       T* dwh, T* db, T* dbhn, T* dh0) {
+                       T* dwh, T* db, T* dbhn, T* dh0, const uint8_t* valid) {
   const int64_t G = 3 * s.H, blk = block_steps(s.T, s.B, 2 * G * sizeof(T));
   std::vector<T> whT = transposed(in<T>(wh), s.H, G), dzx(blk * s.B * G), dzh(blk * s.B * G);
   std::memcpy(dh0, in<T>(dhT), sizeof(T) * s.B * s.H);
   GruBwd<T> a{s.T,         s.B,         s.I,        s.H,
               whT.data(),  in<T>(h0),   in<T>(ys),  in<T>(acts),
-              has_dys ? in<T>(dys) : nullptr,       dh0,        dzx.data(),  dzh.data()};
+              has_dys ? in<T>(dys) : nullptr,       dh0,        dzx.data(),  dzh.data(),
+              valid};
   const int64_t n = chunks(pool, threads, s.B);
   const auto& o = ops<T>();
   auto sweep = [&](int64_t k, int64_t t0, int64_t t1) {
@@ -856,10 +910,10 @@ ffi::Error GruBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, b
 ffi::Error GruBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
                            ffi::AnyBuffer wh, ffi::AnyBuffer h0, ffi::AnyBuffer ys,
                            ffi::AnyBuffer acts, ffi::AnyBuffer dys, ffi::AnyBuffer dhT,
-                           ffi::Result<ffi::AnyBuffer> dxs, ffi::Result<ffi::AnyBuffer> dwx,
+                           ffi::AnyBuffer valid, ffi::Result<ffi::AnyBuffer> dxs, ffi::Result<ffi::AnyBuffer> dwx,
                            ffi::Result<ffi::AnyBuffer> dwh, ffi::Result<ffi::AnyBuffer> db,
                            ffi::Result<ffi::AnyBuffer> dbhn, ffi::Result<ffi::AnyBuffer> dh0,
-                           int64_t threads, bool need_dxs, bool has_dys) {
+                           int64_t threads, bool need_dxs, bool has_dys, bool has_valid) {
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 3, s); e.failure()) return e;
   const int64_t G = 3 * s.H;
@@ -867,52 +921,65 @@ ffi::Error GruBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuff
       !dims_are(dhT, {s.B, s.H}) || (has_dys && !dims_are(dys, {s.T, s.B, s.H})) ||
       (need_dxs && !dims_are(*dxs, {s.T, s.B, s.I})))
     return shape_error("a residual or cotangent has the wrong shape");
+  const uint8_t* v;
+  if (!valid_mask(valid, has_valid, s, v)) return shape_error("the step mask must be [T, B]");
   if (xs.element_type() == ffi::DataType::F32)
     return GruBackward<float>(pool, s, threads, need_dxs, has_dys, xs, wx, wh, h0, ys, acts,
                               dys, dhT, out<float>(dxs), out<float>(dwx), out<float>(dwh),
-                              out<float>(db), out<float>(dbhn), out<float>(dh0));
+                              out<float>(db), out<float>(dbhn), out<float>(dh0), v);
   return GruBackward<double>(pool, s, threads, need_dxs, has_dys, xs, wx, wh, h0, ys, acts, dys,
                              dhT, out<double>(dxs), out<double>(dwx), out<double>(dwh),
-                             out<double>(db), out<double>(dbhn), out<double>(dh0));
+                             out<double>(db), out<double>(dbhn), out<double>(dh0), v);
 }
 
 }  // namespace
 
 #define LJ_ARG .Arg<ffi::AnyBuffer>()
 #define LJ_RET .Ret<ffi::AnyBuffer>()
+#define LJ_ARGS2 LJ_ARG LJ_ARG
+#define LJ_ARGS4 LJ_ARGS2 LJ_ARGS2
 
+// (xs, w_x, w_h, b, h0, c0, valid) -> (ys, hT, cT)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxLstmForward, LstmForwardImpl,
-                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARG LJ_ARG LJ_ARG LJ_ARG
-                                  LJ_ARG LJ_ARG LJ_RET LJ_RET LJ_RET.Attr<int64_t>("threads"));
+                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS2 LJ_ARG
+                                  LJ_RET LJ_RET LJ_RET.Attr<int64_t>("threads")
+                                  .Attr<bool>("has_valid"));
 
+// (xs, w_x, w_h, b, h0, c0, valid) -> (ys, hT, cT, acts, cs)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxLstmForwardTrain, LstmForwardTrainImpl,
-                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARG LJ_ARG LJ_ARG LJ_ARG
-                                  LJ_ARG LJ_ARG LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET
-                                  .Attr<int64_t>("threads"));
+                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS2 LJ_ARG
+                                  LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET.Attr<int64_t>("threads")
+                                  .Attr<bool>("has_valid"));
 
+// (xs, w_x, w_h, h0, c0, ys, acts, cs, dys, dhT, dcT, valid) -> (dxs, dw_x, dw_h, db, dh0, dc0)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxLstmBackward, LstmBackwardImpl,
-                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARG LJ_ARG LJ_ARG LJ_ARG
-                                  LJ_ARG LJ_ARG LJ_ARG LJ_ARG LJ_ARG LJ_ARG LJ_ARG LJ_RET LJ_RET
-                                      LJ_RET LJ_RET LJ_RET LJ_RET
+                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS4 LJ_ARGS4
+                                  LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET
                                   .Attr<int64_t>("threads")
                                   .Attr<bool>("need_dxs")
-                                  .Attr<bool>("has_dys"));
+                                  .Attr<bool>("has_dys")
+                                  .Attr<bool>("has_valid"));
 
+// (xs, w_x, w_h, b, b_hn, h0, valid) -> (ys, hT)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxGruForward, GruForwardImpl,
-                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARG LJ_ARG LJ_ARG LJ_ARG
-                                  LJ_ARG LJ_ARG LJ_RET LJ_RET.Attr<int64_t>("threads"));
+                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS2 LJ_ARG
+                                  LJ_RET LJ_RET.Attr<int64_t>("threads")
+                                  .Attr<bool>("has_valid"));
 
+// (xs, w_x, w_h, b, b_hn, h0, valid) -> (ys, hT, acts)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxGruForwardTrain, GruForwardTrainImpl,
-                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARG LJ_ARG LJ_ARG LJ_ARG
-                                  LJ_ARG LJ_ARG LJ_RET LJ_RET LJ_RET.Attr<int64_t>("threads"));
+                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS2 LJ_ARG
+                                  LJ_RET LJ_RET LJ_RET.Attr<int64_t>("threads")
+                                  .Attr<bool>("has_valid"));
 
+// (xs, w_x, w_h, h0, ys, acts, dys, dhT, valid) -> (dxs, dw_x, dw_h, db, db_hn, dh0)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxGruBackward, GruBackwardImpl,
-                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARG LJ_ARG LJ_ARG LJ_ARG
-                                  LJ_ARG LJ_ARG LJ_ARG LJ_ARG LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET
-                                      LJ_RET
+                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS4 LJ_ARG
+                                  LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET
                                   .Attr<int64_t>("threads")
                                   .Attr<bool>("need_dxs")
-                                  .Attr<bool>("has_dys"));
+                                  .Attr<bool>("has_dys")
+                                  .Attr<bool>("has_valid"));
 
 // Which matrix kernel this CPU got: 2 AVX-512, 1 AVX2 + FMA, 0 the baseline build.
 extern "C" int LstmjaxFusedIsa() { return kIsa; }

@@ -17,8 +17,9 @@ default `lj.Scan()`), after one warning per reason in the process
 - the cell or its options are not covered (any other cell; peepholes,
   layer norm, projection; the GRU with `reset_after=False`);
 - a dtype other than float32 or float64;
-- `lengths`, `mask` or `resets` are given (`reverse` is covered: `unroll`
-  reverses the sequences before any strategy sees them);
+- `resets` are given (`lengths`, `mask` and `reverse` are covered: `unroll`
+  turns lengths and mask into one step mask, which the kernel applies as the
+  scan does, and reverses the sequences before any strategy sees them);
 - the call is being differentiated in forward mode (`jax.jvp`,
   `jax.jacfwd`, `jax.hessian`), seen at `unroll`'s door. Forward mode
   applied outside a `jax.jit` that contains the call cannot be seen there;
@@ -58,7 +59,6 @@ class Call(NamedTuple):
     """What `unroll`'s door knows of a call that decides whether the kernel can run it."""
 
     dtype: Any  # the computation's dtype (of xs and params together)
-    masked: bool  # lengths or mask given
     resets: bool  # resets given
     forward_mode: bool  # the inputs carry forward-mode tangents
 
@@ -115,12 +115,14 @@ class Fused:
         if isinstance(cell, LSTMCell):
             carry0 = seq.carry0
             ys, h, c = _fused_kernel.lstm(
-                seq.xs, params.w_x, params.w_h, params.b, carry0.h, carry0.c, threads=threads
-            )
+                seq.xs, params.w_x, params.w_h, params.b, carry0.h, carry0.c,
+                threads=threads, valid=seq.valid,
+            )  # fmt: skip
             return ys, LSTMCarry(h, c), None
         ys, h = _fused_kernel.gru(
-            seq.xs, params.w_x, params.w_h, params.b, params.b_hn, seq.carry0, threads=threads
-        )
+            seq.xs, params.w_x, params.w_h, params.b, params.b_hn, seq.carry0,
+            threads=threads, valid=seq.valid,
+        )  # fmt: skip
         return ys, h, None
 
 
@@ -152,8 +154,6 @@ def unsupported(platform: str, cell: Cell, call: Call) -> str:
         return f"it covers lj.lstm and lj.gru only, not {type(cell).__name__} ({cell.name})"
     if jnp.dtype(call.dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
         return f"it computes in float32 or float64, not {jnp.dtype(call.dtype).name}"
-    if call.masked:
-        return "it does not take lengths or mask"
     if call.resets:
         return "it does not take resets"
     if call.forward_mode:

@@ -10,7 +10,8 @@ ctypes, whose XLA FFI handlers are registered with JAX on first use:
   after the matmul.
 
 Both take time-major `xs` `[T, B, I]` and return `ys` `[T, B, H]`, in float32
-or float64 (every operand cast to their common dtype). Reverse mode is a
+or float64 (every operand cast to their common dtype), and an optional step
+mask `valid` `[T, B]` (a masked step keeps the carry and outputs zero). Reverse mode is a
 `custom_vjp` whose forward keeps what BPTT needs (the gate activations, and
 the LSTM's cell states) and whose backward is the kernel's own BPTT pass; it
 skips `dxs` when `xs` is not differentiated and never builds a zero
@@ -111,33 +112,39 @@ def _cotangent(ct, like: Array) -> Array:
 
 
 @functools.cache
-def _lstm_core(threads: int):
-    """The LSTM over a sequence for one `threads` setting, with its kernel's BPTT."""
+def _lstm_core(threads: int, has_valid: bool):
+    """The LSTM over a sequence for one setting, with its kernel's BPTT.
+
+    `valid` is the step mask `[T, B]` (uint8) with `has_valid`, else a `[1]`
+    placeholder; where it is 0 the step keeps the carry, and `ys` there is the
+    kept `h` (the caller zeroes those outputs).
+    """
+    options = {"threads": threads, "has_valid": np.bool_(has_valid)}
 
     def outputs(xs, w_h):
         T, B, _ = xs.shape
         H, dt = w_h.shape[0], xs.dtype
         return [_shape((T, B, H), dt), _shape((B, H), dt), _shape((B, H), dt)]
 
-    def infer(xs, w_x, w_h, b, h0, c0):
+    def infer(xs, w_x, w_h, b, h0, c0, valid):
         out = outputs(xs, w_h)
-        return tuple(_call("lstmjax_lstm_forward", out, xs, w_x, w_h, b, h0, c0, threads=threads))
+        return tuple(_call("lstmjax_lstm_forward", out, xs, w_x, w_h, b, h0, c0, valid, **options))
 
-    def forward(xs, w_x, w_h, b, h0, c0):
+    def forward(xs, w_x, w_h, b, h0, c0, valid):
         need_dxs = xs.perturbed
-        xs, w_x, w_h, b, h0, c0 = _values((xs, w_x, w_h, b, h0, c0))
+        xs, w_x, w_h, b, h0, c0, valid = _values((xs, w_x, w_h, b, h0, c0, valid))
         T, B, _ = xs.shape
         H, dt = w_h.shape[0], xs.dtype
         out = outputs(xs, w_h) + [_shape((T, B, 4 * H), dt), _shape((T, B, H), dt)]
         ys, hT, cT, acts, cs = _call(
-            "lstmjax_lstm_forward_train", out, xs, w_x, w_h, b, h0, c0, threads=threads
+            "lstmjax_lstm_forward_train", out, xs, w_x, w_h, b, h0, c0, valid, **options
         )
         # need_dxs is static: kept in the residuals' structure (a dict key), not as an array.
         flag = {"need_dxs": None} if need_dxs else {}
-        return (ys, hT, cT), (xs, w_x, w_h, h0, c0, ys, acts, cs, flag)
+        return (ys, hT, cT), (xs, w_x, w_h, h0, c0, ys, acts, cs, valid, flag)
 
     def backward(res, cts):
-        xs, w_x, w_h, h0, c0, ys, acts, cs, flag = res
+        xs, w_x, w_h, h0, c0, ys, acts, cs, valid, flag = res
         need_dxs = "need_dxs" in flag
         dys, dhT, dcT = cts
         has_dys = not isinstance(dys, SymbolicZero)
@@ -155,56 +162,72 @@ def _lstm_core(threads: int):
         ]
         dxs, dw_x, dw_h, db, dh0, dc0 = _call(
             "lstmjax_lstm_backward", out, xs, w_x, w_h, h0, c0, ys, acts, cs, dys, dhT, dcT,
-            threads=threads, need_dxs=np.bool_(need_dxs), has_dys=np.bool_(has_dys),
+            valid, need_dxs=np.bool_(need_dxs), has_dys=np.bool_(has_dys), **options,
         )  # fmt: skip
-        return (dxs if need_dxs else None), dw_x, dw_h, db, dh0, dc0
+        return (dxs if need_dxs else None), dw_x, dw_h, db, dh0, dc0, None
 
     core = jax.custom_vjp(infer)
     core.defvjp(forward, backward, symbolic_zeros=True)
     return core
 
 
-def lstm(xs, w_x, w_h, b, h0, c0, *, threads: int) -> tuple[Array, Array, Array]:
+def _mask(valid: Optional[Array]) -> Array:
+    return jnp.zeros((1,), jnp.uint8) if valid is None else jnp.asarray(valid, jnp.uint8)
+
+
+def _zero_masked(ys: Array, valid: Optional[Array]) -> Array:
+    """Outputs of masked steps are zero (the kernel leaves the kept carry there)."""
+    return ys if valid is None else jnp.where(valid[..., None], ys, jnp.zeros_like(ys))
+
+
+def lstm(
+    xs, w_x, w_h, b, h0, c0, *, threads: int, valid: Optional[Array] = None
+) -> tuple[Array, Array, Array]:
     """The plain LSTM over time-major `xs` `[T, B, I]`: `(ys [T, B, H], h_T, c_T)`.
 
     `threads`: batch chunks run side by side (0: XLA's intra-op pool size).
+    `valid`: optional bool `[T, B]`, False where a step keeps the carry and
+    outputs zero (`_sequence.masked_recur`'s meaning).
     """
     require()
     dtype = jnp.result_type(xs, w_x, w_h, b, h0, c0)
     args = [jnp.asarray(a, dtype) for a in (xs, w_x, w_h, b, h0, c0)]
-    return _lstm_core(threads)(*args)
+    ys, hT, cT = _lstm_core(threads, valid is not None)(*args, _mask(valid))
+    return _zero_masked(ys, valid), hT, cT
 
 
 # ------------------------------------------------------------------ GRU
 
 
 @functools.cache
-def _gru_core(threads: int):
-    """The GRU (reset after the matmul) over a sequence, with its kernel's BPTT."""
+def _gru_core(threads: int, has_valid: bool):
+    """The GRU (reset after the matmul) over a sequence, with its kernel's BPTT (`valid` as
+    in `_lstm_core`)."""
+    options = {"threads": threads, "has_valid": np.bool_(has_valid)}
 
     def outputs(xs, w_h):
         T, B, _ = xs.shape
         H, dt = w_h.shape[0], xs.dtype
         return [_shape((T, B, H), dt), _shape((B, H), dt)]
 
-    def infer(xs, w_x, w_h, b, b_hn, h0):
+    def infer(xs, w_x, w_h, b, b_hn, h0, valid):
         out = outputs(xs, w_h)
-        return tuple(_call("lstmjax_gru_forward", out, xs, w_x, w_h, b, b_hn, h0, threads=threads))
+        return tuple(_call("lstmjax_gru_forward", out, xs, w_x, w_h, b, b_hn, h0, valid, **options))
 
-    def forward(xs, w_x, w_h, b, b_hn, h0):
+    def forward(xs, w_x, w_h, b, b_hn, h0, valid):
         need_dxs = xs.perturbed
-        xs, w_x, w_h, b, b_hn, h0 = _values((xs, w_x, w_h, b, b_hn, h0))
+        xs, w_x, w_h, b, b_hn, h0, valid = _values((xs, w_x, w_h, b, b_hn, h0, valid))
         T, B, _ = xs.shape
         H, dt = w_h.shape[0], xs.dtype
         out = outputs(xs, w_h) + [_shape((T, B, 4 * H), dt)]
         ys, hT, acts = _call(
-            "lstmjax_gru_forward_train", out, xs, w_x, w_h, b, b_hn, h0, threads=threads
+            "lstmjax_gru_forward_train", out, xs, w_x, w_h, b, b_hn, h0, valid, **options
         )
         flag = {"need_dxs": None} if need_dxs else {}
-        return (ys, hT), (xs, w_x, w_h, h0, ys, acts, flag)
+        return (ys, hT), (xs, w_x, w_h, h0, ys, acts, valid, flag)
 
     def backward(res, cts):
-        xs, w_x, w_h, h0, ys, acts, flag = res
+        xs, w_x, w_h, h0, ys, acts, valid, flag = res
         need_dxs = "need_dxs" in flag
         dys, dhT = cts
         has_dys = not isinstance(dys, SymbolicZero)
@@ -221,19 +244,23 @@ def _gru_core(threads: int):
             _shape(h0.shape, dt),
         ]
         dxs, dw_x, dw_h, db, db_hn, dh0 = _call(
-            "lstmjax_gru_backward", out, xs, w_x, w_h, h0, ys, acts, dys, dhT,
-            threads=threads, need_dxs=np.bool_(need_dxs), has_dys=np.bool_(has_dys),
+            "lstmjax_gru_backward", out, xs, w_x, w_h, h0, ys, acts, dys, dhT, valid,
+            need_dxs=np.bool_(need_dxs), has_dys=np.bool_(has_dys), **options,
         )  # fmt: skip
-        return (dxs if need_dxs else None), dw_x, dw_h, db, db_hn, dh0
+        return (dxs if need_dxs else None), dw_x, dw_h, db, db_hn, dh0, None
 
     core = jax.custom_vjp(infer)
     core.defvjp(forward, backward, symbolic_zeros=True)
     return core
 
 
-def gru(xs, w_x, w_h, b, b_hn, h0, *, threads: int) -> tuple[Array, Array]:
-    """The GRU (reset after the matmul) over time-major `xs` `[T, B, I]`: `(ys, h_T)`."""
+def gru(
+    xs, w_x, w_h, b, b_hn, h0, *, threads: int, valid: Optional[Array] = None
+) -> tuple[Array, Array]:
+    """The GRU (reset after the matmul) over time-major `xs` `[T, B, I]`: `(ys, h_T)`
+    (`threads`, `valid` as in `lstm`)."""
     require()
     dtype = jnp.result_type(xs, w_x, w_h, b, b_hn, h0)
     args = [jnp.asarray(a, dtype) for a in (xs, w_x, w_h, b, b_hn, h0)]
-    return _gru_core(threads)(*args)
+    ys, hT = _gru_core(threads, valid is not None)(*args, _mask(valid))
+    return _zero_masked(ys, valid), hT

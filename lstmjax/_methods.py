@@ -89,13 +89,13 @@ def resolve(
     (`Cell.linear_in_carry`: the min cells; `Cell.stabilised_linear`: the
     mLSTM) and `Scan()` for every other cell. `Fused` becomes its fallback
     scan where the kernel cannot run `call` (warned once per reason); a
-    `call` of None means float32 inputs without masks, resets or tangents.
+    `call` of None means float32 inputs without resets or tangents.
     """
     if isinstance(method, str):
         method = Affine() if cell.linear_in_carry or cell.stabilised_linear else Scan()
     if isinstance(method, Affine):  # its CPU chunk depends on the cell's carry
         return method.resolve(platform, cell)
     if isinstance(method, Fused):
-        call = call if call is not None else Call("float32", False, False, False)
+        call = call if call is not None else Call("float32", False, False)
         return method.resolve(platform, cell, call)
     return method.resolve(platform)

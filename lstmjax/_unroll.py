@@ -58,7 +58,6 @@ def _door(cell, params, xs, carry, lengths, mask, resets, reverse, time_major, m
         resets = check_step_flags(resets, B, T, time_major, where, "resets")
     call = Call(
         dtype=dtype,
-        masked=lengths is not None or mask is not None,
         resets=resets is not None,
         forward_mode=forward_mode(xs, params, carry),
     )

@@ -113,6 +113,33 @@ def test_many_to_one_gradient_matches_the_scan(cell_name):
     close(got, want, "float32")
 
 
+@functools.cache
+def masked_values_and_grads(method):
+    """Jitted: outputs, carry and gradients (params, xs, carry) with lengths, a mask, reverse."""
+
+    def loss(params, xs, carry, lengths, mask, cell):
+        ys, last = lj.unroll(
+            cell, params, xs, carry, lengths=lengths, mask=mask, reverse=True, method=method
+        )
+        w = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
+        leaves = jax.tree_util.tree_leaves(last)
+        return jnp.sum(w * ys) + sum(jnp.sum(jnp.sin(a) * a) for a in leaves), (ys, last)
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True), static_argnums=5)
+
+
+@needs_kernel
+@pytest.mark.parametrize("cell_name", list(CELLS))
+def test_lengths_and_mask_match_the_scan(cell_name):
+    """Masked steps keep the carry and output zero, as in the scan (values and gradients)."""
+    cell, params, xs, carry = case(cell_name, "float64", "odd")
+    lengths = jnp.array([6, 3, 0, 1, 5])
+    mask = jnp.ones(xs.shape[:2], bool).at[0, 1].set(False).at[4, 2:4].set(False)
+    got = masked_values_and_grads(FUSED)(params, xs, carry, lengths, mask, cell)
+    want = masked_values_and_grads(SCAN)(params, xs, carry, lengths, mask, cell)
+    close(got, want, "float64")
+
+
 @needs_kernel
 def test_reverse_and_time_major_match_the_scan():
     cell, params, xs, carry = case("lstm", "float64", "odd")
@@ -195,11 +222,9 @@ def test_extension_absent_runs_the_scan_with_one_notice(fresh_notices, monkeypat
 
 
 @needs_kernel
-def test_lengths_and_resets_run_the_scan_with_one_notice(fresh_notices):
+def test_resets_run_the_scan_with_one_notice(fresh_notices):
     cell, params, xs, _ = case("gru", "float64", "odd")
-    lengths = jnp.array([6, 3, 0, 1, 5])
     resets = jnp.zeros(xs.shape[:2], bool).at[:, 3].set(True)
-    fallback_case(lambda m: lj.unroll(cell, params, xs, lengths=lengths, method=m), "lengths")
     fallback_case(lambda m: lj.unroll(cell, params, xs, resets=resets, method=m), "resets")
 
 
