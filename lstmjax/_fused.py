@@ -71,6 +71,16 @@ _ANNOUNCED: set[str] = set()
 class Fused:
     """The fused CPU kernel: the whole sequence in one compiled call (plain LSTM and GRU).
 
+    Runs `lj.lstm` without peepholes, layer norm or projection, and `lj.gru`
+    with `reset_after=True` and without layer norm, on CPU arrays in float32
+    or float64, with `lengths`, `mask` and `reverse`; forward and BPTT are
+    the kernel's, each splitting the batch over XLA's CPU threads. Same
+    results as `lj.Scan()` (float32 rounding differs within ~1e-6 relative).
+    Any other call (the extension not built, other devices, cells or
+    options, `resets`, forward-mode AD, other dtypes) runs `fallback`, with
+    a `FusedFallbackWarning` saying why, once per reason in the process.
+    `jax.vmap` runs the kernel once per batched element.
+
     Attributes:
       threads: how many parts the batch is split into, each run on its own
         thread of XLA's CPU pool: "auto" (default: the pool's size, at most
