@@ -38,17 +38,23 @@ CELLS = {"lstm": lj.lstm, "gru": lj.gru}
 
 @functools.cache
 def case(cell_name: str, dtype: str, shape: str):
-    """Cell, params (non-trivial biases), xs [B, T, I] and an initial carry."""
+    """Cell, params (non-trivial biases), xs [B, T, I] and an initial carry.
+
+    Built with one jitted init and NumPy data: eager JAX ops would compile one
+    program each.
+    """
     B, T, I, H = SHAPES[shape]
     cell = CELLS[cell_name](H, dtype=jnp.dtype(dtype))
-    k = jax.random.split(jax.random.PRNGKey(len(cell_name) + T), 5)
-    params = cell.init(k[0], I)
-    params = params._replace(b=params.b + 0.3 * jax.random.normal(k[1], params.b.shape, dtype))
+    params = jax.jit(cell.init, static_argnums=1)(jax.random.PRNGKey(T), I)
+    rng = np.random.default_rng(len(cell_name) + T)
+    params = params._replace(b=params.b + 0.3 * rng.standard_normal(params.b.shape).astype(dtype))
     if cell_name == "gru":
-        params = params._replace(b_hn=0.3 * jax.random.normal(k[2], (H,), dtype))
-    xs = jax.random.normal(k[3], (B, T, I), dtype)
-    h0 = 0.5 * jax.random.normal(k[4], (B, H), dtype)
-    carry = lj.LSTMCarry(h0, jnp.tanh(2.0 * h0[:, ::-1])) if cell_name == "lstm" else h0
+        params = params._replace(b_hn=jnp.asarray(0.3 * rng.standard_normal(H), dtype))
+    xs = jnp.asarray(rng.standard_normal((B, T, I)), dtype)
+    h0 = 0.5 * rng.standard_normal((B, H))
+    c0 = np.tanh(2.0 * h0[:, ::-1])
+    h0, c0 = jnp.asarray(h0, dtype), jnp.asarray(c0, dtype)
+    carry = lj.LSTMCarry(h0, c0) if cell_name == "lstm" else h0
     return cell, params, xs, carry
 
 
