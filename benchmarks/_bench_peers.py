@@ -116,6 +116,7 @@ def lstmjax_model(
     unroll: int = 1,
     remat: bool = False,
     autodiff: bool = False,
+    fused: bool = False,
 ) -> JaxModel:
     c = lstmjax_cell(cell, s.hidden)
     if autodiff:
@@ -132,6 +133,13 @@ def lstmjax_model(
     blocks = "auto" if split is None else split
 
     method = lj.Scan(unroll=unroll, remat=remat, projection=projection, column_blocks=blocks)
+    if fused:
+        if cell not in ("lstm", "gru"):
+            raise Missing(f"lj.Fused covers the LSTM and the GRU, not the {cell}")
+        why = lj.Fused.unavailable()
+        if why:
+            raise Missing(f"lj.Fused cannot run here: {why}")
+        method = lj.Fused()
 
     def forward(params, xs):
         ys, carry = lj.unroll(c, params, xs, method=method)
@@ -370,6 +378,7 @@ VARIANTS = (
     "unroll=8",
     "remat",
     "autodiff",
+    "fused",
 )
 
 
@@ -385,6 +394,8 @@ def lstmjax_variant(cell: str, s: Shape, variant: str) -> JaxModel:
         return lstmjax_model(cell, s, remat=True)
     if variant == "autodiff":
         return lstmjax_model(cell, s, autodiff=True)
+    if variant == "fused":  # the compiled CPU kernel (lj.Fused), at its defaults
+        return lstmjax_model(cell, s, fused=True)
     raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
 
 

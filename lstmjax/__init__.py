@@ -19,6 +19,8 @@ from lstmjax._feedforward import embedding as embedding
 from lstmjax._feedforward import last_valid as last_valid
 from lstmjax._feedforward import mlp as mlp
 from lstmjax._feedforward import softmax_readout as softmax_readout
+from lstmjax._fused import Fused as Fused
+from lstmjax._fused import FusedFallbackWarning as FusedFallbackWarning
 from lstmjax._gru import GRUParams as GRUParams
 from lstmjax._gru import gru as gru
 from lstmjax._jordan import JordanParams as JordanParams
@@ -88,6 +90,8 @@ __all__ = [
     "Cell",
     "DenseParams",
     "EmbeddingParams",
+    "Fused",
+    "FusedFallbackWarning",
     "GRUParams",
     "JordanParams",
     "LSTMCarry",

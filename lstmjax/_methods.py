@@ -8,9 +8,12 @@ when it is built and lives in the file of its strategy:
 - `Affine(algorithm, chunk)`: the exact parallel pass of cells affine in
   their carry (`_affine.py`);
 - `Newton(...)`, `QuasiNewton(...)` (`_newton.py`) and `ELK(...)`
-  (`_elk.py`): parallel-in-time solvers for any cell.
+  (`_elk.py`): parallel-in-time solvers for any cell;
+- `Fused(threads, fallback)`: the whole sequence in one compiled CPU
+  kernel for the plain LSTM and GRU (`_fused.py`), or its fallback scan
+  where the kernel cannot run a call.
 
-The strings "scan", "affine", "newton", "quasi_newton" and "elk" are
+The strings "scan", "affine", "newton", "quasi_newton", "elk" and "fused" are
 shorthands for each strategy at its defaults. "auto" (the method, or an
 "auto" field of an option object) is resolved here, once, from the platform
 of the arrays (`resolve`): arrays on a GPU get the accelerator choices even
@@ -19,7 +22,7 @@ in a process whose default backend is the CPU.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 import jax
 
@@ -27,17 +30,19 @@ from lstmjax._affine import Affine
 from lstmjax._arrays import is_concrete
 from lstmjax._cell import Cell
 from lstmjax._elk import ELK
+from lstmjax._fused import Call, Fused
 from lstmjax._newton import Newton, QuasiNewton
 from lstmjax._scan import Scan
 
-Method = Union[Scan, Affine, Newton, QuasiNewton, ELK]
-STRATEGIES = (Scan, Affine, Newton, QuasiNewton, ELK)
+Method = Union[Scan, Affine, Newton, QuasiNewton, ELK, Fused]
+STRATEGIES = (Scan, Affine, Newton, QuasiNewton, ELK, Fused)
 SHORTHANDS = {
     "scan": Scan,
     "affine": Affine,
     "newton": Newton,
     "quasi_newton": QuasiNewton,
     "elk": ELK,
+    "fused": Fused,
 }
 
 
@@ -56,7 +61,8 @@ def as_method(method, where: str) -> Union[str, Method]:
         )
     raise ValueError(
         f"{where}: method must be 'auto', one of {sorted(SHORTHANDS)}, or an option object "
-        f"(lj.Scan(...), lj.Affine(...), lj.Newton(...), lj.QuasiNewton(...), lj.ELK(...)); "
+        f"(lj.Scan(...), lj.Affine(...), lj.Newton(...), lj.QuasiNewton(...), lj.ELK(...), "
+        f"lj.Fused(...)); "
         f"got {method!r}."
     )
 
@@ -74,15 +80,22 @@ def platform_of(*trees) -> str:
     return jax.default_backend()
 
 
-def resolve(method: Union[str, Method], cell: Cell, platform: str) -> Method:
+def resolve(
+    method: Union[str, Method], cell: Cell, platform: str, call: Optional[Call] = None
+) -> Method:
     """The strategy with every "auto" decided for `platform`.
 
     The method "auto" is `Affine()` for cells affine in their carry
     (`Cell.linear_in_carry`: the min cells; `Cell.stabilised_linear`: the
-    mLSTM) and `Scan()` for every other cell.
+    mLSTM) and `Scan()` for every other cell. `Fused` becomes its fallback
+    scan where the kernel cannot run `call` (warned once per reason); a
+    `call` of None means float32 inputs without resets or tangents.
     """
     if isinstance(method, str):
         method = Affine() if cell.linear_in_carry or cell.stabilised_linear else Scan()
     if isinstance(method, Affine):  # its CPU chunk depends on the cell's carry
         return method.resolve(platform, cell)
+    if isinstance(method, Fused):
+        call = call if call is not None else Call("float32", False, False)
+        return method.resolve(platform, cell, call)
     return method.resolve(platform)

@@ -29,6 +29,7 @@ from lstmjax._arrays import path_name, ravel
 from lstmjax._cell import Cell, check_carry, check_cell, check_params, initial_carry_for
 from lstmjax._checks import check_bool
 from lstmjax._convergence import ParallelInfo, raise_if_not_converged
+from lstmjax._fused import Call, forward_mode
 from lstmjax._newton import Solver
 from lstmjax._typing import Array, Carry, Params
 
@@ -59,7 +60,12 @@ def _door(cell, params, xs, carry, lengths, mask, resets, reverse, time_major, m
         mask = check_step_flags(mask, B, T, time_major, where, "mask")
     if resets is not None:
         resets = check_step_flags(resets, B, T, time_major, where, "resets")
-    strategy = _methods.resolve(method, cell, _methods.platform_of(xs, params))
+    call = Call(
+        dtype=dtype,
+        resets=resets is not None,
+        forward_mode=forward_mode(xs, params, carry),
+    )
+    strategy = _methods.resolve(method, cell, _methods.platform_of(xs, params), call)
     return cell, strategy, (xs_t, carry0, lengths, mask, resets), reverse, time_major
 
 
@@ -135,16 +141,20 @@ def unroll(
         projection, column_blocks)`, the sequential `lax.scan`;
         `lj.Affine(algorithm, chunk)`, one exact parallel pass for affine
         cells; `lj.Newton(...)`, `lj.QuasiNewton(...)`, `lj.ELK(...)`,
-        parallel-in-time solvers for any cell, exact at convergence. The
-        strings "scan", "affine", "newton", "quasi_newton" and "elk" mean
-        those objects at their defaults. A solver that has not converged
+        parallel-in-time solvers for any cell, exact at convergence;
+        `lj.Fused(threads, fallback)`, the plain LSTM or GRU in one compiled
+        CPU kernel per sequence (its fallback scan, with a warning, where
+        the kernel cannot run the call). The strings "scan", "affine",
+        "newton", "quasi_newton", "elk" and "fused" mean those objects at
+        their defaults. A solver that has not converged
         raises RuntimeError naming the residual (and any NaN or inf in the
         inputs); under `jit` (where nothing can be raised at run time) every
         output and carry entry is NaN instead, and so is every derivative
         through them. A NaN input gives NaN in its sequence from that step
         to the next reset, with every method, as the scan does.
         Forward mode (`jax.jvp`, `jax.jacfwd`) and reverse mode work with
-        every method. `lj.unroll_parallel` returns the convergence report.
+        every method (`lj.Fused` runs its fallback scan for forward mode).
+        `lj.unroll_parallel` returns the convergence report.
 
     Returns:
       `(ys, carry)`: `ys` `[batch, time, output_size]` (or time-major) and the

@@ -100,7 +100,7 @@ CASES = {
     "unknown method": (
         ValueError,
         run(xs(), method="fast"),
-        r"unroll: method must be 'auto', one of \['affine', 'elk', 'newton', 'quasi_newton', 'scan'\], or an option object .*got 'fast'",
+        r"unroll: method must be 'auto', one of \['affine', 'elk', 'fused', 'newton', 'quasi_newton', 'scan'\], or an option object .*got 'fast'",
     ),
     "method class not object": (
         TypeError,

@@ -44,6 +44,8 @@ FLOORS = {
         "_convergence",
         "_newton",
         "_elk",
+        "_fused_kernel",
+        "_fused",
         "_methods",
         "_unroll",
         "_jacobians",

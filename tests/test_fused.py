@@ -1,0 +1,298 @@
+"""`lj.Fused`: the compiled CPU kernels give what the scan gives, and fall back clearly.
+
+Reference: `lj.unroll(..., method=lj.Scan())`, the pure-JAX scan (itself
+checked against finite differences and a hand-written BPTT in
+test_bptt.py and test_custom_vjp.py). The kernel is separate code (C++: its
+own matrix kernel, activations and backward pass), so agreement checks both.
+Tolerances, relative to the largest magnitude of each compared array:
+float32 2e-5 (the two round differently: the kernel's exp/tanh and
+summation order; measured up to 2e-6), float64 1e-12 (measured below 4e-15).
+
+The kernel tests skip, saying why, where the extension was not built; the
+fallback and option tests run either way.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hostile import assert_clear
+
+import lstmjax as lj
+from lstmjax import _fused, _fused_kernel
+
+_, WHY_NOT = _fused_kernel.load()
+needs_kernel = pytest.mark.skipif(bool(WHY_NOT), reason=f"fused kernel unavailable: {WHY_NOT}")
+
+# (B, T, I, H): odd sizes (the kernel's edge paths), sizes that fill its vector tiles, and a
+# sequence long enough for the backward pass to run in several blocks of steps (~1 MB each).
+SHAPES = {"odd": (5, 6, 3, 9), "tiles": (8, 4, 16, 32), "blocks": (8, 130, 4, 64)}
+TOL = {"float32": 2e-5, "float64": 1e-12}
+CELLS = {"lstm": lj.lstm, "gru": lj.gru}
+
+
+@functools.cache
+def case(cell_name: str, dtype: str, shape: str):
+    """Cell, params (non-trivial biases), xs [B, T, I] and an initial carry.
+
+    Built with one jitted init and NumPy data: eager JAX ops would compile one
+    program each.
+    """
+    B, T, I, H = SHAPES[shape]
+    cell = CELLS[cell_name](H, dtype=jnp.dtype(dtype))
+    params = jax.jit(cell.init, static_argnums=1)(jax.random.PRNGKey(T), I)
+    rng = np.random.default_rng(len(cell_name) + T)
+    params = params._replace(b=params.b + 0.3 * rng.standard_normal(params.b.shape).astype(dtype))
+    if cell_name == "gru":
+        params = params._replace(b_hn=jnp.asarray(0.3 * rng.standard_normal(H), dtype))
+    xs = jnp.asarray(rng.standard_normal((B, T, I)), dtype)
+    h0 = 0.5 * rng.standard_normal((B, H))
+    c0 = np.tanh(2.0 * h0[:, ::-1])
+    h0, c0 = jnp.asarray(h0, dtype), jnp.asarray(c0, dtype)
+    carry = lj.LSTMCarry(h0, c0) if cell_name == "lstm" else h0
+    return cell, params, xs, carry
+
+
+def close(got, want, dtype: str):
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        scale = float(jnp.max(jnp.abs(w))) if w.size else 0.0
+        np.testing.assert_allclose(g, w, rtol=0, atol=TOL[dtype] * max(scale, 1e-30))
+
+
+@functools.cache
+def values_and_grads(method):
+    """Jitted: outputs, final carry, and gradients of a loss on ys and on every carry leaf."""
+
+    def loss(params, xs, carry, cell):
+        ys, last = lj.unroll(cell, params, xs, carry, method=method)
+        w = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
+        leaves = jax.tree_util.tree_leaves(last)
+        return jnp.sum(w * ys) + sum(jnp.sum(jnp.sin(a) * a) for a in leaves), (ys, last)
+
+    grad = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)
+    return jax.jit(grad, static_argnums=3)
+
+
+@functools.cache
+def many_to_one_grad(method):
+    """Jitted gradient in the params only of a loss on the last output (symbolic zeros)."""
+
+    def loss(params, xs, cell):
+        last = lj.unroll(cell, params, xs, method=method)[1]
+        h = last.h if isinstance(last, lj.LSTMCarry) else last
+        return jnp.sum(jnp.tanh(h))
+
+    return jax.jit(jax.grad(loss), static_argnums=2)
+
+
+FUSED = lj.Fused()
+FUSED_TWO_PARTS = lj.Fused(threads=2)
+SCAN = lj.Scan()
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cell_name", list(CELLS))
+def test_values_and_gradients_match_the_scan(cell_name, dtype, shape):
+    cell, params, xs, carry = case(cell_name, dtype, shape)
+    method = FUSED if shape == "odd" else FUSED_TWO_PARTS  # 8 sequences: two parts of 4
+    got, (got_ys, got_last) = values_and_grads(method)(params, xs, carry, cell)
+    want, (want_ys, want_last) = values_and_grads(SCAN)(params, xs, carry, cell)
+    close((got_ys, got_last), (want_ys, want_last), dtype)
+    close(got, want, dtype)
+
+
+@needs_kernel
+@pytest.mark.parametrize("cell_name", list(CELLS))
+def test_many_to_one_gradient_matches_the_scan(cell_name):
+    """The training loss of the benchmark: no cotangent for ys, none wanted for xs."""
+    cell, params, xs, _ = case(cell_name, "float32", "tiles")
+    got = many_to_one_grad(FUSED)(params, xs, cell)
+    want = many_to_one_grad(SCAN)(params, xs, cell)
+    close(got, want, "float32")
+
+
+@functools.cache
+def masked_values_and_grads(method):
+    """Jitted: outputs, carry and gradients (params, xs, carry) with lengths, a mask, reverse."""
+
+    def loss(params, xs, carry, lengths, mask, cell):
+        ys, last = lj.unroll(
+            cell, params, xs, carry, lengths=lengths, mask=mask, reverse=True, method=method
+        )
+        w = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
+        leaves = jax.tree_util.tree_leaves(last)
+        return jnp.sum(w * ys) + sum(jnp.sum(jnp.sin(a) * a) for a in leaves), (ys, last)
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True), static_argnums=5)
+
+
+@needs_kernel
+@pytest.mark.parametrize("cell_name", list(CELLS))
+def test_lengths_and_mask_match_the_scan(cell_name):
+    """Masked steps keep the carry and output zero, as in the scan (values and gradients)."""
+    cell, params, xs, carry = case(cell_name, "float64", "odd")
+    lengths = jnp.array([6, 3, 0, 1, 5])
+    mask = jnp.ones(xs.shape[:2], bool).at[0, 1].set(False).at[4, 2:4].set(False)
+    got = masked_values_and_grads(FUSED)(params, xs, carry, lengths, mask, cell)
+    want = masked_values_and_grads(SCAN)(params, xs, carry, lengths, mask, cell)
+    close(got, want, "float64")
+
+
+@needs_kernel
+def test_reverse_and_time_major_match_the_scan():
+    cell, params, xs, carry = case("lstm", "float64", "odd")
+    xs_t = jnp.swapaxes(xs, 0, 1)
+    for kwargs in ({"reverse": True}, {"time_major": True}):
+        x = xs_t if kwargs.get("time_major") else xs
+        got = lj.unroll(cell, params, x, carry, method=FUSED, **kwargs)
+        want = lj.unroll(cell, params, x, carry, method=SCAN, **kwargs)
+        close(got, want, "float64")
+
+
+@needs_kernel
+@pytest.mark.parametrize("cell_name", list(CELLS))
+def test_empty_sequence_returns_the_initial_carry(cell_name):
+    cell, params, xs, carry = case(cell_name, "float64", "odd")
+    got, grads = jax.value_and_grad(
+        lambda p, c: jnp.sum(jax.tree_util.tree_leaves(lj.unroll(cell, p, xs[:, :0], c,
+                                                                 method=FUSED)[1])[0]),
+        argnums=(0, 1),
+    )(params, carry)  # fmt: skip
+    leaf = jax.tree_util.tree_leaves(carry)[0]
+    assert float(got) == float(jnp.sum(leaf))
+    assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree_util.tree_leaves(grads[0]))
+    np.testing.assert_array_equal(jax.tree_util.tree_leaves(grads[1])[0], jnp.ones_like(leaf))
+
+
+@needs_kernel
+@pytest.mark.parametrize("cell_name", list(CELLS))
+def test_nan_input_spreads_as_in_the_scan(cell_name):
+    """A NaN at one step of one sequence: NaN from there on in that sequence only."""
+    cell, params, xs, carry = case(cell_name, "float32", "odd")
+    xs = xs.at[1, 2, 0].set(jnp.nan)
+    got, _ = lj.unroll(cell, params, xs, carry, method=FUSED)
+    want, _ = lj.unroll(cell, params, xs, carry, method=SCAN)
+    np.testing.assert_array_equal(jnp.isnan(got), jnp.isnan(want))
+    assert bool(jnp.all(jnp.isnan(got[1, 2:])))
+    finite = ~jnp.isnan(want)
+    close(got[finite], want[finite], "float32")
+
+
+@needs_kernel
+def test_vmap_over_an_ensemble_matches_the_scan():
+    cell, params, xs, carry = case("lstm", "float32", "odd")
+    ensemble = jax.tree_util.tree_map(lambda a: jnp.stack([a, 0.5 * a, -a]), params)
+
+    def loss(method):
+        return lambda p: jnp.sum(lj.unroll(cell, p, xs, carry, method=method)[0] ** 2)
+
+    got = jax.vmap(jax.value_and_grad(loss(FUSED)))(ensemble)
+    want = jax.vmap(jax.value_and_grad(loss(SCAN)))(ensemble)
+    close(got, want, "float32")
+
+
+# ------------------------------------------------------------------ the fallback
+
+
+@pytest.fixture
+def fresh_notices(monkeypatch):
+    """Every reason unannounced, as in a new process (one warning per reason)."""
+    monkeypatch.setattr(_fused, "_ANNOUNCED", set())
+
+
+def fallback_case(call, pattern):
+    """`call(method)` with lj.Fused warns once naming `pattern` and equals the scan's result."""
+    with pytest.warns(lj.FusedFallbackWarning, match=pattern):
+        got = call(FUSED)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second call with the same reason is quiet
+        again = call(FUSED)
+    want = call(SCAN)
+    close(got, want, "float64")
+    close(again, want, "float64")
+
+
+def test_extension_absent_runs_the_scan_with_one_notice(fresh_notices, monkeypatch):
+    monkeypatch.setattr(_fused_kernel, "load", lambda: (None, "it was not built (test)"))
+    assert lj.Fused.unavailable() == "it was not built (test)"
+    cell, params, xs, carry = case("lstm", "float64", "odd")
+    fallback_case(lambda m: lj.unroll(cell, params, xs, carry, method=m), "not built \\(test\\)")
+
+
+@needs_kernel
+def test_resets_run_the_scan_with_one_notice(fresh_notices):
+    cell, params, xs, _ = case("gru", "float64", "odd")
+    resets = jnp.zeros(xs.shape[:2], bool).at[:, 3].set(True)
+    fallback_case(lambda m: lj.unroll(cell, params, xs, resets=resets, method=m), "resets")
+
+
+@needs_kernel
+def test_uncovered_cells_run_the_scan_with_one_notice(fresh_notices):
+    _, _, xs, _ = case("lstm", "float64", "odd")
+    for cell, pattern in (
+        (lj.lstm(4, peephole=True), "peephole=True"),
+        (lj.gru(4, reset_after=False), "reset_after=True only"),
+        (lj.rnn(4), "lj.lstm and lj.gru only"),
+    ):
+        params = cell.init(jax.random.PRNGKey(0), xs.shape[-1])
+        fallback_case(lambda m, c=cell, p=params: lj.unroll(c, p, xs, method=m), pattern)
+
+
+@needs_kernel
+def test_forward_mode_runs_the_scan_with_one_notice(fresh_notices):
+    cell, params, xs, carry = case("lstm", "float64", "odd")
+
+    def tangent(method):
+        run = lambda x: lj.unroll(cell, params, x, carry, method=method)[0]  # noqa: E731
+        return jax.jvp(run, (xs,), (jnp.ones_like(xs),))
+
+    fallback_case(tangent, "forward-mode")
+
+
+@needs_kernel
+def test_float16_runs_the_scan_with_one_notice(fresh_notices):
+    cell = lj.gru(4, dtype=jnp.float16)
+    params = cell.init(jax.random.PRNGKey(0), 3)
+    xs = jnp.ones((2, 3, 3), jnp.float16)
+    with pytest.warns(lj.FusedFallbackWarning, match="not float16"):
+        got = lj.unroll(cell, params, xs, method=FUSED)
+    want = lj.unroll(cell, params, xs, method=SCAN)
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+# ------------------------------------------------------------------ options
+
+
+def test_fused_options_are_checked_when_built():
+    assert lj.Fused() == lj.Fused(threads="auto", fallback=lj.Scan())
+    assert lj.Fused(threads=3).threads == 3
+    assert_clear(
+        ValueError, lambda: lj.Fused(threads=0), "threads must be 'auto' or an int >= 1", "got 0"
+    )
+    assert_clear(ValueError, lambda: lj.Fused(threads=True), "got True")
+    assert_clear(ValueError, lambda: lj.Fused(threads="all"), "got 'all'")
+    assert_clear(
+        TypeError, lambda: lj.Fused(fallback=lj.Affine()), "fallback must be an lj.Scan", "Affine"
+    )
+
+
+def test_fused_shorthand_and_class_misuse():
+    cell, params, xs, _ = case("lstm", "float64", "odd")
+    assert_clear(
+        TypeError,
+        lambda: lj.unroll(cell, params, xs, method=lj.Fused),
+        "option object, e.g. lj.Fused\\(\\)",
+    )
+    with warnings.catch_warnings():
+        # "fused" is lj.Fused() at its defaults: where the extension is absent it warns.
+        warnings.simplefilter("ignore", lj.FusedFallbackWarning)
+        got = lj.unroll(cell, params, xs, method="fused")
+    close(got, lj.unroll(cell, params, xs, method=SCAN), "float64")
