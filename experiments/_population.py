@@ -55,9 +55,10 @@ LINES = {  # line style and width: the wide sLSTM shows under lines that coincid
     "min_gru": ("-", 1.3),
     "rnn": (":", 2.0),
 }
-# Every unroll of these experiments runs on the sequential scan: on a CPU its gradient
-# is the fast path for these short sequences (the mLSTM's parallel pass, which "auto"
-# picks, computes the same values 2-3x slower here).
+# Every unroll of these experiments runs on the sequential scan. For these short
+# sequences it is the fast path of the mLSTM's gradient on a CPU: at T = 20, H = 32, four
+# heads and batch 64, 6.5 ms against 11.5 ms for the parallel pass that "auto" picks (the
+# two compute the same values; the parallel pass wins at T in the thousands).
 METHOD = lj.Scan()
 
 

@@ -175,10 +175,11 @@ def plot(result: dict):
         for label, r in runs.items():
             acc = np.asarray(r["accuracy_seeds"])
             ls, lw = LINES[label]
+            counts = " / ".join(f"{res[k][label]['parameters']:,}" for k in res)
             ax.fill_between(t, acc.min(0), acc.max(0), color=COLORS[label], alpha=0.15, lw=0)
             ax.plot(t, np.median(acc, 0), color=COLORS[label], ls=ls, lw=lw,
-                    label=f"{NAMES[label]} ({r['parameters']:,} params)")  # fmt: skip
-        ax.axhline(1 / int(m), color="k", ls=":", lw=1, label=f"chance, 1/{m}")
+                    label=f"{NAMES[label]} ({counts} params)")  # fmt: skip
+        ax.axhline(1 / int(m), color="k", ls=":", lw=1, label="chance, 1/m")
         ax.axvline(FACTOR * T, color="gray", ls="--", lw=0.9, label=f"{FACTOR}x: anchors read")
         ax.set(
             title=PANEL_TITLES[int(m)],
@@ -190,7 +191,9 @@ def plot(result: dict):
         ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     title = (
-        f"H = {cfg['hidden']} for every cell; lines: median of {cfg['seeds']} seeds, bands: range"
+        f"H = {cfg['hidden']} for every cell (parameters: "
+        + " / ".join(TASK_NAMES[int(m)].lower() for m in res)
+        + f"); lines: median of {cfg['seeds']} seeds; bands: range"
     )
     fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=9, title=title,
                title_fontsize=9)  # fmt: skip
@@ -236,18 +239,23 @@ def main(argv=None) -> dict:
     return publish(args, NAME, config, data, {f"{NAME}.png": plot})
 
 
+def at_factor(factor: str, s: dict) -> str:
+    """ "1 (4x)", or with the seeds' range where it shows in three digits: "0.5 (4x, 0.48-0.52)"."""
+    lo, hi = fmt(min(s["seeds"])), fmt(max(s["seeds"]))
+    return f"{fmt(s['median'])} ({factor}x" + (f", seeds {lo}-{hi})" if lo != hi else ")")
+
+
 def report(result: dict) -> Report:
     cfg, parts = result["config"], []
     for m, runs in result["results"].items():
         accs = "; ".join(
-            f"{NAMES[label]} "
-            + ", ".join(f"{fmt(s['median'])} ({f}x)" for f, s in r["summary"].items())
+            f"{NAMES[label]} " + ", ".join(at_factor(f, s) for f, s in r["summary"].items())
             for label, r in runs.items()
         )
         parts.append(f"{TASK_NAMES[int(m)]} (chance {fmt(1 / int(m))}): {accs}")
     finding = (
-        f"Test accuracy (median of {cfg['seeds']} seeds) after 1, 2, 4 and 8 x the training "
-        f"length of {cfg['train_length']} tokens. " + ". ".join(parts) + "."
+        f"Test accuracy (median of {cfg['seeds']} seeds, and their range) after 1, 2, 4 and 8 x "
+        f"the training length of {cfg['train_length']} tokens. " + ". ".join(parts) + "."
     )
     return Report([(result["figures"][0], finding)], result["anchors"])
 

@@ -133,24 +133,22 @@ def headline(result: dict) -> str:
     rate, weak = result["decay_per_step"], result["lyapunov_weak_inputs"]
     rel = {n: c[n]["relative"][k] for n in CELLS}
     ratio = {n: rel[n] / rel["rnn"] for n in CELLS}
-    kept = [SHORT[n] for n in XLSTM if ratio[n] >= CAROUSEL_RATIO]
-    lead = (
-        f"At initialisation {' and '.join(kept) if kept else 'neither xLSTM cell'} "
-        f"carr{'ies' if len(kept) < 2 else 'y'} the gradient far back as the LSTM does."
-        if len(kept) in (1, 2)
-        else "At initialisation neither xLSTM cell carries the gradient as far as the LSTM does."
+
+    def nearest(n):  # of the classic cells, the one whose per-step factor is closest
+        return min(("lstm", "gru", "rnn"), key=lambda o: abs(np.log(rate[o] / rate[n])))
+
+    lead = "At initialisation the gradient is multiplied per step by " + "; ".join(
+        f"{fmt(rate[n])} in the {SHORT[n]}, closest to the {SHORT[nearest(n)]}'s "
+        f"{fmt(rate[nearest(n)])}"
+        for n in XLSTM
     )
-    lead += (
-        f" {k} steps back the sLSTM keeps {fmt(ratio['slstm'])}x, the mLSTM {fmt(ratio['mlstm'])}x "
-        f"and the LSTM {fmt(ratio['lstm'])}x the tanh RNN's share of it."
-    )
+    lead += f" (tanh RNN {fmt(rate['rnn'])}, LSTM {fmt(rate['lstm'])}, GRU {fmt(rate['gru'])})."
     lines = [
         lead,
-        f"(a) {k} steps back the gradient keeps "
-        + ", ".join(f"{fmt(rel[n])} ({SHORT[n]})" for n in CELLS)
-        + " of its value at the output; per step (geometric mean) "
-        + ", ".join(f"{fmt(rate[n])}" for n in CELLS)
-        + ".",
+        f"(a) {k} steps back the "
+        + ", the ".join(f"{SHORT[n]} keeps {fmt(ratio[n])}x" for n in ("slstm", "mlstm", "lstm"))
+        + f" the tanh RNN's share of the gradient (per-step factors: geometric means over "
+        f"k <= {k}).",
         "(c, d) Leading Lyapunov exponents (nats/step, mean of the seeds): "
         + ", ".join(f"{SHORT[n]} {fmt(lyap[n]['lambda_1_mean'])}" for n in CELLS)
         + f"; with weak inputs the mLSTM's is {fmt(weak['mlstm']['lambda_1_mean'])}"
