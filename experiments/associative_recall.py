@@ -10,9 +10,9 @@ Task: `lstmjax.tasks.associative_recall` (Arora et al. 2023): N key-value
 pairs, then the N keys again in random order, the target at each query
 being its value (32 key and 32 value tokens; loss and accuracy on the
 query steps only). Each step's input is the one-hot token beside the
-one-hot token before it: a causal convolution of width 2, as the xLSTM
-block puts in front of its mLSTM, so that a step sees a key and its value
-together (every cell gets the same input). Each cell has a linear readout;
+one-hot token before it, a stand-in for the short causal convolution that
+the xLSTM block puts in front of its mLSTM's queries and keys: a step sees
+a key and its value together (every cell gets the same input). Each cell has a linear readout;
 the hidden sizes are chosen so that every model has the LSTM's parameter
 count to within a few percent. Adam with global-norm clipping, several
 seeds at once; the accuracy is measured on a fresh test batch. Chance:
