@@ -180,6 +180,29 @@ def anchor(name: str, expected: str, measured: float, passed: bool, note: str = 
     return row
 
 
+def parameter_count(tree) -> int:
+    """The number of scalars in a pytree of arrays (or of `jax.eval_shape` shape structs)."""
+    return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(tree)))
+
+
+def matched_size(count: Callable[[int], int], target: int, multiple: int = 1) -> int:
+    """The size n (a multiple of `multiple`) whose `count(n)` is closest to `target`.
+
+    `count` must grow with n (a model's parameter count against its hidden
+    size): a bisection finds the first multiple at or above the target, and
+    the closer of it and the multiple below it wins.
+    """
+    lo, hi = 1, 4096 // multiple
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if count(mid * multiple) < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    candidates = [j * multiple for j in (lo - 1, lo) if j >= 1]
+    return min(candidates, key=lambda n: abs(count(n) - target))
+
+
 def fmt(x: Any) -> str:
     """A number in three significant digits, for findings and tables."""
     if isinstance(x, str):

@@ -35,6 +35,8 @@ from _common import (
     Report,
     anchor,
     fmt,
+    matched_size,
+    parameter_count,
     parse_args,
     progress,
     publish,
@@ -52,10 +54,6 @@ CELLS |= {"min_gru": lj.min_gru, "min_lstm": lj.min_lstm}  # Feng et al. 2024
 COLORS = {"rnn": "C3", "lstm": "C0", "gru": "C2", "min_gru": "C5", "min_lstm": "C6"}
 
 
-def parameter_count(tree) -> int:
-    return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(tree)))
-
-
 def count_for(label: str, hidden: int, vocab: int, embed: int) -> int:
     """Parameters of the language model with `hidden` units (shapes only, no arrays)."""
     model = language_model(vocab, embed, CELLS[label](hidden))
@@ -63,20 +61,8 @@ def count_for(label: str, hidden: int, vocab: int, embed: int) -> int:
 
 
 def matched_hidden(label: str, target: int, vocab: int, embed: int) -> int:
-    """The hidden size whose model's parameter count is closest to `target`.
-
-    Counts grow monotonically with the hidden size, so a bisection finds the
-    first size at or above the target; the closer of it and its neighbour wins.
-    """
-    lo, hi = 1, 4096
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if count_for(label, mid, vocab, embed) < target:
-            lo = mid + 1
-        else:
-            hi = mid
-    candidates = [h for h in (lo - 1, lo) if h >= 1]
-    return min(candidates, key=lambda h: abs(count_for(label, h, vocab, embed) - target))
+    """The hidden size whose model's parameter count is closest to `target`."""
+    return matched_size(lambda h: count_for(label, h, vocab, embed), target)
 
 
 def sizes(config: dict, vocab: int) -> dict[str, dict[str, int]]:

@@ -37,6 +37,9 @@ EXPERIMENTS = [
     "lorenz_lyapunov",
     "flipflop_fixed_points",
     "parallel_in_time",
+    "state_tracking",
+    "associative_recall",
+    "xlstm_gradient_flow",
 ]
 
 

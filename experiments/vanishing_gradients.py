@@ -65,7 +65,13 @@ CELLS: dict[str, Callable[..., lj.Cell]] = {
     # Leaky tanh units, alpha = dt / tau = 0.1: the Euler step's Jacobian is
     # (1 - alpha) I + alpha diag(act') W_h, close to I when alpha is small.
     "ctrnn": lambda h, dtype: lj.ctrnn(h, tau=10.0, dt=1.0, dtype=dtype),
+    # The xLSTM cells (Beck et al. 2024), four heads as in the paper's blocks: not in the
+    # headline figure (see HEADLINE); `xlstm_gradient_flow.py` draws them beside the LSTM.
+    "slstm": lambda h, dtype: lj.slstm(h, num_heads=4, dtype=dtype),
+    "mlstm": lambda h, dtype: lj.mlstm(h, num_heads=4, dtype=dtype),
 }
+# The cells of this experiment's figure (all of CELLS but the xLSTM ones).
+HEADLINE = ("rnn", "lstm", "lstm_forget_bias_0", "gru", "gru_reset_before", "lstm_ln", "ctrnn")
 
 # What the figure calls each cell (the JSON keeps the short labels above).
 NAMES = {
@@ -76,6 +82,8 @@ NAMES = {
     "gru_reset_before": "GRU, reset gate before W_h (Cho et al.)",
     "lstm_ln": "LSTM with layer norm",
     "ctrnn": "leaky tanh RNN (CT-RNN, dt/tau = 0.1)",
+    "slstm": "sLSTM (4 heads, forget-gate bias 1)",
+    "mlstm": "mLSTM (4 heads, forget-gate bias 1)",
 }
 
 STYLE = {  # color, line style, line width: the two GRUs differ in width so both show
@@ -86,6 +94,8 @@ STYLE = {  # color, line style, line width: the two GRUs differ in width so both
     "gru_reset_before": ("k", ":", 1.4),
     "lstm_ln": ("C1", "-", 1.6),
     "ctrnn": ("C4", "-.", 1.6),
+    "slstm": ("#6a3d9a", "-", 1.8),
+    "mlstm": ("C9", "-", 1.8),
 }
 
 
@@ -152,7 +162,7 @@ def readout_norms(cell: lj.Cell, params, xs, w, b, target) -> diagnostics.CarryG
 
 
 def cells_for(config: dict) -> list[str]:
-    return list(CELLS) if config["all_cells"] else list(TRAINED)
+    return list(HEADLINE) if config["all_cells"] else list(TRAINED)
 
 
 def init_draw(key, config: dict, input_scale: float):
@@ -165,9 +175,13 @@ def init_draw(key, config: dict, input_scale: float):
     return kp, xs, u, target
 
 
-def init_curves(key, config: dict, input_scale: float, bar) -> dict:
-    """Curves at initialisation, inputs N(0, input_scale^2), for every cell and seed."""
-    per_seed: dict[str, list[dict]] = {label: [] for label in cells_for(config)}
+def init_curves(key, config: dict, input_scale: float, bar, labels=None) -> dict:
+    """Curves at initialisation, inputs N(0, input_scale^2), for every cell and seed.
+
+    `labels`: the cells (keys of CELLS); None means this experiment's (`cells_for`).
+    """
+    labels = cells_for(config) if labels is None else labels
+    per_seed: dict[str, list[dict]] = {label: [] for label in labels}
     for seed in range(config["seeds"]):
         kp, xs, u, target = init_draw(jax.random.fold_in(key, seed), config, input_scale)
         for label in per_seed:
@@ -347,6 +361,8 @@ SHORT = {  # in sentences
     "gru_reset_before": "GRU (reset before)",
     "lstm_ln": "layer-norm LSTM",
     "ctrnn": "leaky RNN",
+    "slstm": "sLSTM",
+    "mlstm": "mLSTM",
 }
 
 

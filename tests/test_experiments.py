@@ -229,3 +229,88 @@ def test_run_all_reports_a_failing_experiment(tmp_path, monkeypatch):
     assert "**The run failed**: `RuntimeError: out of memory`" in report
     assert not (tmp_path / "broken_experiment.json").exists()
     assert "0 of 0 anchors reproduced" in report
+
+
+# ---------------------------------------------------------------------------
+# The xLSTM experiments (issue 24): state tracking, associative recall, gradient flow
+# ---------------------------------------------------------------------------
+
+
+def lstm_parameters(hidden: int, inputs: int, outputs: int) -> int:
+    """An LSTM (four gates) with a linear readout, by formula."""
+    return 4 * hidden * (inputs + hidden + 1) + hidden * outputs + outputs
+
+
+def test_state_tracking(out):
+    r = run_quick("state_tracking", out)
+    check_common(r, "state_tracking", out)
+    cfg = r["config"]
+    T, L, S = cfg["train_length"], cfg["test_length"], cfg["seeds"]
+    assert list(r["results"]) == [str(m) for m in cfg["moduli"]]
+    for m, runs in r["results"].items():
+        assert list(runs) == cfg["cells"]
+        for label, run in runs.items():
+            acc = np.asarray(run["accuracy_seeds"])
+            assert acc.shape == (S, L) and np.all((0 <= acc) & (acc <= 1)), label
+            for factor, s in run["summary"].items():
+                at = acc[:, int(factor) * T - 1]  # the prediction after factor x T tokens
+                assert s["median"] == pytest.approx(float(np.median(at))), (label, factor)
+            assert np.asarray(run["loss_seeds"]).shape == (S, len(run["step"]))
+        # Parameter counts by formula: H = 32, m one-hot inputs, a readout to m classes.
+        H, k = cfg["hidden"], int(m)
+        assert runs["lstm"]["parameters"] == lstm_parameters(H, k, k)
+        assert runs["min_gru"]["parameters"] == 2 * H * (k + 1) + H * k + k  # z and h~ from x
+        assert runs["mlstm"]["parameters"] == (4 * H + 2 * 4) * (k + 1) + H * k + k  # 4 heads
+        # sLSTM, 4 heads of 8 units: W_x, b and four 8 x 32 recurrent blocks.
+        assert runs["slstm"]["parameters"] == 4 * H * (k + 1) + 4 * 8 * 32 + H * k + k
+    # Quick mode (parity, 200 updates) already separates the two kinds of cell.
+    assert not failed(r)
+
+
+def test_associative_recall(out):
+    r = run_quick("associative_recall", out)
+    check_common(r, "associative_recall", out)
+    cfg, sizes = r["config"], r["sizes"]
+    vocab = cfg["num_keys"] + cfg["num_values"]
+    # Inputs: the one-hot token and the one-hot token before it.
+    assert sizes["lstm"]["parameters"] == lstm_parameters(cfg["lstm_hidden"], 2 * vocab, vocab)
+    H = sizes["mlstm"]["hidden"]
+    assert H % 4 == 0
+    assert sizes["mlstm"]["parameters"] == (4 * H + 8) * (2 * vocab + 1) + H * vocab + vocab
+    for label, s in sizes.items():  # equal parameter counts, to within 5%
+        assert abs(s["parameters"] / sizes["lstm"]["parameters"] - 1) <= 0.05, label
+    for n, runs in r["results"].items():
+        for label, run in runs.items():
+            acc = np.asarray(run["accuracy_seeds"])
+            assert acc.shape == (cfg["seeds"],) and np.all((0 <= acc) & (acc <= 1))
+            assert run["accuracy"] == pytest.approx(float(np.median(acc))), (n, label)
+    # Quick mode (N = 4, 300 updates) already shows the contrast.
+    assert not failed(r)
+
+
+def test_xlstm_gradient_flow(out):
+    r = run_quick("xlstm_gradient_flow", out)
+    check_common(r, "xlstm_gradient_flow", out)
+    cfg = r["config"]
+    for setting in ("curves", "curves_weak_inputs"):
+        for label, c in r[setting].items():
+            per_seed = np.asarray(c["relative_seeds"])
+            assert per_seed.shape == (cfg["seeds"], cfg["steps"]), (setting, label)
+            np.testing.assert_allclose(per_seed[:, 0], 1.0, rtol=1e-12)
+    # The same draws as the headline: its quick mode has the same sizes, so the cells
+    # both draw have the same curves.
+    vg = run_quick("vanishing_gradients", out)
+    for label in ("rnn", "lstm", "gru"):
+        np.testing.assert_allclose(
+            r["curves"][label]["relative"], vg["curves"][label]["relative"], rtol=1e-10
+        )
+    # log sigmoid(1), by hand, and the mLSTM's exponent with weak inputs beside it.
+    assert r["forget_rate_at_rest"] == pytest.approx(-math.log(1 + math.exp(-1)), rel=1e-12)
+    rows = {row["anchor"]: row for row in r["anchors"]}
+    assert rows["mLSTM, weak inputs: lambda_1 - log sigmoid(forget bias) (nats/step)"]["pass"]
+    for label in ("sLSTM", "mLSTM"):
+        key = f"{label}: largest |gradient slope - lambda_1| over the seeds (nats/step)"
+        assert rows[key]["pass"]
+    for lyap in r["lyapunov"].values():
+        assert len(lyap["lambda_1"]) == cfg["seeds"]
+        assert lyap["lambda_1_mean"] == pytest.approx(float(np.mean(lyap["lambda_1"])))

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hostile import assert_clear
 
 from lstmjax import losses, tasks
 
@@ -306,3 +307,99 @@ def test_trajectory_generators_shapes_and_attractor():
     np.testing.assert_allclose(
         tasks.persistence_mse(lz), np.mean((lz[:, 1:] - lz[:, :-1]) ** 2), rtol=1e-6
     )
+
+
+# ----------------------------------------------------------------------------
+# State tracking: running modular addition (parity for m = 2)
+# ----------------------------------------------------------------------------
+
+
+def running_sums(xs: np.ndarray, modulus: int) -> np.ndarray:
+    """The reference: a Python loop over each row, the residue kept by hand."""
+    out = np.zeros_like(xs)
+    for b, row in enumerate(xs.tolist()):
+        total = 0
+        for t, x in enumerate(row):
+            total = (total + x) % modulus
+            out[b, t] = total
+    return out
+
+
+@pytest.mark.parametrize("modulus", [2, 3, 5])
+def test_modular_addition_is_the_running_sum(modulus):
+    B, T = 8, 37
+    xs, ys = same(tasks.modular_addition, B, T, modulus=modulus)
+    assert xs.shape == ys.shape == (B, T) and xs.dtype == ys.dtype == jnp.int32
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    assert set(np.unique(xs)) == set(range(modulus))  # every token occurs (296 draws)
+    np.testing.assert_array_equal(ys, running_sums(xs, modulus))
+
+
+def test_parity_is_the_xor_of_the_bits_so_far():
+    # m = 2 (the default): a second reference, XOR accumulated over the bits.
+    xs, ys = tasks.modular_addition(KEY, 4, 64)
+    np.testing.assert_array_equal(ys, np.bitwise_xor.accumulate(np.asarray(xs), axis=1))
+
+
+def test_modular_addition_targets_are_uniform_given_the_token():
+    # The documented baseline 1/m: after the first step the target is uniform
+    # whatever the current token, so no token-only predictor beats chance.
+    # Each of the 9 cells holds about 40k draws: a frequency's std is 2e-3.
+    m = 3
+    xs, ys = tasks.modular_addition(KEY, 2000, 61, modulus=m)
+    xs, ys = np.asarray(xs)[:, 1:], np.asarray(ys)[:, 1:]
+    for token in range(m):
+        freq = np.bincount(ys[xs == token], minlength=m) / np.sum(xs == token)
+        np.testing.assert_allclose(freq, 1 / m, atol=0.01)
+
+
+def test_modular_addition_rejects_bad_moduli():
+    assert_clear(ValueError, lambda: tasks.modular_addition(KEY, 2, 5, modulus=1),
+                 r"modulus must be an int >= 2", r"got 1")  # fmt: skip
+    assert_clear(ValueError, lambda: tasks.modular_addition(KEY, 2, 5, modulus=2**31),
+                 r"modulus must be at most 2\^30", r"got 2147483648")  # fmt: skip
+    assert_clear(TypeError, lambda: tasks.modular_addition(KEY, 2, 5, modulus=2.0),
+                 r"modulus must be an int", r"float")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------
+# Multi-query associative recall
+# ----------------------------------------------------------------------------
+
+
+def test_associative_recall_answers_every_query_from_its_pairs():
+    B, N, Q, K, V = 16, 6, 4, 8, 5
+    xs, ys = same(tasks.associative_recall, B, N, num_queries=Q, num_keys=K, num_values=V)
+    assert xs.shape == ys.shape == (B, 2 * N + Q) and xs.dtype == ys.dtype == jnp.int32
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    for row_x, row_y in zip(xs.tolist(), ys.tolist(), strict=True):
+        keys, values, queries = row_x[0 : 2 * N : 2], row_x[1 : 2 * N : 2], row_x[2 * N :]
+        assert len(set(keys)) == N and all(0 <= k < K for k in keys)
+        assert all(K <= v < K + V for v in values)
+        assert len(set(queries)) == Q and set(queries) <= set(keys)
+        table = dict(zip(keys, values, strict=True))  # the reference: a lookup by hand
+        assert row_y[: 2 * N] == [tasks.RECALL_NO_TARGET] * (2 * N)
+        assert row_y[2 * N :] == [table[q] for q in queries]
+    # The queries come in random order, not in the order of the pairs.
+    first_query_is_first_key = xs[:, 2 * N] == xs[:, 0]
+    assert not first_query_is_first_key.all()
+
+
+def test_associative_recall_default_queries_every_pair_once():
+    xs, ys = tasks.associative_recall(KEY, 4, 3)
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    assert xs.shape == (4, 9) and (ys[:, 6:] >= 32).all() and (ys[:, :6] == -1).all()
+    for row in xs:
+        assert sorted(row[6:]) == sorted(row[0:6:2])  # a permutation of the keys
+    # The mask `ys >= 0` picks out exactly the query steps for the loss.
+    logits = jax.nn.one_hot(jnp.where(ys >= 0, ys, 0), 64) * 50.0
+    assert float(losses.accuracy(logits, jnp.asarray(ys), jnp.asarray(ys) >= 0)) == 1.0
+
+
+def test_associative_recall_rejects_impossible_sizes():
+    assert_clear(ValueError, lambda: tasks.associative_recall(KEY, 2, 9, num_keys=8),
+                 r"num_pairs must be at most num_keys", r"num_pairs=9, num_keys=8")  # fmt: skip
+    assert_clear(ValueError, lambda: tasks.associative_recall(KEY, 2, 3, num_queries=4),
+                 r"num_queries must be at most num_pairs", r"num_queries=4")  # fmt: skip
+    assert_clear(ValueError, lambda: tasks.associative_recall(KEY, 2, 0),
+                 r"num_pairs must be an int >= 1", r"got 0")  # fmt: skip

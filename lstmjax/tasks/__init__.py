@@ -12,12 +12,19 @@ reaches without learning the long-range structure:
 * `pendulum_trajectories`, `lorenz_trajectories` (integrated with `rk4`;
   baseline `persistence_mse`, the next-state-equals-this-state forecast);
 * `flip_flop` (the 3-bit flip-flop of Sussillo & Barak 2013; baseline MSE
-  1, predicting 0).
+  1, predicting 0);
+* `modular_addition` (state tracking: the running sum modulo m, parity for
+  m = 2; baseline accuracy 1/m);
+* `associative_recall` (multi-query associative recall, Arora et al. 2023;
+  baseline accuracy 1/num_values, about 1/num_pairs guessing among the
+  values seen).
 """
 
 from lstmjax._integrators import rk4_step as rk4_step
 from lstmjax.tasks._adding import ADDING_BASELINE_MSE as ADDING_BASELINE_MSE
 from lstmjax.tasks._adding import adding_problem as adding_problem
+from lstmjax.tasks._associative_recall import RECALL_NO_TARGET as RECALL_NO_TARGET
+from lstmjax.tasks._associative_recall import associative_recall as associative_recall
 from lstmjax.tasks._copy import COPY_BLANK as COPY_BLANK
 from lstmjax.tasks._copy import COPY_DELIMITER as COPY_DELIMITER
 from lstmjax.tasks._copy import COPY_LENGTH as COPY_LENGTH
@@ -37,6 +44,7 @@ from lstmjax.tasks._dynamics import persistence_mse as persistence_mse
 from lstmjax.tasks._dynamics import rk4 as rk4
 from lstmjax.tasks._flipflop import FLIPFLOP_BITS as FLIPFLOP_BITS
 from lstmjax.tasks._flipflop import flip_flop as flip_flop
+from lstmjax.tasks._state_tracking import modular_addition as modular_addition
 from lstmjax.tasks._temporal_order import ORDER_BASELINE_ACCURACY as ORDER_BASELINE_ACCURACY
 from lstmjax.tasks._temporal_order import (
     ORDER_BASELINE_CROSS_ENTROPY as ORDER_BASELINE_CROSS_ENTROPY,
@@ -75,9 +83,11 @@ __all__ = [
     "ORDER_NUM_CLASSES",
     "ORDER_SYMBOLS",
     "ORDER_VOCAB_SIZE",
+    "RECALL_NO_TARGET",
     "TextData",
     "Vocab",
     "adding_problem",
+    "associative_recall",
     "build_vocab",
     "char_corpus",
     "copy_baseline_cross_entropy",
@@ -86,6 +96,7 @@ __all__ = [
     "flip_flop",
     "lorenz",
     "lorenz_trajectories",
+    "modular_addition",
     "order_positions",
     "pendulum",
     "pendulum_trajectories",
