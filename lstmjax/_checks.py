@@ -77,15 +77,15 @@ def jit_with_options(
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """`jax.jit` with the arguments named `static` static, each taken by the one rule first.
 
-    `check`, if given, sees every argument by name (defaults filled in)
-    before `jax.jit` does, so that values which are traced inside (a rate, a
-    step size) are still checked while they are concrete.
-
     `scalar` runs on them before `jax.jit` hashes them: a NumPy scalar or a
     concrete 0-d array is passed on as the Python value it holds (one compiled
     program for `3` and `np.int64(3)`; a 0-d array is not refused as
     unhashable), and a traced one is refused by name. The function's own
     checks then run when it is traced, as under `jax.jit`.
+
+    `check`, if given, sees every argument by name (defaults filled in)
+    before `jax.jit` does, so that values which are traced inside (a rate, a
+    step size) are still checked while they are concrete.
     """
 
     def wrap(fn: Callable[P, R]) -> Callable[P, R]:
@@ -110,9 +110,8 @@ def jit_with_options(
                             f"({type(value).__name__})."
                         ) from None
             if check is not None:
-                arguments = signature.bind(*bound.args, **bound.kwargs)
-                arguments.apply_defaults()
-                check(dict(arguments.arguments))
+                defaults = {n: p.default for n, p in signature.parameters.items()}
+                check({**defaults, **bound.arguments})
             return jitted(*bound.args, **bound.kwargs)
 
         return call

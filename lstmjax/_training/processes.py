@@ -96,14 +96,7 @@ def initialize(
         started its backends here (so `initialize` came too late).
     """
     # Every value as the Python value it holds (`_checks`' one rule), for JAX too.
-    (
-        coordinator_address,
-        num_processes,
-        process_id,
-        local_device_ids,
-        initialization_timeout,
-        heartbeat_timeout_seconds,
-    ) = _check_initialize_args(
+    jax_args = _check_initialize_args(
         coordinator_address,
         num_processes,
         process_id,
@@ -112,9 +105,6 @@ def initialize(
         heartbeat_timeout_seconds,
         cpu_collectives,
     )
-    explicit = None
-    if coordinator_address is not None and num_processes is not None and process_id is not None:
-        explicit = coordinator_address, num_processes, process_id
     if jax.distributed.is_initialized():
         raise RuntimeError(
             "initialize: this process has already joined a job (jax.distributed.initialize "
@@ -126,20 +116,16 @@ def initialize(
             "jax.device_put, ...): JAX has already started its backends in this process. "
             "Move the call to the start of the script."
         )
-    if explicit is not None and explicit[1] > 1:
-        meet(*explicit, timeout=initialization_timeout)
+    address, count, pid = (
+        jax_args[k] for k in ("coordinator_address", "num_processes", "process_id")
+    )
+    if address is not None and count is not None and pid is not None and count > 1:
+        meet(address, count, pid, timeout=jax_args["initialization_timeout"])
     previous = jax.config.jax_cpu_collectives_implementation  # pyright: ignore[reportAttributeAccessIssue]
     if cpu_collectives is not None:
         jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
     try:
-        jax.distributed.initialize(
-            coordinator_address=coordinator_address,
-            num_processes=num_processes,
-            process_id=process_id,
-            local_device_ids=local_device_ids,
-            initialization_timeout=initialization_timeout,
-            heartbeat_timeout_seconds=heartbeat_timeout_seconds,
-        )
+        jax.distributed.initialize(**jax_args)
     except BaseException:
         jax.config.update("jax_cpu_collectives_implementation", previous)
         raise
@@ -153,11 +139,10 @@ def _check_initialize_args(
     initialization_timeout,
     heartbeat_timeout_seconds,
     cpu_collectives,
-) -> tuple[Optional[str], Optional[int], Optional[int], Optional[list[int]], int, int]:
+) -> dict[str, Any]:
     """Check `initialize`'s arguments; each returned as the Python value it holds (ids a list).
 
-    Returns `(coordinator_address, num_processes, process_id, local_device_ids,
-    initialization_timeout, heartbeat_timeout_seconds)`.
+    Returns the keyword arguments of `jax.distributed.initialize`, checked.
     """
     if coordinator_address is not None:
         if not isinstance(coordinator_address, str):
@@ -190,14 +175,14 @@ def _check_initialize_args(
             f"cpu_collectives must be one of {list(CPU_COLLECTIVES)} or None; got "
             f"{cpu_collectives!r}."
         )
-    return (
-        coordinator_address,
-        num_processes,
-        process_id,
-        local_device_ids,
-        initialization_timeout,
-        heartbeat_timeout_seconds,
-    )
+    return {
+        "coordinator_address": coordinator_address,
+        "num_processes": num_processes,
+        "process_id": process_id,
+        "local_device_ids": local_device_ids,
+        "initialization_timeout": initialization_timeout,
+        "heartbeat_timeout_seconds": heartbeat_timeout_seconds,
+    }
 
 
 def _backends_started() -> bool:
