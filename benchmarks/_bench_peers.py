@@ -117,6 +117,7 @@ def lstmjax_model(
     remat: bool = False,
     autodiff: bool = False,
     fused: bool = False,
+    scan: bool = False,
 ) -> JaxModel:
     c = lstmjax_cell(cell, s.hidden)
     if autodiff:
@@ -133,6 +134,8 @@ def lstmjax_model(
     blocks = "auto" if split is None else split
 
     method = lj.Scan(unroll=unroll, remat=remat, projection=projection, column_blocks=blocks)
+    if scan is False and method == lj.Scan():
+        method = "auto"  # lstmjax at its defaults: lj.Fused() for the LSTM and GRU on a CPU
     if fused:
         if cell not in ("lstm", "gru"):
             raise Missing(f"lj.Fused covers the LSTM and the GRU, not the {cell}")
@@ -379,6 +382,7 @@ VARIANTS = (
     "remat",
     "autodiff",
     "fused",
+    "scan",
 )
 
 
@@ -396,6 +400,8 @@ def lstmjax_variant(cell: str, s: Shape, variant: str) -> JaxModel:
         return lstmjax_model(cell, s, autodiff=True)
     if variant == "fused":  # the compiled CPU kernel (lj.Fused), at its defaults
         return lstmjax_model(cell, s, fused=True)
+    if variant == "scan":  # lj.Scan() at its defaults, where "auto" chooses lj.Fused()
+        return lstmjax_model(cell, s, scan=True)
     raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
 
 

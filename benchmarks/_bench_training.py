@@ -1,6 +1,6 @@
 """Timing of the training layouts: a population in one process, and processes.
 
-    python benchmarks/_bench_training.py ensemble [--rounds 5] [--steps 10]
+    python benchmarks/_bench_training.py ensemble [--rounds 5] [--steps 10] [--method auto]
     python benchmarks/_bench_training.py processes [--max-processes 4]
 
 `ensemble`: 8 LSTM regressors (H=64, B=64, T=50, adding problem, Adam with
@@ -10,6 +10,8 @@ each from `train.member_state` of the population), and (b) at once, the
 population being `jax.vmap` of `init_state`, by the two population steps:
 `jax.vmap(step, in_axes=(0, None))` ("vmap", batched matmuls) and
 `train.ensemble(step)` ("ensemble", a `jax.lax.map` over the members).
+`--method` is `lj.unroll`'s method ("auto", the default, or a shorthand
+such as "scan" or "fused").
 Rounds alternate between the variants, and the median time of each is
 reported as a ratio: sequential time / population time (above 1: the
 population step is faster).
@@ -36,7 +38,7 @@ from pathlib import Path
 MEMBERS, HIDDEN, BATCH, LENGTH = 8, 64, 64, 50
 
 
-def bench_ensemble(rounds: int, steps: int) -> dict:
+def bench_ensemble(rounds: int, steps: int, method: str = "auto") -> dict:
     import jax
     import jax.numpy as jnp
     import optax
@@ -51,7 +53,7 @@ def bench_ensemble(rounds: int, steps: int) -> dict:
         return (cell.init(k1, 2), head.init(k2, HIDDEN))
 
     def apply(params, xs):
-        hs, _ = lj.unroll(cell, params[0], xs)
+        hs, _ = lj.unroll(cell, params[0], xs, method=method)
         return head.apply(params[1], hs[:, -1])
 
     def mse(pred, target):
@@ -103,7 +105,7 @@ def bench_ensemble(rounds: int, steps: int) -> dict:
             times[name].append(time.perf_counter() - start)
     median = {name: statistics.median(t) for name, t in times.items()}
     return {
-        "members": MEMBERS, "hidden": HIDDEN, "batch": BATCH, "length": LENGTH,
+        "method": method, "members": MEMBERS, "hidden": HIDDEN, "batch": BATCH, "length": LENGTH,
         "steps": steps, "rounds": rounds,
         "median_s": median,
         "speedup_vs_sequential": {
@@ -145,9 +147,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--max-processes", type=int, default=4)
+    parser.add_argument("--method", default="auto", help="lj.unroll's method (ensemble)")
     args = parser.parse_args()
     if args.what == "ensemble":
-        print(json.dumps(bench_ensemble(args.rounds, args.steps), indent=1))
+        print(json.dumps(bench_ensemble(args.rounds, args.steps, args.method), indent=1))
     else:
         print(json.dumps(bench_processes(args.max_processes, args.steps), indent=1))
 

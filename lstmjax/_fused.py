@@ -21,14 +21,16 @@ default `lj.Scan()`), after one warning per reason in the process
   turns lengths and mask into one step mask, which the kernel applies as the
   scan does, and reverses the sequences before any strategy sees them);
 - the call is being differentiated in forward mode (`jax.jvp`,
-  `jax.jacfwd`, `jax.hessian`), seen at `unroll`'s door. Forward mode
-  applied outside a `jax.jit` that contains the call cannot be seen there;
-  JAX then raises its own error for forward mode through a `custom_vjp`.
+  `jax.jacfwd`, `jax.hessian`), seen at `unroll`'s door: the scan computes
+  derivatives of every order. Forward mode applied outside a `jax.jit`
+  that contains the call cannot be seen there; the kernel's own rules
+  (`_fused_ad.py`) serve it, with the scan's tangents, to any order.
 
 The decision is made once per call at `unroll`'s door (`resolve`), so the
 strategy that reaches the compiled program is either a runnable `Fused` or
-the fallback scan. `jax.vmap` over a `Fused` call runs the kernel once per
-batched element, in sequence.
+the fallback scan. The method "auto" chooses `Fused()` on the CPU for the
+calls the kernel runs, silently, and the scan for the others.
+`jax.vmap` over a `Fused` call runs the kernel once per batched element.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import jax
 import jax.numpy as jnp
 from jax.core import Tracer
 
-from lstmjax import _fused_kernel
+from lstmjax import _fused_ad, _fused_kernel
 from lstmjax._cell import Cell
 from lstmjax._checks import check_size
 from lstmjax._gru import GRUCell
@@ -122,18 +124,21 @@ class Fused:
     def run(self, cell: Cell, params: Params, seq: Sequences) -> tuple[Array, Carry, None]:
         """`(ys [T, B, H], carry, None)` (a call `resolve` accepted)."""
         threads = 0 if self.threads == "auto" else int(self.threads)
+        _fused_kernel.require()
         if isinstance(cell, LSTMCell):
-            carry0 = seq.carry0
-            ys, h, c = _fused_kernel.lstm(
-                seq.xs, params.w_x, params.w_h, params.b, carry0.h, carry0.c,
-                threads=threads, valid=seq.valid,
-            )  # fmt: skip
-            return ys, LSTMCarry(h, c), None
-        ys, h = _fused_kernel.gru(
-            seq.xs, params.w_x, params.w_h, params.b, params.b_hn, seq.carry0,
-            threads=threads, valid=seq.valid,
-        )  # fmt: skip
-        return ys, h, None
+            weights, carry0 = (params.w_x, params.w_h, params.b), seq.carry0
+        else:
+            weights, carry0 = (params.w_x, params.w_h, params.b, params.b_hn), (seq.carry0,)
+        dtype = jnp.result_type(seq.xs, *weights, *carry0)
+        cast = lambda arrays: tuple(jnp.asarray(a, dtype) for a in arrays)  # noqa: E731
+        has_valid = seq.valid is not None
+        valid = jnp.asarray(seq.valid, jnp.uint8) if has_valid else jnp.zeros((1,), jnp.uint8)
+        ys, carry = _fused_ad.sequence(cell, threads, has_valid)(
+            jnp.asarray(seq.xs, dtype), cast(weights), cast(carry0), valid
+        )
+        if seq.valid is not None:  # masked steps: the kernel leaves the kept h, the scan zero
+            ys = jnp.where(seq.valid[..., None], ys, jnp.zeros_like(ys))
+        return ys, (LSTMCarry(*carry) if isinstance(cell, LSTMCell) else carry[0]), None
 
 
 def unsupported(platform: str, cell: Cell, call: Call) -> str:
@@ -167,7 +172,10 @@ def unsupported(platform: str, cell: Cell, call: Call) -> str:
     if call.resets:
         return "it does not take resets"
     if call.forward_mode:
-        return "it has no forward-mode derivative (jax.jvp, jax.jacfwd, jax.hessian)"
+        return (
+            "it is differentiated in forward mode (jax.jvp, jax.jacfwd, jax.hessian), whose "
+            "derivatives of every order the scan computes"
+        )
     return ""
 
 

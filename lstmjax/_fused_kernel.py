@@ -1,28 +1,30 @@
-"""The compiled fused kernels (`csrc/fused_rnn.cc`) as differentiable JAX functions.
+"""The compiled fused kernels (`csrc/fused_rnn.cc`): loading them, and one call of each.
 
 `pip install` builds `lstmjax/_fused_cpu*.so` where a C++17 compiler is found
 (an optional extension: without one the package installs and `lj.Fused`
 falls back to the scan). It is a plain shared library, loaded here with
-ctypes, whose XLA FFI handlers are registered with JAX on first use:
+ctypes, whose XLA FFI handlers are registered with JAX on first use.
 
-- `lstm(xs, w_x, w_h, b, h0, c0)` -> `(ys, h_T, c_T)`, the plain LSTM;
-- `gru(xs, w_x, w_h, b, b_hn, h0)` -> `(ys, h_T)`, the GRU with the reset
-  after the matmul.
+Each cell has three kernels (`Kernel`), all on time-major arrays in float32
+or float64 with an optional step mask `valid` `[T, B]` (uint8; where it is 0
+the step keeps the carry and `ys` there is the kept `h`):
 
-Both take time-major `xs` `[T, B, I]` and return `ys` `[T, B, H]`, in float32
-or float64 (every operand cast to their common dtype), and an optional step
-mask `valid` `[T, B]` (a masked step keeps the carry and outputs zero). Reverse mode is a
-`custom_vjp` whose forward keeps what BPTT needs (the gate activations, and
-the LSTM's cell states) and whose backward is the kernel's own BPTT pass; it
-skips `dxs` when `xs` is not differentiated and never builds a zero
-cotangent for `ys` (symbolic zeros). `vmap` runs the kernel once per
-batched element (`vmap_method="sequential"`). Forward mode is not defined
-here: `lj.Fused` sends forward-mode calls to the scan.
+- `infer(xs, weights, carry0, valid)` -> `(ys, carry_T)`;
+- `train(...)`, the same, and what BPTT keeps (`extras`: the gate
+  activations, and the LSTM's cell states);
+- `backward(xs, weights, carry0, valid, ys, extras, dys, dcarry_T)`, BPTT:
+  `(dxs, dweights, dcarry0)`.
+
+The LSTM's weights are `(w_x, w_h, b)` and its carry `(h, c)`; the GRU's
+(reset after the matmul) `(w_x, w_h, b, b_hn)` and `(h,)`. The derivative
+rules that make these differentiable live in `_fused_ad.py`. Every call is
+an `ffi_call` with `vmap_method="sequential"` (once per batched element).
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import importlib.machinery
 from pathlib import Path
@@ -31,9 +33,6 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.custom_derivatives import SymbolicZero
-
-from lstmjax._typing import Array
 
 LIBRARY = "_fused_cpu"
 # target name -> exported handler symbol
@@ -99,168 +98,72 @@ def _shape(shape, dtype):
     return jax.ShapeDtypeStruct(tuple(shape), dtype)
 
 
-def _values(primals):
-    """CustomVJPPrimal values (symbolic_zeros=True gives the fwd rule those)."""
-    return tuple(p.value for p in primals)
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """One cell's three kernels, with the shapes of what they return.
 
-
-def _cotangent(ct, like: Array) -> Array:
-    return jnp.zeros(like.shape, like.dtype) if isinstance(ct, SymbolicZero) else ct
-
-
-# ------------------------------------------------------------------ LSTM
-
-
-@functools.cache
-def _lstm_core(threads: int, has_valid: bool):
-    """The LSTM over a sequence for one setting, with its kernel's BPTT.
-
-    `valid` is the step mask `[T, B]` (uint8) with `has_valid`, else a `[1]`
-    placeholder; where it is 0 the step keeps the carry, and `ys` there is the
-    kept `h` (the caller zeroes those outputs).
+    Attributes:
+      cell: "lstm" or "gru" (the FFI targets are `lstmjax_{cell}_forward`,
+        `..._forward_train` and `..._backward`).
+      n_carry: carry arrays, each `[B, H]` (LSTM: h, c; GRU: h).
+      n_extras: the arrays BPTT keeps besides `ys` (LSTM: the gate
+        activations `[T, B, 4H]` and the cell states `[T, B, H]`; GRU: the
+        gate values `[T, B, 4H]`).
     """
-    options = {"threads": threads, "has_valid": np.bool_(has_valid)}
 
-    def outputs(xs, w_h):
+    cell: str
+    n_carry: int
+    n_extras: int
+
+    def _outputs(self, xs, weights, train: bool):
         T, B, _ = xs.shape
-        H, dt = w_h.shape[0], xs.dtype
-        return [_shape((T, B, H), dt), _shape((B, H), dt), _shape((B, H), dt)]
+        H, dt = weights[1].shape[0], xs.dtype
+        out = [_shape((T, B, H), dt)] + [_shape((B, H), dt)] * self.n_carry
+        if train:
+            out += [_shape((T, B, 4 * H), dt), _shape((T, B, H), dt)][: self.n_extras]
+        return out
 
-    def infer(xs, w_x, w_h, b, h0, c0, valid):
-        out = outputs(xs, w_h)
-        return tuple(_call("lstmjax_lstm_forward", out, xs, w_x, w_h, b, h0, c0, valid, **options))
-
-    def forward(xs, w_x, w_h, b, h0, c0, valid):
-        need_dxs = xs.perturbed
-        xs, w_x, w_h, b, h0, c0, valid = _values((xs, w_x, w_h, b, h0, c0, valid))
-        T, B, _ = xs.shape
-        H, dt = w_h.shape[0], xs.dtype
-        out = outputs(xs, w_h) + [_shape((T, B, 4 * H), dt), _shape((T, B, H), dt)]
-        ys, hT, cT, acts, cs = _call(
-            "lstmjax_lstm_forward_train", out, xs, w_x, w_h, b, h0, c0, valid, **options
-        )
-        # need_dxs is static: kept in the residuals' structure (a dict key), not as an array.
-        flag = {"need_dxs": None} if need_dxs else {}
-        return (ys, hT, cT), (xs, w_x, w_h, h0, c0, ys, acts, cs, valid, flag)
-
-    def backward(res, cts):
-        xs, w_x, w_h, h0, c0, ys, acts, cs, valid, flag = res
-        need_dxs = "need_dxs" in flag
-        dys, dhT, dcT = cts
-        has_dys = not isinstance(dys, SymbolicZero)
-        dt = xs.dtype
-        dys = dys if has_dys else jnp.zeros((1,), dt)
-        dhT, dcT = _cotangent(dhT, h0), _cotangent(dcT, c0)
-        G = w_h.shape[1]
-        out = [
-            _shape(xs.shape if need_dxs else (1,), dt),
-            _shape(w_x.shape, dt),
-            _shape(w_h.shape, dt),
-            _shape((G,), dt),
-            _shape(h0.shape, dt),
-            _shape(c0.shape, dt),
-        ]
-        dxs, dw_x, dw_h, db, dh0, dc0 = _call(
-            "lstmjax_lstm_backward", out, xs, w_x, w_h, h0, c0, ys, acts, cs, dys, dhT, dcT,
-            valid, need_dxs=np.bool_(need_dxs), has_dys=np.bool_(has_dys), **options,
+    def infer(self, xs, weights, carry0, valid, *, threads: int, has_valid: bool):
+        """`(ys [T, B, H], carry_T)`."""
+        out = _call(
+            f"lstmjax_{self.cell}_forward", self._outputs(xs, weights, False),
+            xs, *weights, *carry0, valid, threads=threads, has_valid=np.bool_(has_valid),
         )  # fmt: skip
-        return (dxs if need_dxs else None), dw_x, dw_h, db, dh0, dc0, None
+        return out[0], tuple(out[1:])
 
-    core = jax.custom_vjp(infer)
-    core.defvjp(forward, backward, symbolic_zeros=True)
-    return core
-
-
-def _mask(valid: Optional[Array]) -> Array:
-    return jnp.zeros((1,), jnp.uint8) if valid is None else jnp.asarray(valid, jnp.uint8)
-
-
-def _zero_masked(ys: Array, valid: Optional[Array]) -> Array:
-    """Outputs of masked steps are zero (the kernel leaves the kept carry there)."""
-    return ys if valid is None else jnp.where(valid[..., None], ys, jnp.zeros_like(ys))
-
-
-def lstm(
-    xs, w_x, w_h, b, h0, c0, *, threads: int, valid: Optional[Array] = None
-) -> tuple[Array, Array, Array]:
-    """The plain LSTM over time-major `xs` `[T, B, I]`: `(ys [T, B, H], h_T, c_T)`.
-
-    `threads`: batch chunks run side by side (0: XLA's intra-op pool size).
-    `valid`: optional bool `[T, B]`, False where a step keeps the carry and
-    outputs zero (`_sequence.masked_recur`'s meaning).
-    """
-    require()
-    dtype = jnp.result_type(xs, w_x, w_h, b, h0, c0)
-    args = [jnp.asarray(a, dtype) for a in (xs, w_x, w_h, b, h0, c0)]
-    ys, hT, cT = _lstm_core(threads, valid is not None)(*args, _mask(valid))
-    return _zero_masked(ys, valid), hT, cT
-
-
-# ------------------------------------------------------------------ GRU
-
-
-@functools.cache
-def _gru_core(threads: int, has_valid: bool):
-    """The GRU (reset after the matmul) over a sequence, with its kernel's BPTT (`valid` as
-    in `_lstm_core`)."""
-    options = {"threads": threads, "has_valid": np.bool_(has_valid)}
-
-    def outputs(xs, w_h):
-        T, B, _ = xs.shape
-        H, dt = w_h.shape[0], xs.dtype
-        return [_shape((T, B, H), dt), _shape((B, H), dt)]
-
-    def infer(xs, w_x, w_h, b, b_hn, h0, valid):
-        out = outputs(xs, w_h)
-        return tuple(_call("lstmjax_gru_forward", out, xs, w_x, w_h, b, b_hn, h0, valid, **options))
-
-    def forward(xs, w_x, w_h, b, b_hn, h0, valid):
-        need_dxs = xs.perturbed
-        xs, w_x, w_h, b, b_hn, h0, valid = _values((xs, w_x, w_h, b, b_hn, h0, valid))
-        T, B, _ = xs.shape
-        H, dt = w_h.shape[0], xs.dtype
-        out = outputs(xs, w_h) + [_shape((T, B, 4 * H), dt)]
-        ys, hT, acts = _call(
-            "lstmjax_gru_forward_train", out, xs, w_x, w_h, b, b_hn, h0, valid, **options
-        )
-        flag = {"need_dxs": None} if need_dxs else {}
-        return (ys, hT), (xs, w_x, w_h, h0, ys, acts, valid, flag)
-
-    def backward(res, cts):
-        xs, w_x, w_h, h0, ys, acts, valid, flag = res
-        need_dxs = "need_dxs" in flag
-        dys, dhT = cts
-        has_dys = not isinstance(dys, SymbolicZero)
-        dt = xs.dtype
-        dys = dys if has_dys else jnp.zeros((1,), dt)
-        dhT = _cotangent(dhT, h0)
-        H, G = w_h.shape
-        out = [
-            _shape(xs.shape if need_dxs else (1,), dt),
-            _shape(w_x.shape, dt),
-            _shape(w_h.shape, dt),
-            _shape((G,), dt),
-            _shape((H,), dt),
-            _shape(h0.shape, dt),
-        ]
-        dxs, dw_x, dw_h, db, db_hn, dh0 = _call(
-            "lstmjax_gru_backward", out, xs, w_x, w_h, h0, ys, acts, dys, dhT, valid,
-            need_dxs=np.bool_(need_dxs), has_dys=np.bool_(has_dys), **options,
+    def train(self, xs, weights, carry0, valid, *, threads: int, has_valid: bool):
+        """`(ys, carry_T, extras)`: `infer`'s results and what `backward` needs."""
+        out = _call(
+            f"lstmjax_{self.cell}_forward_train", self._outputs(xs, weights, True),
+            xs, *weights, *carry0, valid, threads=threads, has_valid=np.bool_(has_valid),
         )  # fmt: skip
-        return (dxs if need_dxs else None), dw_x, dw_h, db, db_hn, dh0, None
+        n = 1 + self.n_carry
+        return out[0], tuple(out[1:n]), tuple(out[n:])
 
-    core = jax.custom_vjp(infer)
-    core.defvjp(forward, backward, symbolic_zeros=True)
-    return core
+    def backward(
+        self, xs, weights, carry0, valid, ys, extras, dys, dcarry, *,
+        threads: int, has_valid: bool, need_dxs: bool,
+    ):  # fmt: skip
+        """BPTT: `(dxs or None, dweights, dcarry0)`.
+
+        `dys` None: no cotangent reaches the outputs (only the final carry's);
+        `need_dxs` False: `dxs` is not computed.
+        """
+        dt = xs.dtype
+        out = [_shape(xs.shape if need_dxs else (1,), dt)]
+        out += [_shape(w.shape, dt) for w in weights]
+        out += [_shape(c.shape, dt) for c in carry0]
+        w_x, w_h = weights[:2]
+        grads = _call(
+            f"lstmjax_{self.cell}_backward", out,
+            xs, w_x, w_h, *carry0, ys, *extras,
+            jnp.zeros((1,), dt) if dys is None else dys, *dcarry, valid,
+            threads=threads, need_dxs=np.bool_(need_dxs), has_dys=np.bool_(dys is not None),
+            has_valid=np.bool_(has_valid),
+        )  # fmt: skip
+        n = 1 + len(weights)
+        return (grads[0] if need_dxs else None), tuple(grads[1:n]), tuple(grads[n:])
 
 
-def gru(
-    xs, w_x, w_h, b, b_hn, h0, *, threads: int, valid: Optional[Array] = None
-) -> tuple[Array, Array]:
-    """The GRU (reset after the matmul) over time-major `xs` `[T, B, I]`: `(ys, h_T)`
-    (`threads`, `valid` as in `lstm`)."""
-    require()
-    dtype = jnp.result_type(xs, w_x, w_h, b, b_hn, h0)
-    args = [jnp.asarray(a, dtype) for a in (xs, w_x, w_h, b, b_hn, h0)]
-    ys, hT = _gru_core(threads, valid is not None)(*args, _mask(valid))
-    return _zero_masked(ys, valid), hT
+LSTM = Kernel("lstm", n_carry=2, n_extras=2)
+GRU = Kernel("gru", n_carry=1, n_extras=1)

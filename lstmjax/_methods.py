@@ -30,7 +30,7 @@ from lstmjax._affine import Affine
 from lstmjax._arrays import is_concrete
 from lstmjax._cell import Cell
 from lstmjax._elk import ELK
-from lstmjax._fused import Call, Fused
+from lstmjax._fused import Call, Fused, unsupported
 from lstmjax._newton import Newton, QuasiNewton
 from lstmjax._scan import Scan
 
@@ -87,15 +87,22 @@ def resolve(
 
     The method "auto" is `Affine()` for cells affine in their carry
     (`Cell.linear_in_carry`: the min cells; `Cell.stabilised_linear`: the
-    mLSTM) and `Scan()` for every other cell. `Fused` becomes its fallback
-    scan where the kernel cannot run `call` (warned once per reason); a
-    `call` of None means float32 inputs without resets or tangents.
+    mLSTM); `Fused()` for the calls its compiled kernel runs (the plain LSTM
+    and GRU on the CPU, `_fused.unsupported`), chosen silently, and `Scan()`
+    for everything else. An explicit `Fused` becomes its fallback scan where
+    the kernel cannot run `call` (warned once per reason); a `call` of None
+    means float32 inputs without resets or tangents.
     """
+    call = call if call is not None else Call("float32", False, False)
     if isinstance(method, str):
-        method = Affine() if cell.linear_in_carry or cell.stabilised_linear else Scan()
+        if cell.linear_in_carry or cell.stabilised_linear:
+            method = Affine()
+        elif not unsupported(platform, cell, call):
+            return Fused()
+        else:
+            method = Scan()
     if isinstance(method, Affine):  # its CPU chunk depends on the cell's carry
         return method.resolve(platform, cell)
     if isinstance(method, Fused):
-        call = call if call is not None else Call("float32", False, False)
         return method.resolve(platform, cell, call)
     return method.resolve(platform)

@@ -199,6 +199,117 @@ def test_vmap_over_an_ensemble_matches_the_scan():
     close(got, want, "float32")
 
 
+@needs_kernel
+@pytest.mark.parametrize("cell_name", list(CELLS))
+def test_forward_mode_hidden_by_jit_matches_the_scan(cell_name):
+    """`jax.jvp`/`jax.jacfwd` of a jitted function: unroll's door cannot see the tangents, so
+    the kernel's own forward-mode rule runs (no fallback warning); its tangents equal the
+    scan's, with lengths, and under vmap."""
+    cell, params, xs, carry = case(cell_name, "float64", "odd")
+    lengths = jnp.array([6, 3, 0, 1, 5])
+
+    def fn(method):
+        def run(params, xs):
+            ys, last = lj.unroll(cell, params, xs, carry, lengths=lengths, method=method)
+            return ys, last
+
+        return jax.jit(run)
+
+    tangent_xs = jnp.cos(xs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = jax.jvp(lambda x: fn(FUSED)(params, x), (xs,), (tangent_xs,))
+        got_jac = jax.jacfwd(lambda p: fn(FUSED)(p, xs)[1])(params)
+        got_vmap = jax.vmap(lambda x: jax.jvp(lambda x: fn(FUSED)(params, x), (x,), (x,))[1])(
+            jnp.stack([xs, -2 * xs])
+        )
+    want = jax.jvp(lambda x: fn(SCAN)(params, x), (xs,), (tangent_xs,))
+    want_jac = jax.jacfwd(lambda p: fn(SCAN)(p, xs)[1])(params)
+    want_vmap = jax.vmap(lambda x: jax.jvp(lambda x: fn(SCAN)(params, x), (x,), (x,))[1])(
+        jnp.stack([xs, -2 * xs])
+    )
+    close(got, want, "float64")
+    close(got_jac, want_jac, "float64")
+    close(got_vmap, want_vmap, "float64")
+
+
+@needs_kernel
+@pytest.mark.parametrize("cell_name", list(CELLS))
+def test_second_derivatives_hidden_by_jit_match_the_scan(cell_name):
+    """A Hessian-vector product (forward over reverse) and `jax.hessian` of jitted functions:
+    the kernel's values, with derivatives of its derivatives from the scan."""
+    cell, params, xs, carry = case(cell_name, "float64", "odd")
+    lengths = jnp.array([6, 3, 0, 1, 5])
+
+    def grad_fn(method, outputs: bool):
+        def loss(p):
+            ys, last = lj.unroll(cell, p, xs, carry, lengths=lengths, method=method)
+            if outputs:
+                return jnp.sum(jnp.sin(ys))
+            return sum(jnp.sum(jnp.sin(a)) for a in jax.tree_util.tree_leaves(last))
+
+        return jax.jit(jax.grad(loss))
+
+    v = jax.tree_util.tree_map(jnp.cos, params)
+    for outputs in (True, False):  # a loss on the outputs; on the final carry alone
+        hvp = lambda p, g: jax.jvp(g, (p,), (v,))  # noqa: E731
+        got = jax.jit(hvp, static_argnums=1)(params, grad_fn(FUSED, outputs))
+        want = jax.jit(hvp, static_argnums=1)(params, grad_fn(SCAN, outputs))
+        close(got, want, "float64")
+
+    two = jax.tree_util.tree_map(lambda a: a[:2], carry)  # two sequences
+
+    def hessian(method):
+        def loss(x):
+            return jnp.sum(lj.unroll(cell, params, x, two, method=method)[0] ** 2)
+
+        return jax.hessian(jax.jit(loss))(xs[:2, :2])
+
+    close(hessian(FUSED), hessian(SCAN), "float64")
+
+
+def kernels_in(fn, *args) -> list[str]:
+    """The fused kernels the compiled program of `fn(*args)` calls, in order."""
+    import re
+
+    return re.findall(r"lstmjax_(?:lstm|gru)_\w+", jax.jit(fn).lower(*args).as_text())
+
+
+@needs_kernel
+@pytest.mark.parametrize("cell_name", list(CELLS))
+def test_auto_runs_the_kernel_on_the_cpu_and_a_training_step_is_two_calls(cell_name):
+    """The default method runs the kernel; a gradient is one training forward and one BPTT."""
+    cell, params, xs, _ = case(cell_name, "float32", "tiles")
+    infer = lambda p: lj.unroll(cell, p, xs)[0]  # noqa: E731
+    train = jax.grad(lambda p: jnp.sum(lj.unroll(cell, p, xs)[0] ** 2))
+    assert kernels_in(infer, params) == [f"lstmjax_{cell_name}_forward"]
+    assert kernels_in(train, params) == [
+        f"lstmjax_{cell_name}_forward_train",
+        f"lstmjax_{cell_name}_backward",
+    ]
+    close(
+        train(params),
+        jax.grad(lambda p: jnp.sum(lj.unroll(cell, p, xs, method=SCAN)[0] ** 2))(params),
+        "float32",
+    )
+
+
+@needs_kernel
+def test_auto_runs_the_scan_silently_where_the_kernel_cannot(fresh_notices):
+    """ "auto" never warns: resets, peepholes and float16 choose the scan without a notice."""
+    cell, params, xs, _ = case("lstm", "float64", "odd")
+    resets = jnp.zeros(xs.shape[:2], bool).at[:, 3].set(True)
+    peephole = lj.lstm(4, peephole=True)
+    p_peep = peephole.init(jax.random.PRNGKey(0), xs.shape[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = lj.unroll(cell, params, xs, resets=resets)
+        got_peep = lj.unroll(peephole, p_peep, xs)
+        assert kernels_in(lambda x: lj.unroll(cell, params, x, resets=resets)[0], xs) == []
+    close(got, lj.unroll(cell, params, xs, resets=resets, method=SCAN), "float64")
+    close(got_peep, lj.unroll(peephole, p_peep, xs, method=SCAN), "float64")
+
+
 # ------------------------------------------------------------------ the fallback
 
 
@@ -254,7 +365,7 @@ def test_forward_mode_runs_the_scan_with_one_notice(fresh_notices):
         run = lambda x: lj.unroll(cell, params, x, carry, method=method)[0]  # noqa: E731
         return jax.jvp(run, (xs,), (jnp.ones_like(xs),))
 
-    fallback_case(tangent, "forward-mode")
+    fallback_case(tangent, "forward mode")
 
 
 @needs_kernel

@@ -45,6 +45,7 @@ FLOORS = {
         "_newton",
         "_elk",
         "_fused_kernel",
+        "_fused_ad",
         "_fused",
         "_methods",
         "_unroll",

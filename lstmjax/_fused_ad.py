@@ -1,0 +1,233 @@
+"""The fused kernels as differentiable functions: reverse mode is the kernel's BPTT.
+
+`sequence(cell, threads, has_valid)` is the function `lj.Fused` runs: the
+plain LSTM or the GRU over a time-major sequence,
+`(xs, weights, carry0, valid) -> (ys, carry_T)`, one kernel call. Its
+derivative is a `jax.custom_jvp` whose rule runs the kernel's training
+forward (the outputs, and what BPTT keeps) and adds the tangent as one
+linear primitive, `lstmjax_fused_tangent`:
+
+- transposed (reverse mode: `jax.grad`, `jax.vjp`), it is the kernel's BPTT
+  pass over the kept activations, skipping `dxs` when `xs` is not
+  differentiated and the outputs' cotangent when only the final carry is
+  used: a training step is one forward and one backward kernel call;
+- evaluated (forward mode: `jax.jvp`, `jax.jacfwd`), it is the tangent of
+  the cell's own scan (`jax.jvp` of `lj.Scan()`), computed by JAX: forward
+  mode works everywhere, also under a `jax.jit` that hides it from
+  `unroll`'s door (which sends the forward mode it sees to the scan);
+- under `jax.vmap` it runs once per batched element, as the kernels do.
+
+Higher derivatives (a Hessian-vector product, `jax.hessian`, `jax.jacfwd`
+of `jax.grad`, hidden by a `jax.jit` from `unroll`'s door) go through the
+scan too: the kernel calls inside a derivative (the training forward, the
+BPTT pass, the tangent) each carry a JVP rule whose tangent is the scan's
+(`jax.jvp` of the same pure-JAX reference), so every order JAX computes
+for the scan it computes here, while the values stay the kernel's.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
+
+from lstmjax._cell import Cell
+from lstmjax._fused_kernel import GRU, LSTM, Kernel
+from lstmjax._gru import GRUCell, GRUParams
+from lstmjax._lstm import LSTMCarry, LSTMParams
+from lstmjax._scan import Scan
+from lstmjax._sequence import Sequences
+
+
+def kernel_of(cell: Cell) -> Kernel:
+    return GRU if isinstance(cell, GRUCell) else LSTM
+
+
+def _scan_reference(cell: Cell, has_valid: bool, valid, xs, weights, carry0):
+    """The same sequence by the cell's own scan: `(ys, carry_T)`, the kernel's meaning."""
+    if isinstance(cell, GRUCell):
+        params, carry = GRUParams(*weights), carry0[0]
+    else:
+        params, carry = LSTMParams(*weights), LSTMCarry(*carry0)
+    seq = Sequences(xs, valid.astype(bool) if has_valid else None, None, carry)
+    ys, carry_T, _ = Scan().resolve("cpu").run(cell, params, seq)
+    return ys, tuple(jax.tree_util.tree_leaves(carry_T))
+
+
+# ------------------------------------------------ the tangent, a linear primitive
+#
+# Operands: the residuals (xs, *weights, *carry0, valid, ys, *extras), known in
+# reverse mode, then the tangents (t_xs, *t_weights, *t_carry0), linear.
+# Parameters: cell, threads, has_valid. Results: (t_ys, *t_carry_T).
+
+tangent_p = Primitive("lstmjax_fused_tangent")
+tangent_p.multiple_results = True
+
+
+def _split(operands, cell: Cell):
+    k = kernel_of(cell)
+    n_w = 4 if k is GRU else 3
+    it = iter(operands)
+    take = lambda n: tuple(next(it) for _ in range(n))  # noqa: E731
+    xs, weights, carry0, valid, ys = next(it), take(n_w), take(k.n_carry), next(it), next(it)
+    extras = take(k.n_extras)
+    t_xs, t_weights, t_carry0 = next(it), take(n_w), take(k.n_carry)
+    return (xs, weights, carry0, valid, ys, extras), (t_xs, t_weights, t_carry0)
+
+
+def _tangent_abstract(*operands, cell, threads, has_valid):
+    """The tangents have the shapes and dtypes of `ys` and the carry (these avals)."""
+    (_, _, carry0, _, ys, _), _ = _split(operands, cell)
+    return [ys, *carry0]
+
+
+def _tangent_eval(*operands, cell, threads, has_valid):
+    """Forward mode: the scan's tangent (the kernel's residuals are not needed)."""
+    (xs, weights, carry0, valid, _, _), tangents = _split(operands, cell)
+    run = functools.partial(_scan_reference, cell, has_valid, valid)
+    _, (t_ys, t_carry) = jax.jvp(run, (xs, weights, carry0), tangents)
+    return [t_ys, *t_carry]
+
+
+def _tangent_transpose(cts, *operands, cell, threads, has_valid):
+    """Reverse mode: the kernel's BPTT, given the cotangents of `(ys, carry_T)`."""
+    (xs, weights, carry0, valid, ys, extras), (t_xs, t_weights, t_carry0) = _split(operands, cell)
+    nones = [None] * (len(operands) - 1 - len(weights) - len(carry0))
+    if all(type(ct) is ad.Zero for ct in cts):
+        return nones + [None] * (1 + len(weights) + len(carry0))
+    dys = None if type(cts[0]) is ad.Zero else cts[0]
+    dcarry = tuple(
+        jnp.zeros(c.shape, c.dtype) if type(ct) is ad.Zero else ct
+        for ct, c in zip(cts[1:], carry0, strict=True)
+    )
+    need = lambda t: ad.is_undefined_primal(t)  # noqa: E731
+    backward = _backward(cell, threads, has_valid, need(t_xs), dys is not None)
+    dxs, dweights, dcarry0 = backward(
+        xs, weights, carry0, valid, ys, extras, jnp.zeros((1,), xs.dtype) if dys is None else dys,
+        dcarry,
+    )  # fmt: skip
+    keep = lambda g, t: g if need(t) else None  # noqa: E731
+    return (
+        nones
+        + [dxs]
+        + [keep(g, t) for g, t in zip(dweights, t_weights, strict=True)]
+        + [keep(g, t) for g, t in zip(dcarry0, t_carry0, strict=True)]
+    )
+
+
+def _tangent_batch(operands, dims, **params):
+    """`vmap`: once per batched element (a `lax.map`), as the kernels run."""
+    size = next(a.shape[d] for a, d in zip(operands, dims, strict=True) if d is not None)
+    front = [
+        jnp.broadcast_to(a, (size, *a.shape)) if d is None else jnp.moveaxis(a, d, 0)
+        for a, d in zip(operands, dims, strict=True)
+    ]
+    out = jax.lax.map(lambda ops: tangent_p.bind(*ops, **params), front)
+    return out, [0] * len(out)
+
+
+def _tangent_jvp(primals, tangents, **params):
+    """A derivative of the tangent (second order): the scan's, of the same pure-JAX map."""
+    tangents = [ad.instantiate_zeros(t) for t in tangents]
+    _, t_out = jax.jvp(functools.partial(_tangent_eval, **params), primals, tangents)
+    return tangent_p.bind(*primals, **params), t_out
+
+
+tangent_p.def_abstract_eval(_tangent_abstract)
+tangent_p.def_impl(
+    lambda *ops, **params: jax.jit(functools.partial(tangent_p.bind, **params))(*ops)
+)
+mlir.register_lowering(tangent_p, mlir.lower_fun(_tangent_eval, multiple_results=True))
+ad.primitive_transposes[tangent_p] = _tangent_transpose
+ad.primitive_jvps[tangent_p] = _tangent_jvp
+batching.primitive_batchers[tangent_p] = _tangent_batch
+
+
+# ------------------------------------------------ the sequence function
+
+
+@functools.cache
+def sequence(cell: Cell, threads: int, has_valid: bool):
+    """`(xs, weights, carry0, valid) -> (ys, carry_T)` through the kernels, differentiable.
+
+    `xs` `[T, B, I]`, `weights` and `carry0` tuples of arrays of one dtype
+    (float32 or float64), `valid` `[T, B]` uint8 with `has_valid`, else a
+    `[1]` placeholder; `ys` at a masked step is the kept `h`.
+    """
+    kernel = kernel_of(cell)
+    options = {"threads": threads, "has_valid": has_valid}
+
+    @jax.custom_jvp
+    def train_forward(xs, weights, carry0, valid):
+        return kernel.train(xs, weights, carry0, valid, **options)
+
+    @train_forward.defjvp
+    def _(primals, tangents):  # a derivative of a derivative: the scan's tangent
+        xs, weights, carry0, valid = primals
+        ys, carry_T, extras = train_forward(*primals)
+        reference = functools.partial(_scan_reference, cell, has_valid, valid)
+        _, (t_ys, t_carry) = jax.jvp(reference, (xs, weights, carry0), tangents[:3])
+        # The kept activations' tangents are not formed: their only readers (the BPTT pass
+        # and the tangent) take their own derivatives from the scan, not through them.
+        return (ys, carry_T, extras), (t_ys, t_carry, tuple(jnp.zeros_like(e) for e in extras))
+
+    @jax.custom_jvp
+    def run(xs, weights, carry0, valid):
+        return kernel.infer(xs, weights, carry0, valid, **options)
+
+    @run.defjvp
+    def _(primals, tangents):
+        xs, weights, carry0, valid = primals
+        t_xs, t_weights, t_carry0, _ = tangents
+        ys, carry_T, extras = train_forward(xs, weights, carry0, valid)
+        t_out = tangent_p.bind(
+            xs, *weights, *carry0, valid, ys, *extras, t_xs, *t_weights, *t_carry0,
+            cell=cell, threads=threads, has_valid=has_valid,
+        )  # fmt: skip
+        return (ys, carry_T), (t_out[0], tuple(t_out[1:]))
+
+    return run
+
+
+@functools.cache
+def _backward(cell: Cell, threads: int, has_valid: bool, need_dxs: bool, has_dys: bool):
+    """The kernel's BPTT pass as a function with derivatives (those of the scan's BPTT).
+
+    `(xs, weights, carry0, valid, ys, extras, dys, dcarry_T) -> (dxs, dweights, dcarry0)`;
+    `dys` is a `[1]` placeholder without `has_dys`, and `dxs` is None without `need_dxs`.
+    """
+    kernel = kernel_of(cell)
+    options = {"threads": threads, "has_valid": has_valid, "need_dxs": need_dxs}
+
+    def reference(valid, xs, weights, carry0, dys, dcarry):
+        run = functools.partial(_scan_reference, cell, has_valid, valid)
+        (ys, _), vjp = jax.vjp(run, xs, weights, carry0)
+        dxs, dweights, dcarry0 = vjp((dys if has_dys else jnp.zeros_like(ys), dcarry))
+        return (dxs if need_dxs else jnp.zeros((1,), xs.dtype)), dweights, dcarry0
+
+    @jax.custom_jvp
+    def backward(xs, weights, carry0, valid, ys, extras, dys, dcarry):
+        dxs, dweights, dcarry0 = kernel.backward(
+            xs, weights, carry0, valid, ys, extras, dys if has_dys else None, dcarry, **options
+        )
+        return (dxs if need_dxs else jnp.zeros((1,), xs.dtype)), dweights, dcarry0
+
+    @backward.defjvp
+    def _(primals, tangents):  # a derivative of a derivative: the scan's
+        xs, weights, carry0, valid, _, _, dys, dcarry = primals
+        t_xs, t_weights, t_carry0, _, _, _, t_dys, t_dcarry = tangents
+        _, t_out = jax.jvp(
+            functools.partial(reference, valid),
+            (xs, weights, carry0, dys, dcarry),
+            (t_xs, t_weights, t_carry0, t_dys, t_dcarry),
+        )
+        return backward(*primals), t_out
+
+    def call(xs, weights, carry0, valid, ys, extras, dys, dcarry):
+        dxs, dweights, dcarry0 = backward(xs, weights, carry0, valid, ys, extras, dys, dcarry)
+        return (dxs if need_dxs else None), dweights, dcarry0
+
+    return call
