@@ -598,51 +598,88 @@ std::vector<T> transposed(const T* w, int64_t rows, int64_t cols) {
 
 // ------------------------------------------------------------------ handlers
 
+// Leading axes: an operand may carry leading axes in front of its own shape (under jax.vmap,
+// vmap_method="broadcast_all", every operand and result carries the same ones). The kernel
+// then runs once per member, in order, each member split over the threads as usual.
+struct Lead {
+  int64_t k = 0, M = 1;  // how many leading axes, and the members they hold
+  std::vector<int64_t> dims;
+};
+
+// The leading axes of xs, whose own rank is 3.
+Lead leading(const ffi::AnyBuffer& xs) {
+  Lead L;
+  auto d = xs.dimensions();
+  L.k = std::max<int64_t>(0, int64_t(d.size()) - 3);
+  for (int64_t i = 0; i < L.k; ++i) {
+    L.dims.push_back(d[i]);
+    L.M *= d[i];
+  }
+  return L;
+}
+
+// b is [leading axes of L..., want...].
+bool dims_are(const ffi::AnyBuffer& b, const Lead& L, std::initializer_list<int64_t> want) {
+  auto d = b.dimensions();
+  if (int64_t(d.size()) != L.k + int64_t(want.size())) return false;
+  for (int64_t i = 0; i < L.k; ++i)
+    if (d[i] != L.dims[i]) return false;
+  size_t i = L.k;
+  for (int64_t w : want)
+    if (d[i++] != w) return false;
+  return true;
+}
+
+// Member m's part of a buffer: its own data, past m members.
+struct View {
+  void* data;
+};
+View member(const ffi::AnyBuffer& b, const Lead& L, int64_t m) {
+  return View{static_cast<char*>(b.untyped_data()) + m * (b.size_bytes() / L.M)};
+}
+View member(ffi::Result<ffi::AnyBuffer>& b, const Lead& L, int64_t m) { return member(*b, L, m); }
+
 template <class T>
-const T* in(const ffi::AnyBuffer& b) {
-  return reinterpret_cast<const T*>(b.untyped_data());
+const T* in(const View& v) {
+  return static_cast<const T*>(v.data);
 }
 template <class T>
-T* out(ffi::Result<ffi::AnyBuffer>& b) {
-  return reinterpret_cast<T*>(b->untyped_data());
+T* out(const View& v) {
+  return static_cast<T*>(v.data);
 }
 
 ffi::Error shape_error(const char* what) {
   return ffi::Error::InvalidArgument(std::string("lstmjax fused kernel: ") + what);
 }
 
-bool dims_are(const ffi::AnyBuffer& b, std::initializer_list<int64_t> want) {
-  auto d = b.dimensions();
-  if (d.size() != want.size()) return false;
-  size_t i = 0;
-  for (int64_t w : want)
-    if (d[i++] != w) return false;
-  return true;
-}
-
 struct Sizes {
   int64_t T, B, I, H;
 };
 
-// The step mask [T, B] (uint8 or bool: nonzero where a step is real), or nullptr without one.
-bool valid_mask(const ffi::AnyBuffer& valid, bool has_valid, const Sizes& s,
-                const uint8_t*& out) {
-  out = nullptr;
+// The step mask [T, B] (uint8 or bool: nonzero where a step is real) of member m, or nullptr
+// without one.
+bool valid_mask(const ffi::AnyBuffer& valid, bool has_valid, const Sizes& s, const Lead& L,
+                const uint8_t*& base) {
+  base = nullptr;
   if (!has_valid) return true;
   auto t = valid.element_type();
-  if ((t != ffi::DataType::U8 && t != ffi::DataType::PRED) || !dims_are(valid, {s.T, s.B}))
+  if ((t != ffi::DataType::U8 && t != ffi::DataType::PRED) || !dims_are(valid, L, {s.T, s.B}))
     return false;
-  out = reinterpret_cast<const uint8_t*>(valid.untyped_data());
+  base = reinterpret_cast<const uint8_t*>(valid.untyped_data());
   return true;
 }
+const uint8_t* mask_of(const uint8_t* base, const Sizes& s, int64_t m) {
+  return base ? base + m * s.T * s.B : nullptr;
+}
 
-// xs [T, B, I] and the recurrent weight [H, G*H] give the sizes; the rest is checked.
+// xs [..., T, B, I] and the recurrent weight [..., H, G*H] give the sizes; the rest is checked.
 ffi::Error sizes(const ffi::AnyBuffer& xs, const ffi::AnyBuffer& wx, const ffi::AnyBuffer& wh,
-                 int64_t gates, Sizes& s) {
+                 int64_t gates, const Lead& L, Sizes& s) {
   auto dx = xs.dimensions(), dh = wh.dimensions();
-  if (dx.size() != 3 || dh.size() != 2) return shape_error("xs must be [T, B, I], w_h [H, G*H]");
-  s = {dx[0], dx[1], dx[2], dh[0]};
-  if (dh[1] != gates * s.H || !dims_are(wx, {s.I, gates * s.H}))
+  if (dx.size() < 3 || int64_t(dh.size()) != L.k + 2)
+    return shape_error("xs must be [..., T, B, I], w_h [..., H, G*H]");
+  s = {dx[L.k], dx[L.k + 1], dx[L.k + 2], dh[L.k]};
+  if (!dims_are(wh, L, {s.H, gates * s.H}) || !dims_are(wx, L, {s.I, gates * s.H}))
     return shape_error("weights do not match xs and the gate count");
   auto t = xs.element_type();
   if (t != ffi::DataType::F32 && t != ffi::DataType::F64)
@@ -653,11 +690,11 @@ ffi::Error sizes(const ffi::AnyBuffer& xs, const ffi::AnyBuffer& wx, const ffi::
 }
 
 template <class T>
-ffi::Error LstmForward(ffi::ThreadPool& pool, const Sizes& s, const ffi::AnyBuffer& xs,
-                       const ffi::AnyBuffer& wx, const ffi::AnyBuffer& wh,
-                       const ffi::AnyBuffer& b, const ffi::AnyBuffer& h0,
-                       const ffi::AnyBuffer& c0, ffi::Result<ffi::AnyBuffer>& ys,
-                       ffi::Result<ffi::AnyBuffer>& hT, ffi::Result<ffi::AnyBuffer>& cT,
+ffi::Error LstmForward(ffi::ThreadPool& pool, const Sizes& s, const View& xs,
+                       const View& wx, const View& wh,
+                       const View& b, const View& h0,
+                       const View& c0, const View& ys,
+                       const View& hT, const View& cT,
                        T* acts, T* cs, int64_t threads, const uint8_t* valid) {
   const int64_t G = 4 * s.H;
   std::vector<T> z(s.B * G), c(acts ? 0 : s.B * s.H);
@@ -674,23 +711,38 @@ ffi::Error LstmForward(ffi::ThreadPool& pool, const Sizes& s, const ffi::AnyBuff
   return ffi::Error::Success();
 }
 
+// f(T{}) with T the element type of xs (float or double), once per member.
+template <class F>
+ffi::Error for_members(const ffi::AnyBuffer& xs, const Lead& L, const F& f) {
+  for (int64_t m = 0; m < L.M; ++m) {
+    if (xs.element_type() == ffi::DataType::F32)
+      f(float{}, m);
+    else
+      f(double{}, m);
+  }
+  return ffi::Error::Success();
+}
+
 // (xs, w_x, w_h, b, h0, c0) -> (ys, hT, cT)
 ffi::Error LstmForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
                            ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer h0,
                            ffi::AnyBuffer c0, ffi::AnyBuffer valid,
                            ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
                            ffi::Result<ffi::AnyBuffer> cT, int64_t threads, bool has_valid) {
+  const Lead L = leading(xs);
   Sizes s;
-  if (auto e = sizes(xs, wx, wh, 4, s); e.failure()) return e;
-  if (!dims_are(b, {4 * s.H}) || !dims_are(h0, {s.B, s.H}) || !dims_are(c0, {s.B, s.H}))
+  if (auto e = sizes(xs, wx, wh, 4, L, s); e.failure()) return e;
+  if (!dims_are(b, L, {4 * s.H}) || !dims_are(h0, L, {s.B, s.H}) ||
+      !dims_are(c0, L, {s.B, s.H}))
     return shape_error("b, h0 or c0 has the wrong shape");
   const uint8_t* v;
-  if (!valid_mask(valid, has_valid, s, v)) return shape_error("the step mask must be [T, B]");
-  if (xs.element_type() == ffi::DataType::F32)
-    return LstmForward<float>(pool, s, xs, wx, wh, b, h0, c0, ys, hT, cT, nullptr, nullptr,
-                              threads, v);
-  return LstmForward<double>(pool, s, xs, wx, wh, b, h0, c0, ys, hT, cT, nullptr, nullptr,
-                             threads, v);
+  if (!valid_mask(valid, has_valid, s, L, v)) return shape_error("the step mask must be [T, B]");
+  return for_members(xs, L, [&](auto zero, int64_t m) {
+    using T = decltype(zero);
+    auto at = [&](auto& buf) { return member(buf, L, m); };
+    LstmForward<T>(pool, s, at(xs), at(wx), at(wh), at(b), at(h0), at(c0), at(ys), at(hT),
+                   at(cT), nullptr, nullptr, threads, mask_of(v, s, m));
+  });
 }
 
 // (xs, w_x, w_h, b, h0, c0) -> (ys, hT, cT, acts, cs): also what the backward pass needs
@@ -701,19 +753,22 @@ ffi::Error LstmForwardTrainImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::An
                                 ffi::Result<ffi::AnyBuffer> cT, ffi::Result<ffi::AnyBuffer> acts,
                                 ffi::Result<ffi::AnyBuffer> cs, int64_t threads,
                                 bool has_valid) {
+  const Lead L = leading(xs);
   Sizes s;
-  if (auto e = sizes(xs, wx, wh, 4, s); e.failure()) return e;
-  if (!dims_are(b, {4 * s.H}) || !dims_are(h0, {s.B, s.H}) || !dims_are(c0, {s.B, s.H}))
+  if (auto e = sizes(xs, wx, wh, 4, L, s); e.failure()) return e;
+  if (!dims_are(b, L, {4 * s.H}) || !dims_are(h0, L, {s.B, s.H}) ||
+      !dims_are(c0, L, {s.B, s.H}))
     return shape_error("b, h0 or c0 has the wrong shape");
-  if (!dims_are(*acts, {s.T, s.B, 4 * s.H}) || !dims_are(*cs, {s.T, s.B, s.H}))
+  if (!dims_are(*acts, L, {s.T, s.B, 4 * s.H}) || !dims_are(*cs, L, {s.T, s.B, s.H}))
     return shape_error("acts or cs has the wrong shape");
   const uint8_t* v;
-  if (!valid_mask(valid, has_valid, s, v)) return shape_error("the step mask must be [T, B]");
-  if (xs.element_type() == ffi::DataType::F32)
-    return LstmForward<float>(pool, s, xs, wx, wh, b, h0, c0, ys, hT, cT, out<float>(acts),
-                              out<float>(cs), threads, v);
-  return LstmForward<double>(pool, s, xs, wx, wh, b, h0, c0, ys, hT, cT, out<double>(acts),
-                             out<double>(cs), threads, v);
+  if (!valid_mask(valid, has_valid, s, L, v)) return shape_error("the step mask must be [T, B]");
+  return for_members(xs, L, [&](auto zero, int64_t m) {
+    using T = decltype(zero);
+    auto at = [&](auto& buf) { return member(buf, L, m); };
+    LstmForward<T>(pool, s, at(xs), at(wx), at(wh), at(b), at(h0), at(c0), at(ys), at(hT),
+                   at(cT), out<T>(at(acts)), out<T>(at(cs)), threads, mask_of(v, s, m));
+  });
 }
 
 // Steps per block of the backward sweep: a block's gate gradients stay near 1 MB. Blocks keep
@@ -762,12 +817,12 @@ void backward_blocks(ffi::ThreadPool& pool, int64_t n, const Sizes& s, int64_t G
 
 template <class T>
 ffi::Error LstmBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, bool need_dxs,
-                        bool has_dys, const ffi::AnyBuffer& xs, const ffi::AnyBuffer& wx,
-                        const ffi::AnyBuffer& wh, const ffi::AnyBuffer& h0,
-                        const ffi::AnyBuffer& c0, const ffi::AnyBuffer& ys,
-                        const ffi::AnyBuffer& acts, const ffi::AnyBuffer& cs,
-                        const ffi::AnyBuffer& dys, const ffi::AnyBuffer& dhT,
-                        const ffi::AnyBuffer& dcT, T* dxs, T* dwx, T* dwh, T* db, T* dh0,
+                        bool has_dys, const View& xs, const View& wx,
+                        const View& wh, const View& h0,
+                        const View& c0, const View& ys,
+                        const View& acts, const View& cs,
+                        const View& dys, const View& dhT,
+                        const View& dcT, T* dxs, T* dwx, T* dwh, T* db, T* dh0,
                         T* dc0, const uint8_t* valid) {
   const int64_t G = 4 * s.H, blk = block_steps(s.T, s.B, G * sizeof(T));
   std::vector<T> whT = transposed(in<T>(wh), s.H, G), dz(blk * s.B * G);
@@ -794,38 +849,42 @@ ffi::Error LstmBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuf
                             ffi::AnyBuffer wh, ffi::AnyBuffer h0, ffi::AnyBuffer c0,
                             ffi::AnyBuffer ys, ffi::AnyBuffer acts, ffi::AnyBuffer cs,
                             ffi::AnyBuffer dys, ffi::AnyBuffer dhT, ffi::AnyBuffer dcT,
-                            ffi::AnyBuffer valid, ffi::Result<ffi::AnyBuffer> dxs, ffi::Result<ffi::AnyBuffer> dwx,
-                            ffi::Result<ffi::AnyBuffer> dwh, ffi::Result<ffi::AnyBuffer> db,
-                            ffi::Result<ffi::AnyBuffer> dh0, ffi::Result<ffi::AnyBuffer> dc0,
-                            int64_t threads, bool need_dxs, bool has_dys, bool has_valid) {
+                            ffi::AnyBuffer valid, ffi::Result<ffi::AnyBuffer> dxs,
+                            ffi::Result<ffi::AnyBuffer> dwx, ffi::Result<ffi::AnyBuffer> dwh,
+                            ffi::Result<ffi::AnyBuffer> db, ffi::Result<ffi::AnyBuffer> dh0,
+                            ffi::Result<ffi::AnyBuffer> dc0, int64_t threads, bool need_dxs,
+                            bool has_dys, bool has_valid) {
+  const Lead L = leading(xs);
   Sizes s;
-  if (auto e = sizes(xs, wx, wh, 4, s); e.failure()) return e;
+  if (auto e = sizes(xs, wx, wh, 4, L, s); e.failure()) return e;
   const int64_t G = 4 * s.H;
-  if (!dims_are(ys, {s.T, s.B, s.H}) || !dims_are(acts, {s.T, s.B, G}) ||
-      !dims_are(cs, {s.T, s.B, s.H}) || !dims_are(dhT, {s.B, s.H}) ||
-      !dims_are(dcT, {s.B, s.H}) ||
-      (has_dys && !dims_are(dys, {s.T, s.B, s.H})) ||
-      (need_dxs && !dims_are(*dxs, {s.T, s.B, s.I})))
-    return shape_error("a residual or cotangent has the wrong shape");
+  if (!dims_are(h0, L, {s.B, s.H}) || !dims_are(c0, L, {s.B, s.H}) ||
+      !dims_are(ys, L, {s.T, s.B, s.H}) || !dims_are(acts, L, {s.T, s.B, G}) ||
+      !dims_are(cs, L, {s.T, s.B, s.H}) || !dims_are(dhT, L, {s.B, s.H}) ||
+      !dims_are(dcT, L, {s.B, s.H}) || (has_dys && !dims_are(dys, L, {s.T, s.B, s.H})) ||
+      (need_dxs && !dims_are(*dxs, L, {s.T, s.B, s.I})) || !dims_are(*dwx, L, {s.I, G}) ||
+      !dims_are(*dwh, L, {s.H, G}) || !dims_are(*db, L, {G}) ||
+      !dims_are(*dh0, L, {s.B, s.H}) || !dims_are(*dc0, L, {s.B, s.H}))
+    return shape_error("a residual, cotangent or gradient has the wrong shape");
   const uint8_t* v;
-  if (!valid_mask(valid, has_valid, s, v)) return shape_error("the step mask must be [T, B]");
-  if (xs.element_type() == ffi::DataType::F32)
-    return LstmBackward<float>(pool, s, threads, need_dxs, has_dys, xs, wx, wh, h0, c0, ys,
-                               acts, cs, dys, dhT, dcT, out<float>(dxs), out<float>(dwx),
-                               out<float>(dwh), out<float>(db), out<float>(dh0),
-                               out<float>(dc0), v);
-  return LstmBackward<double>(pool, s, threads, need_dxs, has_dys, xs, wx, wh, h0, c0, ys, acts,
-                              cs, dys, dhT, dcT, out<double>(dxs), out<double>(dwx),
-                              out<double>(dwh), out<double>(db), out<double>(dh0),
-                              out<double>(dc0), v);
+  if (!valid_mask(valid, has_valid, s, L, v)) return shape_error("the step mask must be [T, B]");
+  return for_members(xs, L, [&](auto zero, int64_t m) {
+    using T = decltype(zero);
+    auto at = [&](auto& buf) { return member(buf, L, m); };
+    LstmBackward<T>(pool, s, threads, need_dxs, has_dys, at(xs), at(wx), at(wh), at(h0), at(c0),
+                    at(ys), at(acts), at(cs), has_dys ? at(dys) : View{nullptr}, at(dhT),
+                    at(dcT), need_dxs ? out<T>(at(dxs)) : nullptr, out<T>(at(dwx)),
+                    out<T>(at(dwh)), out<T>(at(db)), out<T>(at(dh0)), out<T>(at(dc0)),
+                    mask_of(v, s, m));
+  });
 }
 
 template <class T>
-ffi::Error GruForward(ffi::ThreadPool& pool, const Sizes& s, const ffi::AnyBuffer& xs,
-                      const ffi::AnyBuffer& wx, const ffi::AnyBuffer& wh,
-                      const ffi::AnyBuffer& b, const ffi::AnyBuffer& bhn,
-                      const ffi::AnyBuffer& h0, ffi::Result<ffi::AnyBuffer>& ys,
-                      ffi::Result<ffi::AnyBuffer>& hT, T* acts, int64_t threads,
+ffi::Error GruForward(ffi::ThreadPool& pool, const Sizes& s, const View& xs,
+                      const View& wx, const View& wh,
+                      const View& b, const View& bhn,
+                      const View& h0, const View& ys,
+                      const View& hT, T* acts, int64_t threads,
                       const uint8_t* valid) {
   const int64_t G = 3 * s.H;
   std::vector<T> px(s.B * G), hw(s.B * G);
@@ -848,15 +907,19 @@ ffi::Error GruForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffe
                           ffi::AnyBuffer h0, ffi::AnyBuffer valid,
                           ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
                           int64_t threads, bool has_valid) {
+  const Lead L = leading(xs);
   Sizes s;
-  if (auto e = sizes(xs, wx, wh, 3, s); e.failure()) return e;
-  if (!dims_are(b, {3 * s.H}) || !dims_are(bhn, {s.H}) || !dims_are(h0, {s.B, s.H}))
+  if (auto e = sizes(xs, wx, wh, 3, L, s); e.failure()) return e;
+  if (!dims_are(b, L, {3 * s.H}) || !dims_are(bhn, L, {s.H}) || !dims_are(h0, L, {s.B, s.H}))
     return shape_error("b, b_hn or h0 has the wrong shape");
   const uint8_t* v;
-  if (!valid_mask(valid, has_valid, s, v)) return shape_error("the step mask must be [T, B]");
-  if (xs.element_type() == ffi::DataType::F32)
-    return GruForward<float>(pool, s, xs, wx, wh, b, bhn, h0, ys, hT, nullptr, threads, v);
-  return GruForward<double>(pool, s, xs, wx, wh, b, bhn, h0, ys, hT, nullptr, threads, v);
+  if (!valid_mask(valid, has_valid, s, L, v)) return shape_error("the step mask must be [T, B]");
+  return for_members(xs, L, [&](auto zero, int64_t m) {
+    using T = decltype(zero);
+    auto at = [&](auto& buf) { return member(buf, L, m); };
+    GruForward<T>(pool, s, at(xs), at(wx), at(wh), at(b), at(bhn), at(h0), at(ys), at(hT),
+                  nullptr, threads, mask_of(v, s, m));
+  });
 }
 
 // (xs, w_x, w_h, b, b_hn, h0) -> (ys, hT, acts): also what the backward pass needs
@@ -866,26 +929,28 @@ ffi::Error GruForwardTrainImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::Any
                                ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
                                ffi::Result<ffi::AnyBuffer> acts, int64_t threads,
                                bool has_valid) {
+  const Lead L = leading(xs);
   Sizes s;
-  if (auto e = sizes(xs, wx, wh, 3, s); e.failure()) return e;
-  if (!dims_are(b, {3 * s.H}) || !dims_are(bhn, {s.H}) || !dims_are(h0, {s.B, s.H}))
+  if (auto e = sizes(xs, wx, wh, 3, L, s); e.failure()) return e;
+  if (!dims_are(b, L, {3 * s.H}) || !dims_are(bhn, L, {s.H}) || !dims_are(h0, L, {s.B, s.H}))
     return shape_error("b, b_hn or h0 has the wrong shape");
-  if (!dims_are(*acts, {s.T, s.B, 4 * s.H})) return shape_error("acts has the wrong shape");
+  if (!dims_are(*acts, L, {s.T, s.B, 4 * s.H})) return shape_error("acts has the wrong shape");
   const uint8_t* v;
-  if (!valid_mask(valid, has_valid, s, v)) return shape_error("the step mask must be [T, B]");
-  if (xs.element_type() == ffi::DataType::F32)
-    return GruForward<float>(pool, s, xs, wx, wh, b, bhn, h0, ys, hT, out<float>(acts), threads,
-                             v);
-  return GruForward<double>(pool, s, xs, wx, wh, b, bhn, h0, ys, hT, out<double>(acts), threads,
-                            v);
+  if (!valid_mask(valid, has_valid, s, L, v)) return shape_error("the step mask must be [T, B]");
+  return for_members(xs, L, [&](auto zero, int64_t m) {
+    using T = decltype(zero);
+    auto at = [&](auto& buf) { return member(buf, L, m); };
+    GruForward<T>(pool, s, at(xs), at(wx), at(wh), at(b), at(bhn), at(h0), at(ys), at(hT),
+                  out<T>(at(acts)), threads, mask_of(v, s, m));
+  });
 }
 
 template <class T>
 ffi::Error GruBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, bool need_dxs,
-                       bool has_dys, const ffi::AnyBuffer& xs, const ffi::AnyBuffer& wx,
-                       const ffi::AnyBuffer& wh, const ffi::AnyBuffer& h0,
-                       const ffi::AnyBuffer& ys, const ffi::AnyBuffer& acts,
-                       const ffi::AnyBuffer& dys, const ffi::AnyBuffer& dhT, T* dxs, T* dwx,
+                       bool has_dys, const View& xs, const View& wx,
+                       const View& wh, const View& h0,
+                       const View& ys, const View& acts,
+                       const View& dys, const View& dhT, T* dxs, T* dwx,
                        T* dwh, T* db, T* dbhn, T* dh0, const uint8_t* valid) {
   const int64_t G = 3 * s.H, blk = block_steps(s.T, s.B, 2 * G * sizeof(T));
   std::vector<T> whT = transposed(in<T>(wh), s.H, G), dzx(blk * s.B * G), dzh(blk * s.B * G);
@@ -910,26 +975,32 @@ ffi::Error GruBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, b
 ffi::Error GruBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
                            ffi::AnyBuffer wh, ffi::AnyBuffer h0, ffi::AnyBuffer ys,
                            ffi::AnyBuffer acts, ffi::AnyBuffer dys, ffi::AnyBuffer dhT,
-                           ffi::AnyBuffer valid, ffi::Result<ffi::AnyBuffer> dxs, ffi::Result<ffi::AnyBuffer> dwx,
-                           ffi::Result<ffi::AnyBuffer> dwh, ffi::Result<ffi::AnyBuffer> db,
-                           ffi::Result<ffi::AnyBuffer> dbhn, ffi::Result<ffi::AnyBuffer> dh0,
-                           int64_t threads, bool need_dxs, bool has_dys, bool has_valid) {
+                           ffi::AnyBuffer valid, ffi::Result<ffi::AnyBuffer> dxs,
+                           ffi::Result<ffi::AnyBuffer> dwx, ffi::Result<ffi::AnyBuffer> dwh,
+                           ffi::Result<ffi::AnyBuffer> db, ffi::Result<ffi::AnyBuffer> dbhn,
+                           ffi::Result<ffi::AnyBuffer> dh0, int64_t threads, bool need_dxs,
+                           bool has_dys, bool has_valid) {
+  const Lead L = leading(xs);
   Sizes s;
-  if (auto e = sizes(xs, wx, wh, 3, s); e.failure()) return e;
+  if (auto e = sizes(xs, wx, wh, 3, L, s); e.failure()) return e;
   const int64_t G = 3 * s.H;
-  if (!dims_are(ys, {s.T, s.B, s.H}) || !dims_are(acts, {s.T, s.B, 4 * s.H}) ||
-      !dims_are(dhT, {s.B, s.H}) || (has_dys && !dims_are(dys, {s.T, s.B, s.H})) ||
-      (need_dxs && !dims_are(*dxs, {s.T, s.B, s.I})))
-    return shape_error("a residual or cotangent has the wrong shape");
+  if (!dims_are(h0, L, {s.B, s.H}) || !dims_are(ys, L, {s.T, s.B, s.H}) ||
+      !dims_are(acts, L, {s.T, s.B, 4 * s.H}) || !dims_are(dhT, L, {s.B, s.H}) ||
+      (has_dys && !dims_are(dys, L, {s.T, s.B, s.H})) ||
+      (need_dxs && !dims_are(*dxs, L, {s.T, s.B, s.I})) || !dims_are(*dwx, L, {s.I, G}) ||
+      !dims_are(*dwh, L, {s.H, G}) || !dims_are(*db, L, {G}) || !dims_are(*dbhn, L, {s.H}) ||
+      !dims_are(*dh0, L, {s.B, s.H}))
+    return shape_error("a residual, cotangent or gradient has the wrong shape");
   const uint8_t* v;
-  if (!valid_mask(valid, has_valid, s, v)) return shape_error("the step mask must be [T, B]");
-  if (xs.element_type() == ffi::DataType::F32)
-    return GruBackward<float>(pool, s, threads, need_dxs, has_dys, xs, wx, wh, h0, ys, acts,
-                              dys, dhT, out<float>(dxs), out<float>(dwx), out<float>(dwh),
-                              out<float>(db), out<float>(dbhn), out<float>(dh0), v);
-  return GruBackward<double>(pool, s, threads, need_dxs, has_dys, xs, wx, wh, h0, ys, acts, dys,
-                             dhT, out<double>(dxs), out<double>(dwx), out<double>(dwh),
-                             out<double>(db), out<double>(dbhn), out<double>(dh0), v);
+  if (!valid_mask(valid, has_valid, s, L, v)) return shape_error("the step mask must be [T, B]");
+  return for_members(xs, L, [&](auto zero, int64_t m) {
+    using T = decltype(zero);
+    auto at = [&](auto& buf) { return member(buf, L, m); };
+    GruBackward<T>(pool, s, threads, need_dxs, has_dys, at(xs), at(wx), at(wh), at(h0), at(ys),
+                   at(acts), has_dys ? at(dys) : View{nullptr}, at(dhT),
+                   need_dxs ? out<T>(at(dxs)) : nullptr, out<T>(at(dwx)), out<T>(at(dwh)),
+                   out<T>(at(db)), out<T>(at(dbhn)), out<T>(at(dh0)), mask_of(v, s, m));
+  });
 }
 
 }  // namespace

@@ -30,7 +30,8 @@ The decision is made once per call at `unroll`'s door (`resolve`), so the
 strategy that reaches the compiled program is either a runnable `Fused` or
 the fallback scan. The method "auto" chooses `Fused()` on the CPU for the
 calls the kernel runs, silently, and the scan for the others.
-`jax.vmap` over a `Fused` call runs the kernel once per batched element.
+`jax.vmap` over a `Fused` call gives the kernel the batched axis as members:
+one call runs every member in turn (`_fused_kernel.py`).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class Fused:
     Any other call (the extension not built, other devices, cells or
     options, `resets`, forward-mode AD, other dtypes) runs `fallback`, with
     a `FusedFallbackWarning` saying why, once per reason in the process.
-    `jax.vmap` runs the kernel once per batched element.
+    Under `jax.vmap` one kernel call runs every member in turn.
 
     Attributes:
       threads: how many parts the batch is split into, each run on its own

@@ -15,7 +15,8 @@ linear primitive, `lstmjax_fused_tangent`:
   the cell's own scan (`jax.jvp` of `lj.Scan()`), computed by JAX: forward
   mode works everywhere, also under a `jax.jit` that hides it from
   `unroll`'s door (which sends the forward mode it sees to the scan);
-- under `jax.vmap` it runs once per batched element, as the kernels do.
+- under `jax.vmap` the kernels take the batched axis as members (one call runs
+  each member in turn, without copies).
 
 Higher derivatives (a Hessian-vector product, `jax.hessian`, `jax.jacfwd`
 of `jax.grad`, hidden by a `jax.jit` from `unroll`'s door) go through the
@@ -47,7 +48,14 @@ def kernel_of(cell: Cell) -> Kernel:
 
 
 def _scan_reference(cell: Cell, has_valid: bool, valid, xs, weights, carry0):
-    """The same sequence by the cell's own scan: `(ys, carry_T)`, the kernel's meaning."""
+    """The same sequence by the cell's own scan: `(ys, carry_T)`, the kernel's meaning.
+
+    Leading axes (members, as the kernel takes them) are mapped over with `jax.vmap`.
+    """
+    if xs.ndim > 3:
+        return jax.vmap(functools.partial(_scan_reference, cell, has_valid))(
+            valid, xs, weights, carry0
+        )
     if isinstance(cell, GRUCell):
         params, carry = GRUParams(*weights), carry0[0]
     else:
@@ -119,13 +127,13 @@ def _tangent_transpose(cts, *operands, cell, threads, has_valid):
 
 
 def _tangent_batch(operands, dims, **params):
-    """`vmap`: once per batched element (a `lax.map`), as the kernels run."""
+    """`vmap`: the batched axis in front of every operand, as the kernels take members."""
     size = next(a.shape[d] for a, d in zip(operands, dims, strict=True) if d is not None)
     front = [
         jnp.broadcast_to(a, (size, *a.shape)) if d is None else jnp.moveaxis(a, d, 0)
         for a, d in zip(operands, dims, strict=True)
     ]
-    out = jax.lax.map(lambda ops: tangent_p.bind(*ops, **params), front)
+    out = tangent_p.bind(*front, **params)
     return out, [0] * len(out)
 
 

@@ -15,10 +15,14 @@ the step keeps the carry and `ys` there is the kept `h`):
 - `backward(xs, weights, carry0, valid, ys, extras, dys, dcarry_T)`, BPTT:
   `(dxs, dweights, dcarry0)`.
 
+Every operand may carry the same leading axes in front of its own shape
+(members of an ensemble, or any `jax.vmap`): the kernel then runs once per
+member, in order, each split over the threads as usual, with no copies. An
+`ffi_call` under `jax.vmap` gives them that way (`vmap_method="broadcast_all"`).
+
 The LSTM's weights are `(w_x, w_h, b)` and its carry `(h, c)`; the GRU's
 (reset after the matmul) `(w_x, w_h, b, b_hn)` and `(h,)`. The derivative
-rules that make these differentiable live in `_fused_ad.py`. Every call is
-an `ffi_call` with `vmap_method="sequential"` (once per batched element).
+rules that make these differentiable live in `_fused_ad.py`.
 """
 
 from __future__ import annotations
@@ -91,7 +95,7 @@ def require() -> None:
 
 
 def _call(target: str, outputs, *args, **attributes):
-    return jax.ffi.ffi_call(target, outputs, vmap_method="sequential")(*args, **attributes)
+    return jax.ffi.ffi_call(target, outputs, vmap_method="broadcast_all")(*args, **attributes)
 
 
 def _shape(shape, dtype):
@@ -116,11 +120,12 @@ class Kernel:
     n_extras: int
 
     def _outputs(self, xs, weights, train: bool):
-        T, B, _ = xs.shape
-        H, dt = weights[1].shape[0], xs.dtype
-        out = [_shape((T, B, H), dt)] + [_shape((B, H), dt)] * self.n_carry
+        *lead, T, B, _ = xs.shape
+        H, dt = weights[1].shape[-2], xs.dtype
+        out = [_shape((*lead, T, B, H), dt)] + [_shape((*lead, B, H), dt)] * self.n_carry
         if train:
-            out += [_shape((T, B, 4 * H), dt), _shape((T, B, H), dt)][: self.n_extras]
+            out += [_shape((*lead, T, B, 4 * H), dt), _shape((*lead, T, B, H), dt)]
+            out = out[: 1 + self.n_carry + self.n_extras]
         return out
 
     def infer(self, xs, weights, carry0, valid, *, threads: int, has_valid: bool):

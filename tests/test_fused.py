@@ -201,6 +201,43 @@ def test_vmap_over_an_ensemble_matches_the_scan():
 
 @needs_kernel
 @pytest.mark.parametrize("cell_name", list(CELLS))
+def test_vmap_runs_members_inside_one_kernel_call_and_matches_the_scan(cell_name):
+    """Under vmap the kernels take the members as leading axes (no XLA loop around them):
+    members with their own weights, members sharing weights (data batched), and two nested
+    vmaps, with lengths; values and gradients equal the scan's."""
+    cell, params, xs, carry = case(cell_name, "float64", "odd")
+    lengths = jnp.array([6, 3, 0, 1, 5])
+
+    def loss(method):
+        def f(p, x):
+            ys, last = lj.unroll(cell, p, x, carry, lengths=lengths, method=method)
+            leaves = jax.tree_util.tree_leaves(last)
+            return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(a**2) for a in leaves)
+
+        return jax.value_and_grad(f, argnums=(0, 1))
+
+    members = jax.tree_util.tree_map(lambda a: jnp.stack([a, 0.5 * a, -a]), params)
+    data = jnp.stack([xs, 2 * xs, -xs])
+    for in_axes, args in (
+        ((0, None), (members, xs)),  # an ensemble: own weights, shared data
+        ((None, 0), (params, data)),  # shared weights, batched data
+        ((0, 0), (members, data)),
+    ):
+        run = lambda m, ia=in_axes, a=args: jax.jit(jax.vmap(loss(m), ia))(*a)  # noqa: E731
+        close(run(FUSED), run(SCAN), "float64")
+    nested = lambda m: jax.vmap(jax.vmap(loss(m), (0, None)), (None, 0))(members, data)  # noqa: E731
+    close(nested(FUSED), nested(SCAN), "float64")
+
+    program = jax.jit(jax.vmap(loss(FUSED), (0, 0))).lower(members, data).as_text()
+    assert "stablehlo.while" not in program
+    assert kernels_in(jax.vmap(loss(FUSED), (0, 0)), members, data) == [
+        f"lstmjax_{cell_name}_forward_train",
+        f"lstmjax_{cell_name}_backward",
+    ]
+
+
+@needs_kernel
+@pytest.mark.parametrize("cell_name", list(CELLS))
 def test_forward_mode_hidden_by_jit_matches_the_scan(cell_name):
     """`jax.jvp`/`jax.jacfwd` of a jitted function: unroll's door cannot see the tangents, so
     the kernel's own forward-mode rule runs (no fallback warning); its tangents equal the
