@@ -13,7 +13,10 @@ default `lj.Scan()`), after one warning per reason in the process
 (`FusedFallbackWarning`) saying why:
 
 - the compiled extension is absent (not built at install) or cannot load;
-- the arrays are not on the CPU;
+- the arrays are not on the CPU, or more than one CPU device is visible (with
+  `jax_num_cpu_devices`, or several processes): the kernel's call has no
+  partitioning rule, so under a sharded `jax.jit` XLA would gather the whole
+  batch onto every device, each computing all of it;
 - the cell or its options are not covered (any other cell; peepholes,
   layer norm, projection; the GRU with `reset_after=False`);
 - a dtype other than float32 or float64;
@@ -149,6 +152,12 @@ def unsupported(platform: str, cell: Cell, call: Call) -> str:
         return why
     if platform != "cpu":
         return f"the arrays are on {platform!r} and the fused kernel runs on the CPU only"
+    devices = jax.device_count(platform)
+    if devices > 1:
+        return (
+            f"{devices} CPU devices are visible, and its call is not partitioned: under a "
+            "sharded jax.jit XLA would gather the whole batch onto every device"
+        )
     if isinstance(cell, LSTMCell):
         extras = [
             name

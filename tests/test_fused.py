@@ -331,6 +331,42 @@ def test_auto_runs_the_kernel_on_the_cpu_and_a_training_step_is_two_calls(cell_n
     )
 
 
+SEVERAL_DEVICES = """
+import warnings, jax, jax.numpy as jnp, lstmjax as lj
+cell = lj.lstm(8)
+params = cell.init(jax.random.PRNGKey(0), 3)
+xs = jnp.ones((4, 5, 3))
+auto = jax.jit(lambda p: lj.unroll(cell, p, xs)[0]).lower(params).as_text()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    got = lj.unroll(cell, params, xs, method=lj.Fused())[0]
+want = lj.unroll(cell, params, xs, method=lj.Scan())[0]
+print(jax.device_count(), "lstmjax_lstm" in auto, [str(w.message) for w in caught],
+      float(jnp.max(jnp.abs(got - want))))
+"""
+
+
+@needs_kernel
+def test_several_cpu_devices_run_the_scan():
+    """With two CPU devices a sharded jit would gather the batch onto each device around the
+    kernel's unpartitioned call: "auto" runs the scan, an explicit lj.Fused() says why."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu")  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", SEVERAL_DEVICES],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = done.stdout.strip().splitlines()[-1]  # devices, kernel under "auto", warnings, diff
+    assert line.startswith("2 False [")
+    assert "2 CPU devices are visible" in line and "gather the whole batch" in line
+    assert float(line.rsplit(" ", 1)[1]) == 0.0
+
+
 @needs_kernel
 def test_auto_runs_the_scan_silently_where_the_kernel_cannot(fresh_notices):
     """ "auto" never warns: resets, peepholes and float16 choose the scan without a notice."""
