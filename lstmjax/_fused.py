@@ -29,6 +29,10 @@ default `lj.Scan()`), after one warning per reason in the process
   that contains the call cannot be seen there; the kernel's own rules
   (`_fused_ad.py`) serve it, with the scan's tangents, to any order.
 
+A program that contains the kernel cannot be serialized with `jax.export`
+(JAX refuses custom calls without compatibility guarantees); export the
+scan (`method=lj.Scan()`).
+
 The decision is made once per call at `unroll`'s door (`resolve`), so the
 strategy that reaches the compiled program is either a runnable `Fused` or
 the fallback scan. The method "auto" chooses `Fused()` on the CPU for the

@@ -368,6 +368,18 @@ def test_several_cpu_devices_run_the_scan():
 
 
 @needs_kernel
+def test_export_needs_the_scan_as_documented():
+    """`jax.export` refuses the kernel's custom call (JAX's rule); the scan exports."""
+    from jax import export
+
+    cell, params, xs, _ = case("lstm", "float32", "odd")
+    with pytest.raises(ValueError, match="Cannot serialize code with custom calls"):
+        export.export(jax.jit(lambda p: lj.unroll(cell, p, xs)[0]))(params)
+    exported = export.export(jax.jit(lambda p: lj.unroll(cell, p, xs, method=SCAN)[0]))(params)
+    close(exported.call(params), lj.unroll(cell, params, xs)[0], "float32")
+
+
+@needs_kernel
 def test_auto_runs_the_scan_silently_where_the_kernel_cannot(fresh_notices):
     """ "auto" never warns: resets, peepholes and float16 choose the scan without a notice."""
     cell, params, xs, _ = case("lstm", "float64", "odd")
