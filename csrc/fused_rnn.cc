@@ -723,26 +723,41 @@ ffi::Error for_members(const ffi::AnyBuffer& xs, const Lead& L, const F& f) {
   return ffi::Error::Success();
 }
 
-// (xs, w_x, w_h, b, h0, c0) -> (ys, hT, cT)
-ffi::Error LstmForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
-                           ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer h0,
-                           ffi::AnyBuffer c0, ffi::AnyBuffer valid,
-                           ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
-                           ffi::Result<ffi::AnyBuffer> cT, int64_t threads, bool has_valid) {
+// Both LSTM forward entry points: `acts` and `cs` are the training outputs (null: inference).
+ffi::Error LstmForwardChecked(ffi::ThreadPool& pool, const ffi::AnyBuffer& xs,
+                              const ffi::AnyBuffer& wx, const ffi::AnyBuffer& wh,
+                              const ffi::AnyBuffer& b, const ffi::AnyBuffer& h0,
+                              const ffi::AnyBuffer& c0, const ffi::AnyBuffer& valid,
+                              ffi::Result<ffi::AnyBuffer>& ys, ffi::Result<ffi::AnyBuffer>& hT,
+                              ffi::Result<ffi::AnyBuffer>& cT, ffi::Result<ffi::AnyBuffer>* acts,
+                              ffi::Result<ffi::AnyBuffer>* cs, int64_t threads, bool has_valid) {
   const Lead L = leading(xs);
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 4, L, s); e.failure()) return e;
   if (!dims_are(b, L, {4 * s.H}) || !dims_are(h0, L, {s.B, s.H}) ||
       !dims_are(c0, L, {s.B, s.H}))
     return shape_error("b, h0 or c0 has the wrong shape");
+  if (acts && (!dims_are(**acts, L, {s.T, s.B, 4 * s.H}) || !dims_are(**cs, L, {s.T, s.B, s.H})))
+    return shape_error("acts or cs has the wrong shape");
   const uint8_t* v;
   if (!valid_mask(valid, has_valid, s, L, v)) return shape_error("the step mask must be [T, B]");
   return for_members(xs, L, [&](auto zero, int64_t m) {
     using T = decltype(zero);
     auto at = [&](auto& buf) { return member(buf, L, m); };
     LstmForward<T>(pool, s, at(xs), at(wx), at(wh), at(b), at(h0), at(c0), at(ys), at(hT),
-                   at(cT), nullptr, nullptr, threads, mask_of(v, s, m));
+                   at(cT), acts ? out<T>(at(*acts)) : nullptr, cs ? out<T>(at(*cs)) : nullptr,
+                   threads, mask_of(v, s, m));
   });
+}
+
+// (xs, w_x, w_h, b, h0, c0) -> (ys, hT, cT)
+ffi::Error LstmForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
+                           ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer h0,
+                           ffi::AnyBuffer c0, ffi::AnyBuffer valid,
+                           ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
+                           ffi::Result<ffi::AnyBuffer> cT, int64_t threads, bool has_valid) {
+  return LstmForwardChecked(pool, xs, wx, wh, b, h0, c0, valid, ys, hT, cT, nullptr, nullptr,
+                            threads, has_valid);
 }
 
 // (xs, w_x, w_h, b, h0, c0) -> (ys, hT, cT, acts, cs): also what the backward pass needs
@@ -753,22 +768,8 @@ ffi::Error LstmForwardTrainImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::An
                                 ffi::Result<ffi::AnyBuffer> cT, ffi::Result<ffi::AnyBuffer> acts,
                                 ffi::Result<ffi::AnyBuffer> cs, int64_t threads,
                                 bool has_valid) {
-  const Lead L = leading(xs);
-  Sizes s;
-  if (auto e = sizes(xs, wx, wh, 4, L, s); e.failure()) return e;
-  if (!dims_are(b, L, {4 * s.H}) || !dims_are(h0, L, {s.B, s.H}) ||
-      !dims_are(c0, L, {s.B, s.H}))
-    return shape_error("b, h0 or c0 has the wrong shape");
-  if (!dims_are(*acts, L, {s.T, s.B, 4 * s.H}) || !dims_are(*cs, L, {s.T, s.B, s.H}))
-    return shape_error("acts or cs has the wrong shape");
-  const uint8_t* v;
-  if (!valid_mask(valid, has_valid, s, L, v)) return shape_error("the step mask must be [T, B]");
-  return for_members(xs, L, [&](auto zero, int64_t m) {
-    using T = decltype(zero);
-    auto at = [&](auto& buf) { return member(buf, L, m); };
-    LstmForward<T>(pool, s, at(xs), at(wx), at(wh), at(b), at(h0), at(c0), at(ys), at(hT),
-                   at(cT), out<T>(at(acts)), out<T>(at(cs)), threads, mask_of(v, s, m));
-  });
+  return LstmForwardChecked(pool, xs, wx, wh, b, h0, c0, valid, ys, hT, cT, &acts, &cs,
+                            threads, has_valid);
 }
 
 // Steps per block of the backward sweep: a block's gate gradients stay near 1 MB. Blocks keep
@@ -901,25 +902,38 @@ ffi::Error GruForward(ffi::ThreadPool& pool, const Sizes& s, const View& xs,
   return ffi::Error::Success();
 }
 
-// (xs, w_x, w_h, b, b_hn, h0) -> (ys, hT)
-ffi::Error GruForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
-                          ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer bhn,
-                          ffi::AnyBuffer h0, ffi::AnyBuffer valid,
-                          ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
-                          int64_t threads, bool has_valid) {
+// Both GRU forward entry points: `acts` is the training output (null: inference).
+ffi::Error GruForwardChecked(ffi::ThreadPool& pool, const ffi::AnyBuffer& xs,
+                             const ffi::AnyBuffer& wx, const ffi::AnyBuffer& wh,
+                             const ffi::AnyBuffer& b, const ffi::AnyBuffer& bhn,
+                             const ffi::AnyBuffer& h0, const ffi::AnyBuffer& valid,
+                             ffi::Result<ffi::AnyBuffer>& ys, ffi::Result<ffi::AnyBuffer>& hT,
+                             ffi::Result<ffi::AnyBuffer>* acts, int64_t threads, bool has_valid) {
   const Lead L = leading(xs);
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 3, L, s); e.failure()) return e;
   if (!dims_are(b, L, {3 * s.H}) || !dims_are(bhn, L, {s.H}) || !dims_are(h0, L, {s.B, s.H}))
     return shape_error("b, b_hn or h0 has the wrong shape");
+  if (acts && !dims_are(**acts, L, {s.T, s.B, 4 * s.H}))
+    return shape_error("acts has the wrong shape");
   const uint8_t* v;
   if (!valid_mask(valid, has_valid, s, L, v)) return shape_error("the step mask must be [T, B]");
   return for_members(xs, L, [&](auto zero, int64_t m) {
     using T = decltype(zero);
     auto at = [&](auto& buf) { return member(buf, L, m); };
     GruForward<T>(pool, s, at(xs), at(wx), at(wh), at(b), at(bhn), at(h0), at(ys), at(hT),
-                  nullptr, threads, mask_of(v, s, m));
+                  acts ? out<T>(at(*acts)) : nullptr, threads, mask_of(v, s, m));
   });
+}
+
+// (xs, w_x, w_h, b, b_hn, h0) -> (ys, hT)
+ffi::Error GruForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
+                          ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer bhn,
+                          ffi::AnyBuffer h0, ffi::AnyBuffer valid,
+                          ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
+                          int64_t threads, bool has_valid) {
+  return GruForwardChecked(pool, xs, wx, wh, b, bhn, h0, valid, ys, hT, nullptr, threads,
+                           has_valid);
 }
 
 // (xs, w_x, w_h, b, b_hn, h0) -> (ys, hT, acts): also what the backward pass needs
@@ -929,20 +943,8 @@ ffi::Error GruForwardTrainImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::Any
                                ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
                                ffi::Result<ffi::AnyBuffer> acts, int64_t threads,
                                bool has_valid) {
-  const Lead L = leading(xs);
-  Sizes s;
-  if (auto e = sizes(xs, wx, wh, 3, L, s); e.failure()) return e;
-  if (!dims_are(b, L, {3 * s.H}) || !dims_are(bhn, L, {s.H}) || !dims_are(h0, L, {s.B, s.H}))
-    return shape_error("b, b_hn or h0 has the wrong shape");
-  if (!dims_are(*acts, L, {s.T, s.B, 4 * s.H})) return shape_error("acts has the wrong shape");
-  const uint8_t* v;
-  if (!valid_mask(valid, has_valid, s, L, v)) return shape_error("the step mask must be [T, B]");
-  return for_members(xs, L, [&](auto zero, int64_t m) {
-    using T = decltype(zero);
-    auto at = [&](auto& buf) { return member(buf, L, m); };
-    GruForward<T>(pool, s, at(xs), at(wx), at(wh), at(b), at(bhn), at(h0), at(ys), at(hT),
-                  out<T>(at(acts)), threads, mask_of(v, s, m));
-  });
+  return GruForwardChecked(pool, xs, wx, wh, b, bhn, h0, valid, ys, hT, &acts, threads,
+                           has_valid);
 }
 
 template <class T>
