@@ -55,7 +55,7 @@ from lstmjax import _fused_ad, _fused_kernel
 from lstmjax._cell import Cell
 from lstmjax._checks import check_size
 from lstmjax._gru import GRUCell
-from lstmjax._lstm import LSTMCarry, LSTMCell
+from lstmjax._lstm import LSTMCell
 from lstmjax._scan import Scan
 from lstmjax._sequence import Sequences
 from lstmjax._typing import Array, Carry, Params
@@ -133,10 +133,7 @@ class Fused:
         """`(ys [T, B, H], carry, None)` (a call `resolve` accepted)."""
         threads = 0 if self.threads == "auto" else int(self.threads)
         _fused_kernel.require()
-        if isinstance(cell, LSTMCell):
-            weights, carry0 = (params.w_x, params.w_h, params.b), seq.carry0
-        else:
-            weights, carry0 = (params.w_x, params.w_h, params.b, params.b_hn), (seq.carry0,)
+        weights, carry0 = _fused_ad.to_operands(cell, params, seq.carry0)
         dtype = jnp.result_type(seq.xs, *weights, *carry0)
         cast = lambda arrays: tuple(jnp.asarray(a, dtype) for a in arrays)  # noqa: E731
         has_valid = seq.valid is not None
@@ -146,7 +143,7 @@ class Fused:
         )
         if seq.valid is not None:  # masked steps: the kernel leaves the kept h, the scan zero
             ys = jnp.where(seq.valid[..., None], ys, jnp.zeros_like(ys))
-        return ys, (LSTMCarry(*carry) if isinstance(cell, LSTMCell) else carry[0]), None
+        return ys, _fused_ad.from_operands(cell, weights, carry)[1], None
 
 
 def unsupported(platform: str, cell: Cell, call: Call) -> str:

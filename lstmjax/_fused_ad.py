@@ -47,6 +47,19 @@ def kernel_of(cell: Cell) -> Kernel:
     return GRU if isinstance(cell, GRUCell) else LSTM
 
 
+def to_operands(cell: Cell, params, carry) -> tuple[tuple, tuple]:
+    """`cell`'s params and carry as the kernel's weight and carry arrays, in its order."""
+    weights = tuple(params[: kernel_of(cell).n_weights])  # LSTM: w_x, w_h, b; GRU: and b_hn
+    return weights, tuple(jax.tree_util.tree_leaves(carry))
+
+
+def from_operands(cell: Cell, weights, carry) -> tuple:
+    """The inverse of `to_operands`: `(params, carry)` of `cell`."""
+    if isinstance(cell, GRUCell):
+        return GRUParams(*weights), carry[0]
+    return LSTMParams(*weights), LSTMCarry(*carry)
+
+
 def _scan_reference(cell: Cell, has_valid: bool, valid, xs, weights, carry0):
     """The same sequence by the cell's own scan: `(ys, carry_T)`, the kernel's meaning.
 
@@ -56,10 +69,7 @@ def _scan_reference(cell: Cell, has_valid: bool, valid, xs, weights, carry0):
         return jax.vmap(functools.partial(_scan_reference, cell, has_valid))(
             valid, xs, weights, carry0
         )
-    if isinstance(cell, GRUCell):
-        params, carry = GRUParams(*weights), carry0[0]
-    else:
-        params, carry = LSTMParams(*weights), LSTMCarry(*carry0)
+    params, carry = from_operands(cell, weights, carry0)
     seq = Sequences(xs, valid.astype(bool) if has_valid else None, None, carry)
     ys, carry_T, _ = Scan().resolve("cpu").run(cell, params, seq)
     return ys, tuple(jax.tree_util.tree_leaves(carry_T))
@@ -77,12 +87,11 @@ tangent_p.multiple_results = True
 
 def _split(operands, cell: Cell):
     k = kernel_of(cell)
-    n_w = 4 if k is GRU else 3
     it = iter(operands)
     take = lambda n: tuple(next(it) for _ in range(n))  # noqa: E731
-    xs, weights, carry0, valid, ys = next(it), take(n_w), take(k.n_carry), next(it), next(it)
-    extras = take(k.n_extras)
-    t_xs, t_weights, t_carry0 = next(it), take(n_w), take(k.n_carry)
+    xs, weights, carry0, valid = next(it), take(k.n_weights), take(k.n_carry), next(it)
+    ys, extras = next(it), take(k.n_extras)
+    t_xs, t_weights, t_carry0 = next(it), take(k.n_weights), take(k.n_carry)
     return (xs, weights, carry0, valid, ys, extras), (t_xs, t_weights, t_carry0)
 
 

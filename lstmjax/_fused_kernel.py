@@ -109,6 +109,7 @@ class Kernel:
     Attributes:
       cell: "lstm" or "gru" (the FFI targets are `lstmjax_{cell}_forward`,
         `..._forward_train` and `..._backward`).
+      n_weights: weight arrays (LSTM: w_x, w_h, b; GRU: and b_hn).
       n_carry: carry arrays, each `[B, H]` (LSTM: h, c; GRU: h).
       n_extras: the arrays BPTT keeps besides `ys` (LSTM: the gate
         activations `[T, B, 4H]` and the cell states `[T, B, H]`; GRU: the
@@ -116,6 +117,7 @@ class Kernel:
     """
 
     cell: str
+    n_weights: int
     n_carry: int
     n_extras: int
 
@@ -170,5 +172,5 @@ class Kernel:
         return (grads[0] if need_dxs else None), tuple(grads[1:n]), tuple(grads[n:])
 
 
-LSTM = Kernel("lstm", n_carry=2, n_extras=2)
-GRU = Kernel("gru", n_carry=1, n_extras=1)
+LSTM = Kernel("lstm", n_weights=3, n_carry=2, n_extras=2)
+GRU = Kernel("gru", n_weights=4, n_carry=1, n_extras=1)
