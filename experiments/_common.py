@@ -21,6 +21,7 @@ import json
 import math
 import random
 import sys
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
@@ -201,6 +202,18 @@ def matched_size(count: Callable[[int], int], target: int, multiple: int = 1) ->
             hi = mid
     candidates = [j * multiple for j in (lo - 1, lo) if j >= 1]
     return min(candidates, key=lambda n: abs(count(n) - target))
+
+
+def wrap_lines(lines: Iterable[str], width: int) -> str:
+    """`lines` joined by newlines, each wrapped at `width` characters."""
+    return "\n".join(textwrap.fill(line, width) for line in lines)
+
+
+def notes_panel(ax, text: str, width: int = 190) -> None:
+    """A figure's panel of notes: no axes, `text` wrapped line by line from the top left."""
+    ax.axis("off")
+    ax.text(0, 1, wrap_lines(text.split("\n"), width), va="top", ha="left", fontsize=9,
+            linespacing=1.4, transform=ax.transAxes)  # fmt: skip
 
 
 def fmt(x: Any) -> str:

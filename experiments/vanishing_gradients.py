@@ -28,7 +28,6 @@ alone. Two numbers explain the results that look like exceptions (see
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable
 from functools import cache, partial
 from typing import Any, NamedTuple
@@ -43,10 +42,12 @@ from _common import (
     anchor,
     enable_x64,
     fmt,
+    notes_panel,
     parse_args,
     progress,
     publish,
     seed_everything,
+    wrap_lines,
 )
 from jax.flatten_util import ravel_pytree
 
@@ -409,7 +410,7 @@ def headline(result: dict) -> str:
         f"passes {fmt(tr['rnn']['relative'][end])} and ends at {fmt(mse['rnn'])} (predicting "
         f"the mean: {fmt(baseline)}).",
     ]
-    return "\n".join(textwrap.fill(line, 150) for line in lines)
+    return wrap_lines(lines, 150)
 
 
 def notes(result: dict) -> str:
@@ -527,10 +528,7 @@ def plot(result: dict):
     axes["legend"].axis("off")
     axes["legend"].legend(handles=handles, loc="center", ncols=4, fontsize=9.5, frameon=False)
     fig.suptitle(headline(result), fontsize=11.5, weight="bold")
-    axes["notes"].axis("off")
-    text = "\n".join(textwrap.fill(line, 190) for line in notes(result).split("\n"))
-    axes["notes"].text(0, 1, text, va="top", ha="left", fontsize=9, linespacing=1.4,
-                       transform=axes["notes"].transAxes)  # fmt: skip
+    notes_panel(axes["notes"], notes(result))
     return fig
 
 

@@ -25,13 +25,22 @@ norm of each carry field's gradient alone.
 
 from __future__ import annotations
 
-import textwrap
-
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import Report, anchor, enable_x64, fmt, parse_args, progress, publish, seed_everything
+from _common import (
+    Report,
+    anchor,
+    enable_x64,
+    fmt,
+    notes_panel,
+    parse_args,
+    progress,
+    publish,
+    seed_everything,
+    wrap_lines,
+)
 from lyapunov_gradients import measure
 from matplotlib.patches import Patch
 from vanishing_gradients import (
@@ -154,7 +163,7 @@ def headline(result: dict) -> str:
         + f"; with weak inputs the mLSTM's is {fmt(weak['mlstm']['lambda_1_mean'])}"
         + f", its forget gate's log sigmoid(1) = {fmt(result['forget_rate_at_rest'])}.",
     ]
-    return "\n".join(textwrap.fill(line, 150) for line in lines)
+    return wrap_lines(lines, 150)
 
 
 def notes(result: dict) -> str:
@@ -247,10 +256,7 @@ def plot(result: dict):
     axes["legend"].axis("off")
     axes["legend"].legend(handles=handles, loc="center", ncols=3, fontsize=9.5, frameon=False)
     fig.suptitle(headline(result), fontsize=11.5, weight="bold")
-    axes["notes"].axis("off")
-    text = "\n".join(textwrap.fill(line, 190) for line in notes(result).split("\n"))
-    axes["notes"].text(0, 1, text, va="top", ha="left", fontsize=9, linespacing=1.4,
-                       transform=axes["notes"].transAxes)  # fmt: skip
+    notes_panel(axes["notes"], notes(result))
     return fig
 
 
