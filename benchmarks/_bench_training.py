@@ -1,6 +1,7 @@
 """Timing of the training layouts: a population in one process, and processes.
 
     python benchmarks/_bench_training.py ensemble [--rounds 5] [--steps 10] [--method auto]
+        [--heap-limit BYTES]
     python benchmarks/_bench_training.py processes [--max-processes 4]
 
 `ensemble`: 8 LSTM regressors (H=64, B=64, T=50, adding problem, Adam with
@@ -11,7 +12,11 @@ population being `jax.vmap` of `init_state`, by the two population steps:
 `jax.vmap(step, in_axes=(0, None))` ("vmap", batched matmuls) and
 `train.ensemble(step)` ("ensemble", a `jax.lax.map` over the members).
 `--method` is `lj.unroll`'s method ("auto", the default, or a shorthand
-such as "scan" or "fused").
+such as "scan" or "fused"). `--heap-limit` compiles the "vmap" step with
+XLA's `xla_multiheap_size_constraint_per_heap` (a per-program compiler
+option, no environment variable): its temporaries are then several blocks of
+at most that size instead of one, and glibc's malloc reuses freed blocks up
+to 32 MB instead of mapping larger ones afresh on every call.
 Rounds alternate between the variants, and the median time of each is
 reported as a ratio: sequential time / population time (above 1: the
 population step is faster).
@@ -34,11 +39,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 MEMBERS, HIDDEN, BATCH, LENGTH = 8, 64, 64, 50
 
 
-def bench_ensemble(rounds: int, steps: int, method: str = "auto") -> dict:
+def bench_ensemble(
+    rounds: int, steps: int, method: str = "auto", heap_limit: Optional[int] = None
+) -> dict:
     import jax
     import jax.numpy as jnp
     import optax
@@ -74,8 +82,9 @@ def bench_ensemble(rounds: int, steps: int, method: str = "auto") -> dict:
     population = jax.vmap(member)(jax.random.split(jax.random.key(0), MEMBERS), rates)
     step = train.make_train_step(apply, mse, optimizer)
     singles = [train.member_state(population, m) for m in range(MEMBERS)]
+    options = {} if heap_limit is None else {"xla_multiheap_size_constraint_per_heap": heap_limit}
     populations = {
-        "vmap": jax.jit(jax.vmap(step, in_axes=(0, None))),
+        "vmap": jax.jit(jax.vmap(step, in_axes=(0, None)), compiler_options=options),
         "ensemble": train.ensemble(step),
     }
 
@@ -105,8 +114,8 @@ def bench_ensemble(rounds: int, steps: int, method: str = "auto") -> dict:
             times[name].append(time.perf_counter() - start)
     median = {name: statistics.median(t) for name, t in times.items()}
     return {
-        "method": method, "members": MEMBERS, "hidden": HIDDEN, "batch": BATCH, "length": LENGTH,
-        "steps": steps, "rounds": rounds,
+        "method": method, "heap_limit": heap_limit, "members": MEMBERS, "hidden": HIDDEN,
+        "batch": BATCH, "length": LENGTH, "steps": steps, "rounds": rounds,
         "median_s": median,
         "speedup_vs_sequential": {
             k: median["sequential"] / median[k] for k in populations
@@ -148,9 +157,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--max-processes", type=int, default=4)
     parser.add_argument("--method", default="auto", help="lj.unroll's method (ensemble)")
+    parser.add_argument(
+        "--heap-limit",
+        type=int,
+        default=None,
+        help="XLA's per-heap size limit for the vmap step, bytes (ensemble)",
+    )
     args = parser.parse_args()
     if args.what == "ensemble":
-        print(json.dumps(bench_ensemble(args.rounds, args.steps, args.method), indent=1))
+        result = bench_ensemble(args.rounds, args.steps, args.method, args.heap_limit)
+        print(json.dumps(result, indent=1))
     else:
         print(json.dumps(bench_processes(args.max_processes, args.steps), indent=1))
 

@@ -18,6 +18,13 @@
 // projection and the recurrent product of a step read the weights in place (row-major
 // panels), so nothing is repacked per step.
 //
+// Step flags: an optional uint8 [T, B] per call, bit 0 set where the step is real (clear: a
+// masked step, which keeps the carry and whose output is the kept h) and bit 1 where the
+// sequence restarts from its initial carry before the step (a reset: a new episode or
+// document). A restart at t replaces the carry read by step t with (h0, c0) of that row; in
+// the backward pass the carry's gradient there flows to dh0 / dc0 instead of to step t - 1,
+// and the recurrent weight gradient takes h0, not ys[t - 1], as that step's previous state.
+//
 // Numerics: no fast-math. float32 gates use the vectorisable exp/tanh below (about 2 ulp; NaN
 // and infinities propagate as in the scan: a NaN input gives NaN, sigmoid(+-inf) = 1 or 0,
 // tanh(+-inf) = +-1); float64 gates use the C library.
@@ -199,6 +206,36 @@ LJ_INLINE double tanh_(double x) { return std::tanh(x); }
 
 // ------------------------------------------------------------------ the recurrences
 
+constexpr uint8_t kStep = 1, kRestart = 2;  // the step flags' bits (see the top)
+
+// Row `row` (t * B + b) is a masked step: the carry is kept.
+LJ_INLINE bool kept(const uint8_t* flags, int64_t row) { return flags && !(flags[row] & kStep); }
+// Row `row` restarts from the initial carry before its step.
+LJ_INLINE bool restarts(const uint8_t* flags, int64_t row) {
+  return flags && (flags[row] & kRestart);
+}
+
+// The previous h of rows [b0, b1) at step t >= 1, for the recurrent product: ys[t - 1], or a
+// copy of it in `scratch` [B, H] with h0 in the rows that restart at t (where any does).
+template <class T>
+LJ_INLINE const T* previous_h(const T* ys, const T* h0, const uint8_t* flags, int64_t t,
+                              int64_t B, int64_t H, int64_t b0, int64_t b1, T* scratch) {
+  const T* prev = ys + (t - 1) * B * H;
+  bool any = false;
+  for (int64_t b = b0; b < b1; ++b) any |= restarts(flags, t * B + b);
+  if (!any) return prev + b0 * H;
+  for (int64_t b = b0; b < b1; ++b)
+    std::memcpy(scratch + b * H, (restarts(flags, t * B + b) ? h0 : prev) + b * H, sizeof(T) * H);
+  return scratch + b0 * H;
+}
+
+// The restarts' gradients, collected apart during the sweep: acc += run, run = 0 (rows of H).
+template <class T>
+LJ_INLINE void move_to(T* acc, T* run, int64_t H) {
+  for (int64_t j = 0; j < H; ++j) acc[j] += run[j];
+  std::fill(run, run + H, T(0));
+}
+
 template <class T>
 struct LstmFwd {
   int64_t T_, B, I, H;
@@ -208,7 +245,8 @@ struct LstmFwd {
   T* cs;    // [T, B, H] when training, else nullptr
   T* z;     // scratch [B, 4H]
   T* c;     // scratch [B, H]: the running cell state (inference)
-  const uint8_t* valid;  // [T, B]: 0 where a step keeps the carry (masked); nullptr: all valid
+  T* hr;    // scratch [B, H]: the previous h with the restarts' h0 (with flags)
+  const uint8_t* flags;  // [T, B] step flags (see the top), or nullptr: every step real
 };
 
 template <class T, int VB, int MR, int NV>
@@ -218,17 +256,19 @@ LJ_INLINE void lstm_forward(const LstmFwd<T>& a, int64_t b0, int64_t b1) {
   T* z = a.z + b0 * G;
   for (int64_t t = 0; t < a.T_; ++t) {
     const T* xt = a.x + (t * B + b0) * I;
-    const T* hp = t == 0 ? a.h0 + b0 * H : a.ys + ((t - 1) * B + b0) * H;
+    const T* hp =
+        t == 0 ? a.h0 + b0 * H : previous_h(a.ys, a.h0, a.flags, t, B, H, b0, b1, a.hr);
     gemm<T, VB, MR, NV>(rows, G, I, xt, I, 1, a.wx, G, z, G, false);
     gemm<T, VB, MR, NV>(rows, G, H, hp, H, 1, a.wh, G, z, G, true);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t bi = b0 + r, row = t * B + bi;
       const T* zr = z + r * G;
-      const T* cp = train ? (t == 0 ? a.c0 + bi * H : a.cs + (row - B) * H)
-                          : (t == 0 ? a.c0 + bi * H : a.c + bi * H);
+      const T* cp = t == 0 || restarts(a.flags, row) ? a.c0 + bi * H
+                    : train                          ? a.cs + (row - B) * H
+                                                     : a.c + bi * H;
       T* cn = train ? a.cs + row * H : a.c + bi * H;
       T* h = a.ys + row * H;
-      if (a.valid && !a.valid[row]) {  // a masked step: the carry is kept
+      if (kept(a.flags, row)) {  // a masked step: the carry is kept
         std::memcpy(h, hp + r * H, sizeof(T) * H);
         if (cn != cp) std::memcpy(cn, cp, sizeof(T) * H);
         continue;
@@ -266,9 +306,10 @@ template <class T>
 struct LstmBwd {
   int64_t T_, B, I, H;
   const T *x, *whT, *h0, *c0, *ys, *acts, *cs, *dys;  // whT: W_h transposed [4H, H]; dys or null
-  T *dh, *dc;  // running dh, dc: start as dhT, dcT, end as dh0, dc0
+  T *dh, *dc;  // running dh, dc: start as dhT, dcT, end as dh0, dc0 (less the restarts')
+  T *dh0r, *dc0r;  // [B, H]: what the restarts send to dh0, dc0 (nullptr without flags)
   T* dz;       // [steps of one block, B, 4H]: the gate gradients of the block being swept
-  const uint8_t* valid;  // as in LstmFwd
+  const uint8_t* flags;  // as in LstmFwd
 };
 
 template <class T, int VB, int MR, int NV>
@@ -280,12 +321,12 @@ LJ_INLINE void lstm_backward(const LstmBwd<T>& a, int64_t b0, int64_t b1, int64_
       const int64_t bi = b0 + r, row = t * B + bi;
       const T* act = a.acts + row * G;
       const T* c = a.cs + row * H;
-      const T* cp = t == 0 ? a.c0 + bi * H : a.cs + (row - B) * H;
+      const T* cp = t == 0 || restarts(a.flags, row) ? a.c0 + bi * H : a.cs + (row - B) * H;
       const T* dy = a.dys ? a.dys + row * H : nullptr;
       T* dzr = a.dz + ((t - t0) * B + bi) * G;
       T* dh = a.dh + bi * H;
       T* dc = a.dc + bi * H;
-      if (a.valid && !a.valid[row]) {  // a masked step passes dh and dc through
+      if (kept(a.flags, row)) {  // a masked step passes dh and dc through
         for (int64_t j = 0; j < H; ++j) dh[j] += dy ? dy[j] : T(0);
         std::fill(dzr, dzr + G, T(0));
         continue;
@@ -306,6 +347,12 @@ LJ_INLINE void lstm_backward(const LstmBwd<T>& a, int64_t b0, int64_t b1, int64_
     }
     gemm<T, VB, MR, NV>(rows, H, G, a.dz + ((t - t0) * B + b0) * G, G, 1, a.whT, H,
                         a.dh + b0 * H, H, true);
+    if (t > 0 && a.flags)  // a restart's carry came from (h0, c0), not from step t - 1
+      for (int64_t bi = b0; bi < b1; ++bi)
+        if (restarts(a.flags, t * B + bi)) {
+          move_to(a.dh0r + bi * H, a.dh + bi * H, H);
+          move_to(a.dc0r + bi * H, a.dc + bi * H, H);
+        }
   }
 }
 
@@ -314,9 +361,13 @@ struct GruFwd {
   int64_t T_, B, I, H;
   const T *x, *wx, *wh, *b, *bhn, *h0;
   T *ys, *hT;
-  T* acts;  // [T, B, 4H] (r, z, n, a = h W_hn + b_hn) when training, else nullptr
+  T* acts;  // [T, B, 4H] when training, else nullptr: (r, z, n, a = h W_hn + b_hn) with the
+            // reset after the product, (r, z, n, r h) with the reset before it
   T *px, *hw;  // scratch [B, 3H] each
-  const uint8_t* valid;  // [T, B]: 0 where a step keeps the carry (masked); nullptr: all valid
+  T* hr;       // scratch [B, H]: the previous h with the restarts' h0 (with flags)
+  T* rh;       // scratch [B, H]: r h (reset before)
+  const uint8_t* flags;  // [T, B] step flags (see the top), or nullptr: every step real
+  bool after;  // reset after the product (b_hn) or before it (Cho et al. 2014)
 };
 
 template <class T, int VB, int MR, int NV>
@@ -326,33 +377,72 @@ LJ_INLINE void gru_forward(const GruFwd<T>& a, int64_t b0, int64_t b1) {
   T* hw = a.hw + b0 * G;
   for (int64_t t = 0; t < a.T_; ++t) {
     const T* xt = a.x + (t * B + b0) * I;
-    const T* hp0 = t == 0 ? a.h0 + b0 * H : a.ys + ((t - 1) * B + b0) * H;
+    const T* hp0 =
+        t == 0 ? a.h0 + b0 * H : previous_h(a.ys, a.h0, a.flags, t, B, H, b0, b1, a.hr);
     gemm<T, VB, MR, NV>(rows, G, I, xt, I, 1, a.wx, G, px, G, false);
-    gemm<T, VB, MR, NV>(rows, G, H, hp0, H, 1, a.wh, G, hw, G, false);
+    // h W_h: all three blocks with the reset after the product; before it, r's and z's, and
+    // n's block is (r h) W_hn once r is known
+    gemm<T, VB, MR, NV>(rows, a.after ? G : 2 * H, H, hp0, H, 1, a.wh, G, hw, G, false);
+    if (!a.after) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t row = t * B + b0 + r;
+        const T *p = px + r * G, *q = hw + r * G, *hp = hp0 + r * H, *bb = a.b;
+        T* rh = a.rh + (b0 + r) * H;
+        T* act = a.acts ? a.acts + row * 4 * H : nullptr;
+        if (kept(a.flags, row)) {  // zeros: dW_hn reads the kept r h of every row
+          std::fill(rh, rh + H, T(0));
+          if (act) std::fill(act + 3 * H, act + 4 * H, T(0));
+          continue;
+        }
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          const T rr = sigmoid(p[j] + bb[j] + q[j]);
+          rh[j] = rr * hp[j];
+          if (act) {
+            act[j] = rr;
+            act[3 * H + j] = rh[j];
+          }
+        }
+      }
+      gemm<T, VB, MR, NV>(rows, H, H, a.rh + b0 * H, H, 1, a.wh + 2 * H, G, hw + 2 * H, G, false);
+    }
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t row = t * B + b0 + r;
       const T* p = px + r * G;
       const T* q = hw + r * G;
       const T* hp = hp0 + r * H;
       T* h = a.ys + row * H;
-      if (a.valid && !a.valid[row]) {  // a masked step: the carry is kept
+      if (kept(a.flags, row)) {  // a masked step: the carry is kept
         std::memcpy(h, hp, sizeof(T) * H);
         continue;
       }
       T* act = a.acts ? a.acts + row * 4 * H : nullptr;
       const T *bb = a.b, *bn = a.bhn;
+      if (a.after) {
 #pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const T rr = sigmoid(p[j] + bb[j] + q[j]);
-        const T zz = sigmoid(p[H + j] + bb[H + j] + q[H + j]);
-        const T aa = q[2 * H + j] + bn[j];
-        const T n = tanh_(p[2 * H + j] + bb[2 * H + j] + rr * aa);
-        h[j] = zz * hp[j] + (T(1) - zz) * n;
-        if (act) {
-          act[j] = rr;
-          act[H + j] = zz;
-          act[2 * H + j] = n;
-          act[3 * H + j] = aa;
+        for (int64_t j = 0; j < H; ++j) {
+          const T rr = sigmoid(p[j] + bb[j] + q[j]);
+          const T zz = sigmoid(p[H + j] + bb[H + j] + q[H + j]);
+          const T aa = q[2 * H + j] + bn[j];
+          const T n = tanh_(p[2 * H + j] + bb[2 * H + j] + rr * aa);
+          h[j] = zz * hp[j] + (T(1) - zz) * n;
+          if (act) {
+            act[j] = rr;
+            act[H + j] = zz;
+            act[2 * H + j] = n;
+            act[3 * H + j] = aa;
+          }
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          const T zz = sigmoid(p[H + j] + bb[H + j] + q[H + j]);
+          const T n = tanh_(p[2 * H + j] + bb[2 * H + j] + q[2 * H + j]);  // q: (r h) W_hn
+          h[j] = zz * hp[j] + (T(1) - zz) * n;
+          if (act) {
+            act[H + j] = zz;
+            act[2 * H + j] = n;
+          }
         }
       }
     }
@@ -367,10 +457,13 @@ template <class T>
 struct GruBwd {
   int64_t T_, B, I, H;
   const T *whT, *h0, *ys, *acts, *dys;  // whT [3H, H]; dys or null
-  T* dh;         // running dh: starts as dhT, ends as dh0
+  T* dh;         // running dh: starts as dhT, ends as dh0 (less the restarts')
+  T* dh0r;       // [B, H]: what the restarts send to dh0 (nullptr without flags)
   T *dzx, *dzh;  // [steps of one block, B, 3H]: gradients at the input and at the recurrent
                  // pre-activations of the block being swept
-  const uint8_t* valid;  // as in GruFwd
+  T* drh;        // scratch [B, H]: the gradient at r h (reset before)
+  const uint8_t* flags;  // as in GruFwd
+  bool after;            // as in GruFwd
 };
 
 template <class T, int VB, int MR, int NV>
@@ -381,58 +474,125 @@ LJ_INLINE void gru_backward(const GruBwd<T>& a, int64_t b0, int64_t b1, int64_t 
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t bi = b0 + r, row = t * B + bi;
       const T* act = a.acts + row * 4 * H;
-      const T* hp = t == 0 ? a.h0 + bi * H : a.ys + (row - B) * H;
+      const T* hp = t == 0 || restarts(a.flags, row) ? a.h0 + bi * H : a.ys + (row - B) * H;
       const T* dy = a.dys ? a.dys + row * H : nullptr;
       T* dx = a.dzx + ((t - t0) * B + bi) * G;
       T* dq = a.dzh + ((t - t0) * B + bi) * G;
       T* dh = a.dh + bi * H;
-      if (a.valid && !a.valid[row]) {  // a masked step passes dh through
+      if (kept(a.flags, row)) {  // a masked step passes dh through
         for (int64_t j = 0; j < H; ++j) dh[j] += dy ? dy[j] : T(0);
         std::fill(dx, dx + G, T(0));
         std::fill(dq, dq + G, T(0));
         continue;
       }
+      if (a.after) {
 #pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const T rr = act[j], zz = act[H + j], n = act[2 * H + j], aa = act[3 * H + j];
-        const T d = (dy ? dy[j] : T(0)) + dh[j];
-        const T dzp = d * (hp[j] - n) * zz * (T(1) - zz);
-        const T dnp = d * (T(1) - zz) * (T(1) - n * n);
-        const T drp = dnp * aa * rr * (T(1) - rr);
-        dx[j] = drp;
-        dx[H + j] = dzp;
-        dx[2 * H + j] = dnp;
-        dq[j] = drp;
-        dq[H + j] = dzp;
-        dq[2 * H + j] = dnp * rr;
-        dh[j] = d * zz;  // the direct path; the product with W_h^T is added below
+        for (int64_t j = 0; j < H; ++j) {
+          const T rr = act[j], zz = act[H + j], n = act[2 * H + j], aa = act[3 * H + j];
+          const T d = (dy ? dy[j] : T(0)) + dh[j];
+          const T dzp = d * (hp[j] - n) * zz * (T(1) - zz);
+          const T dnp = d * (T(1) - zz) * (T(1) - n * n);
+          const T drp = dnp * aa * rr * (T(1) - rr);
+          dx[j] = drp;
+          dx[H + j] = dzp;
+          dx[2 * H + j] = dnp;
+          dq[j] = drp;
+          dq[H + j] = dzp;
+          dq[2 * H + j] = dnp * rr;
+          dh[j] = d * zz;  // the direct path; the product with W_h^T is added below
+        }
+      } else {  // r's gradient needs d(r h) = dn W_hn^T first: below
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          const T zz = act[H + j], n = act[2 * H + j];
+          const T d = (dy ? dy[j] : T(0)) + dh[j];
+          const T dzp = d * (hp[j] - n) * zz * (T(1) - zz);
+          const T dnp = d * (T(1) - zz) * (T(1) - n * n);
+          dx[H + j] = dzp;
+          dx[2 * H + j] = dnp;
+          dq[H + j] = dzp;
+          dq[2 * H + j] = dnp;
+          dh[j] = d * zz;
+        }
       }
     }
-    gemm<T, VB, MR, NV>(rows, H, G, a.dzh + ((t - t0) * B + b0) * G, G, 1, a.whT, H,
-                        a.dh + b0 * H, H, true);
+    T* dzh = a.dzh + ((t - t0) * B + b0) * G;
+    if (!a.after) {
+      gemm<T, VB, MR, NV>(rows, H, H, dzh + 2 * H, G, 1, a.whT + 2 * H * H, H, a.drh + b0 * H, H,
+                          false);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t bi = b0 + r, row = t * B + bi;
+        if (kept(a.flags, row)) continue;
+        const T* act = a.acts + row * 4 * H;
+        const T* hp = t == 0 || restarts(a.flags, row) ? a.h0 + bi * H : a.ys + (row - B) * H;
+        const T* drh = a.drh + bi * H;
+        T* dx = a.dzx + ((t - t0) * B + bi) * G;
+        T* dq = dzh + r * G;
+        T* dh = a.dh + bi * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          const T rr = act[j];
+          const T drp = drh[j] * hp[j] * rr * (T(1) - rr);
+          dx[j] = drp;
+          dq[j] = drp;
+          dh[j] += drh[j] * rr;
+        }
+      }
+    }
+    // dh += [dr, dz, da] W_h^T (reset after), [dr, dz] W_hr,hz^T (before: n read r h)
+    gemm<T, VB, MR, NV>(rows, H, a.after ? G : 2 * H, dzh, G, 1, a.whT, H, a.dh + b0 * H, H,
+                        true);
+    if (t > 0 && a.flags)  // a restart's carry came from h0, not from step t - 1
+      for (int64_t bi = b0; bi < b1; ++bi)
+        if (restarts(a.flags, t * B + bi)) move_to(a.dh0r + bi * H, a.dh + bi * H, H);
   }
 }
 
 // The weight gradients of the steps [t0, t1) once they are swept, for columns [n0, n1) of the
 // G*H gate columns, added to dW (acc) or written (the first block): dW_x += X^T dZx,
 // dW_h += Hprev^T dZh (Hprev = [h0; ys[:-1]]), db += colsum dZx, and db_hn += colsum of dZh's
-// last H columns (GRU) where asked. dzx, dzh hold the block's rows only.
+// last H columns (GRU) where asked. dzx, dzh hold the block's rows only. With `rh` (the GRU
+// with the reset before the product: r h of each row, row stride 4H), dW_h's columns
+// [2H, 3H) are RH^T dZh instead, n's recurrent product having read r h, not h. A restart at
+// (t, b) (t >= 1) had h0[b], not ys[t - 1, b], as its previous state: the columns that read
+// the previous state get (h0[b] - ys[t - 1, b])^T dZh[t, b] more.
 template <class T, int VB, int MR, int NV>
 LJ_INLINE void weight_grads(int64_t t0, int64_t t1, int64_t B, int64_t I, int64_t H, int64_t GH,
-                            const T* x, const T* h0, const T* ys, const T* dzx, const T* dzh,
-                            T* dwx, T* dwh, T* db, T* dbhn, int64_t n0, int64_t n1, bool acc) {
-  const int64_t w = n1 - n0, rows = (t1 - t0) * B;
-  if (w <= 0) return;
-  gemm<T, VB, MR, NV>(I, w, rows, x + t0 * B * I, 1, I, dzx + n0, GH, dwx + n0, GH, acc);
-  if (t0 == 0) {
-    gemm<T, VB, MR, NV>(H, w, B, h0, 1, H, dzh + n0, GH, dwh + n0, GH, acc);
-    if (t1 > 1)
-      gemm<T, VB, MR, NV>(H, w, (t1 - 1) * B, ys, 1, H, dzh + B * GH + n0, GH, dwh + n0, GH,
-                          true);
-  } else {
-    gemm<T, VB, MR, NV>(H, w, rows, ys + (t0 - 1) * B * H, 1, H, dzh + n0, GH, dwh + n0, GH,
-                        acc);
+                            const T* x, const T* h0, const T* ys, const T* rh, const T* dzx,
+                            const T* dzh, T* dwx, T* dwh, T* db, T* dbhn, int64_t n0, int64_t n1,
+                            bool acc, const uint8_t* flags) {
+  const int64_t rows = (t1 - t0) * B;
+  if (n1 <= n0) return;
+  gemm<T, VB, MR, NV>(I, n1 - n0, rows, x + t0 * B * I, 1, I, dzx + n0, GH, dwx + n0, GH, acc);
+  const int64_t m1 = rh ? std::min(n1, 2 * H) : n1;  // [n0, m1): the columns reading Hprev
+  if (m1 > n0) {
+    const int64_t w = m1 - n0;
+    if (t0 == 0) {
+      gemm<T, VB, MR, NV>(H, w, B, h0, 1, H, dzh + n0, GH, dwh + n0, GH, acc);
+      if (t1 > 1)
+        gemm<T, VB, MR, NV>(H, w, (t1 - 1) * B, ys, 1, H, dzh + B * GH + n0, GH, dwh + n0, GH,
+                            true);
+    } else {
+      gemm<T, VB, MR, NV>(H, w, rows, ys + (t0 - 1) * B * H, 1, H, dzh + n0, GH, dwh + n0, GH,
+                          acc);
+    }
+    for (int64_t t = std::max<int64_t>(t0, 1); flags && t < t1; ++t)
+      for (int64_t b = 0; b < B; ++b) {
+        if (!restarts(flags, t * B + b)) continue;
+        const T* hr = h0 + b * H;
+        const T* yp = ys + ((t - 1) * B + b) * H;
+        const T* d = dzh + ((t - t0) * B + b) * GH;
+        for (int64_t k = 0; k < H; ++k) {
+          const T diff = hr[k] - yp[k];
+          T* dw = dwh + k * GH;
+#pragma omp simd
+          for (int64_t j = n0; j < m1; ++j) dw[j] += diff * d[j];
+        }
+      }
   }
+  if (const int64_t j0 = std::max(n0, 2 * H); rh && n1 > j0)
+    gemm<T, VB, MR, NV>(H, n1 - j0, rows, rh + t0 * B * 4 * H, 1, 4 * H, dzh + j0, GH, dwh + j0,
+                        GH, acc);
   if (!acc) std::fill(db + n0, db + n1, T(0));
   for (int64_t r = 0; r < rows; ++r) {
     const T* d = dzx + r * GH;
@@ -461,7 +621,8 @@ struct Ops {
   void (*gru_forward)(const GruFwd<T>&, int64_t, int64_t);
   void (*gru_backward)(const GruBwd<T>&, int64_t, int64_t, int64_t, int64_t);
   void (*weight_grads)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const T*, const T*,
-                       const T*, const T*, const T*, T*, T*, T*, T*, int64_t, int64_t, bool);
+                       const T*, const T*, const T*, const T*, T*, T*, T*, T*, int64_t, int64_t,
+                       bool, const uint8_t*);
 };
 
 #define LJ_DEFINE_OPS(NAME, TARGET, T, VB, MR, NV)                                              \
@@ -485,10 +646,11 @@ struct Ops {
   }                                                                                             \
   TARGET void NAME##_weight_grads(int64_t t0, int64_t t1, int64_t B, int64_t I, int64_t H,     \
                                   int64_t GH, const T* x, const T* h0, const T* ys,            \
-                                  const T* dzx, const T* dzh, T* dwx, T* dwh, T* db, T* dbhn,  \
-                                  int64_t n0, int64_t n1, bool acc) {                          \
-    weight_grads<T, VB, MR, NV>(t0, t1, B, I, H, GH, x, h0, ys, dzx, dzh, dwx, dwh, db, dbhn,  \
-                                n0, n1, acc);                                                   \
+                                  const T* rh, const T* dzx, const T* dzh, T* dwx, T* dwh,     \
+                                  T* db, T* dbhn, int64_t n0, int64_t n1, bool acc,            \
+                                  const uint8_t* flags) {                                      \
+    weight_grads<T, VB, MR, NV>(t0, t1, B, I, H, GH, x, h0, ys, rh, dzx, dzh, dwx, dwh, db,    \
+                                dbhn, n0, n1, acc, flags);                                      \
   }                                                                                             \
   const Ops<T> NAME##_ops = {NAME##_gemm,          NAME##_lstm_forward, NAME##_lstm_backward,  \
                              NAME##_gru_forward,   NAME##_gru_backward, NAME##_weight_grads};
@@ -656,19 +818,18 @@ struct Sizes {
   int64_t T, B, I, H;
 };
 
-// The step mask [T, B] (uint8 or bool: nonzero where a step is real) of member m, or nullptr
-// without one.
-bool valid_mask(const ffi::AnyBuffer& valid, bool has_valid, const Sizes& s, const Lead& L,
+// The step flags [T, B] (uint8, see the top; bool: a plain step mask), or nullptr without them.
+bool step_flags(const ffi::AnyBuffer& flags, bool has_flags, const Sizes& s, const Lead& L,
                 const uint8_t*& base) {
   base = nullptr;
-  if (!has_valid) return true;
-  auto t = valid.element_type();
-  if ((t != ffi::DataType::U8 && t != ffi::DataType::PRED) || !dims_are(valid, L, {s.T, s.B}))
+  if (!has_flags) return true;
+  auto t = flags.element_type();
+  if ((t != ffi::DataType::U8 && t != ffi::DataType::PRED) || !dims_are(flags, L, {s.T, s.B}))
     return false;
-  base = reinterpret_cast<const uint8_t*>(valid.untyped_data());
+  base = reinterpret_cast<const uint8_t*>(flags.untyped_data());
   return true;
 }
-const uint8_t* mask_of(const uint8_t* base, const Sizes& s, int64_t m) {
+const uint8_t* flags_of(const uint8_t* base, const Sizes& s, int64_t m) {
   return base ? base + m * s.T * s.B : nullptr;
 }
 
@@ -695,12 +856,12 @@ ffi::Error LstmForward(ffi::ThreadPool& pool, const Sizes& s, const View& xs,
                        const View& b, const View& h0,
                        const View& c0, const View& ys,
                        const View& hT, const View& cT,
-                       T* acts, T* cs, int64_t threads, const uint8_t* valid) {
+                       T* acts, T* cs, int64_t threads, const uint8_t* flags) {
   const int64_t G = 4 * s.H;
-  std::vector<T> z(s.B * G), c(acts ? 0 : s.B * s.H);
+  std::vector<T> z(s.B * G), c(acts ? 0 : s.B * s.H), hr(flags ? s.B * s.H : 0);
   LstmFwd<T> a{s.T, s.B, s.I, s.H, in<T>(xs), in<T>(wx), in<T>(wh), in<T>(b), in<T>(h0),
                in<T>(c0), out<T>(ys), out<T>(hT), out<T>(cT), acts, cs, z.data(), c.data(),
-               valid};
+               hr.data(), flags};
   const int64_t n = chunks(pool, threads, s.B);
   const auto& o = ops<T>();
   parallel_for(pool, n, [&](int64_t k) {
@@ -727,10 +888,10 @@ ffi::Error for_members(const ffi::AnyBuffer& xs, const Lead& L, const F& f) {
 ffi::Error LstmForwardChecked(ffi::ThreadPool& pool, const ffi::AnyBuffer& xs,
                               const ffi::AnyBuffer& wx, const ffi::AnyBuffer& wh,
                               const ffi::AnyBuffer& b, const ffi::AnyBuffer& h0,
-                              const ffi::AnyBuffer& c0, const ffi::AnyBuffer& valid,
+                              const ffi::AnyBuffer& c0, const ffi::AnyBuffer& flags,
                               ffi::Result<ffi::AnyBuffer>& ys, ffi::Result<ffi::AnyBuffer>& hT,
                               ffi::Result<ffi::AnyBuffer>& cT, ffi::Result<ffi::AnyBuffer>* acts,
-                              ffi::Result<ffi::AnyBuffer>* cs, int64_t threads, bool has_valid) {
+                              ffi::Result<ffi::AnyBuffer>* cs, int64_t threads, bool has_flags) {
   const Lead L = leading(xs);
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 4, L, s); e.failure()) return e;
@@ -740,36 +901,36 @@ ffi::Error LstmForwardChecked(ffi::ThreadPool& pool, const ffi::AnyBuffer& xs,
   if (acts && (!dims_are(**acts, L, {s.T, s.B, 4 * s.H}) || !dims_are(**cs, L, {s.T, s.B, s.H})))
     return shape_error("acts or cs has the wrong shape");
   const uint8_t* v;
-  if (!valid_mask(valid, has_valid, s, L, v)) return shape_error("the step mask must be [T, B]");
+  if (!step_flags(flags, has_flags, s, L, v)) return shape_error("the step flags must be [T, B]");
   return for_members(xs, L, [&](auto zero, int64_t m) {
     using T = decltype(zero);
     auto at = [&](auto& buf) { return member(buf, L, m); };
     LstmForward<T>(pool, s, at(xs), at(wx), at(wh), at(b), at(h0), at(c0), at(ys), at(hT),
                    at(cT), acts ? out<T>(at(*acts)) : nullptr, cs ? out<T>(at(*cs)) : nullptr,
-                   threads, mask_of(v, s, m));
+                   threads, flags_of(v, s, m));
   });
 }
 
 // (xs, w_x, w_h, b, h0, c0) -> (ys, hT, cT)
 ffi::Error LstmForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
                            ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer h0,
-                           ffi::AnyBuffer c0, ffi::AnyBuffer valid,
+                           ffi::AnyBuffer c0, ffi::AnyBuffer flags,
                            ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
-                           ffi::Result<ffi::AnyBuffer> cT, int64_t threads, bool has_valid) {
-  return LstmForwardChecked(pool, xs, wx, wh, b, h0, c0, valid, ys, hT, cT, nullptr, nullptr,
-                            threads, has_valid);
+                           ffi::Result<ffi::AnyBuffer> cT, int64_t threads, bool has_flags) {
+  return LstmForwardChecked(pool, xs, wx, wh, b, h0, c0, flags, ys, hT, cT, nullptr, nullptr,
+                            threads, has_flags);
 }
 
 // (xs, w_x, w_h, b, h0, c0) -> (ys, hT, cT, acts, cs): also what the backward pass needs
 ffi::Error LstmForwardTrainImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
                                 ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer h0,
-                                ffi::AnyBuffer c0, ffi::AnyBuffer valid,
+                                ffi::AnyBuffer c0, ffi::AnyBuffer flags,
                                 ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
                                 ffi::Result<ffi::AnyBuffer> cT, ffi::Result<ffi::AnyBuffer> acts,
                                 ffi::Result<ffi::AnyBuffer> cs, int64_t threads,
-                                bool has_valid) {
-  return LstmForwardChecked(pool, xs, wx, wh, b, h0, c0, valid, ys, hT, cT, &acts, &cs,
-                            threads, has_valid);
+                                bool has_flags) {
+  return LstmForwardChecked(pool, xs, wx, wh, b, h0, c0, flags, ys, hT, cT, &acts, &cs,
+                            threads, has_flags);
 }
 
 // Steps per block of the backward sweep: a block's gate gradients stay near 1 MB. Blocks keep
@@ -786,7 +947,8 @@ int64_t block_steps(int64_t T, int64_t B, int64_t bytes_per_row) {
 template <class T, class Sweep>
 void backward_blocks(ffi::ThreadPool& pool, int64_t n, const Sizes& s, int64_t GH, int64_t blk,
                      const Sweep& sweep, const T* x, const T* wx, const T* h0, const T* ys,
-                     const T* dzx, const T* dzh, T* dwx, T* dwh, T* db, T* dbhn, T* dx) {
+                     const T* rh, const T* dzx, const T* dzh, T* dwx, T* dwh, T* db, T* dbhn,
+                     T* dx, const uint8_t* flags) {
   const auto& o = ops<T>();
   if (s.T == 0) {
     std::fill(dwx, dwx + s.I * GH, T(0));
@@ -804,8 +966,8 @@ void backward_blocks(ffi::ThreadPool& pool, int64_t n, const Sizes& s, int64_t G
       int64_t a0, a1;
       if (k < n) {
         column_split(GH, n, k, a0, a1);
-        o.weight_grads(t0, t1, s.B, s.I, s.H, GH, x, h0, ys, dzx, dzh, dwx, dwh, db, dbhn, a0,
-                       a1, acc);
+        o.weight_grads(t0, t1, s.B, s.I, s.H, GH, x, h0, ys, rh, dzx, dzh, dwx, dwh, db, dbhn,
+                       a0, a1, acc, flags);
       } else if (dx) {
         split(rows, n, k - n, a0, a1);
         if (a1 > a0)
@@ -824,15 +986,18 @@ ffi::Error LstmBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, 
                         const View& acts, const View& cs,
                         const View& dys, const View& dhT,
                         const View& dcT, T* dxs, T* dwx, T* dwh, T* db, T* dh0,
-                        T* dc0, const uint8_t* valid) {
+                        T* dc0, const uint8_t* flags) {
   const int64_t G = 4 * s.H, blk = block_steps(s.T, s.B, G * sizeof(T));
+  const int64_t BH = s.B * s.H;
   std::vector<T> whT = transposed(in<T>(wh), s.H, G), dz(blk * s.B * G);
-  std::memcpy(dh0, in<T>(dhT), sizeof(T) * s.B * s.H);
-  std::memcpy(dc0, in<T>(dcT), sizeof(T) * s.B * s.H);
-  LstmBwd<T> a{s.T,         s.B,          s.I,        s.H,
-               in<T>(xs),   whT.data(),   in<T>(h0),  in<T>(c0),
-               in<T>(ys),   in<T>(acts),  in<T>(cs),  has_dys ? in<T>(dys) : nullptr,
-               dh0,         dc0,          dz.data(), valid};
+  std::vector<T> restart(flags ? 2 * BH : 0);  // dh0, dc0 from the restarts
+  std::memcpy(dh0, in<T>(dhT), sizeof(T) * BH);
+  std::memcpy(dc0, in<T>(dcT), sizeof(T) * BH);
+  LstmBwd<T> a{s.T,       s.B,         s.I,         s.H,
+               in<T>(xs), whT.data(),  in<T>(h0),   in<T>(c0),
+               in<T>(ys), in<T>(acts), in<T>(cs),   has_dys ? in<T>(dys) : nullptr,
+               dh0,       dc0,         flags ? restart.data() : nullptr,
+               flags ? restart.data() + BH : nullptr, dz.data(), flags};
   const int64_t n = chunks(pool, threads, s.B);
   const auto& o = ops<T>();
   auto sweep = [&](int64_t k, int64_t t0, int64_t t1) {
@@ -841,7 +1006,12 @@ ffi::Error LstmBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, 
     o.lstm_backward(a, b0, b1, t0, t1);
   };
   backward_blocks<T>(pool, n, s, G, blk, sweep, in<T>(xs), in<T>(wx), in<T>(h0), in<T>(ys),
-                     dz.data(), dz.data(), dwx, dwh, db, nullptr, need_dxs ? dxs : nullptr);
+                     nullptr, dz.data(), dz.data(), dwx, dwh, db, nullptr,
+                     need_dxs ? dxs : nullptr, flags);
+  for (int64_t k = 0; flags && k < BH; ++k) {
+    dh0[k] += restart[k];
+    dc0[k] += restart[BH + k];
+  }
   return ffi::Error::Success();
 }
 
@@ -850,11 +1020,11 @@ ffi::Error LstmBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuf
                             ffi::AnyBuffer wh, ffi::AnyBuffer h0, ffi::AnyBuffer c0,
                             ffi::AnyBuffer ys, ffi::AnyBuffer acts, ffi::AnyBuffer cs,
                             ffi::AnyBuffer dys, ffi::AnyBuffer dhT, ffi::AnyBuffer dcT,
-                            ffi::AnyBuffer valid, ffi::Result<ffi::AnyBuffer> dxs,
+                            ffi::AnyBuffer flags, ffi::Result<ffi::AnyBuffer> dxs,
                             ffi::Result<ffi::AnyBuffer> dwx, ffi::Result<ffi::AnyBuffer> dwh,
                             ffi::Result<ffi::AnyBuffer> db, ffi::Result<ffi::AnyBuffer> dh0,
                             ffi::Result<ffi::AnyBuffer> dc0, int64_t threads, bool need_dxs,
-                            bool has_dys, bool has_valid) {
+                            bool has_dys, bool has_flags) {
   const Lead L = leading(xs);
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 4, L, s); e.failure()) return e;
@@ -868,7 +1038,7 @@ ffi::Error LstmBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuf
       !dims_are(*dh0, L, {s.B, s.H}) || !dims_are(*dc0, L, {s.B, s.H}))
     return shape_error("a residual, cotangent or gradient has the wrong shape");
   const uint8_t* v;
-  if (!valid_mask(valid, has_valid, s, L, v)) return shape_error("the step mask must be [T, B]");
+  if (!step_flags(flags, has_flags, s, L, v)) return shape_error("the step flags must be [T, B]");
   return for_members(xs, L, [&](auto zero, int64_t m) {
     using T = decltype(zero);
     auto at = [&](auto& buf) { return member(buf, L, m); };
@@ -876,7 +1046,7 @@ ffi::Error LstmBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuf
                     at(ys), at(acts), at(cs), has_dys ? at(dys) : View{nullptr}, at(dhT),
                     at(dcT), need_dxs ? out<T>(at(dxs)) : nullptr, out<T>(at(dwx)),
                     out<T>(at(dwh)), out<T>(at(db)), out<T>(at(dh0)), out<T>(at(dc0)),
-                    mask_of(v, s, m));
+                    flags_of(v, s, m));
   });
 }
 
@@ -886,12 +1056,12 @@ ffi::Error GruForward(ffi::ThreadPool& pool, const Sizes& s, const View& xs,
                       const View& b, const View& bhn,
                       const View& h0, const View& ys,
                       const View& hT, T* acts, int64_t threads,
-                      const uint8_t* valid) {
-  const int64_t G = 3 * s.H;
-  std::vector<T> px(s.B * G), hw(s.B * G);
+                      const uint8_t* flags, bool after) {
+  const int64_t G = 3 * s.H, BH = s.B * s.H;
+  std::vector<T> px(s.B * G), hw(s.B * G), hr(flags ? BH : 0), rh(after ? 0 : BH);
   GruFwd<T> a{s.T,        s.B,         s.I,        s.H,        in<T>(xs), in<T>(wx),
               in<T>(wh),  in<T>(b),    in<T>(bhn), in<T>(h0),  out<T>(ys), out<T>(hT),
-              acts,       px.data(),   hw.data(), valid};
+              acts,       px.data(),   hw.data(), hr.data(), rh.data(), flags, after};
   const int64_t n = chunks(pool, threads, s.B);
   const auto& o = ops<T>();
   parallel_for(pool, n, [&](int64_t k) {
@@ -902,49 +1072,52 @@ ffi::Error GruForward(ffi::ThreadPool& pool, const Sizes& s, const View& xs,
   return ffi::Error::Success();
 }
 
-// Both GRU forward entry points: `acts` is the training output (null: inference).
+// Both GRU forward entry points: `acts` is the training output (null: inference). Without
+// `reset_after`, b_hn is a placeholder (that GRU has none).
 ffi::Error GruForwardChecked(ffi::ThreadPool& pool, const ffi::AnyBuffer& xs,
                              const ffi::AnyBuffer& wx, const ffi::AnyBuffer& wh,
                              const ffi::AnyBuffer& b, const ffi::AnyBuffer& bhn,
-                             const ffi::AnyBuffer& h0, const ffi::AnyBuffer& valid,
+                             const ffi::AnyBuffer& h0, const ffi::AnyBuffer& flags,
                              ffi::Result<ffi::AnyBuffer>& ys, ffi::Result<ffi::AnyBuffer>& hT,
-                             ffi::Result<ffi::AnyBuffer>* acts, int64_t threads, bool has_valid) {
+                             ffi::Result<ffi::AnyBuffer>* acts, int64_t threads, bool has_flags,
+                             bool reset_after) {
   const Lead L = leading(xs);
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 3, L, s); e.failure()) return e;
-  if (!dims_are(b, L, {3 * s.H}) || !dims_are(bhn, L, {s.H}) || !dims_are(h0, L, {s.B, s.H}))
+  if (!dims_are(b, L, {3 * s.H}) || (reset_after && !dims_are(bhn, L, {s.H})) ||
+      !dims_are(h0, L, {s.B, s.H}))
     return shape_error("b, b_hn or h0 has the wrong shape");
   if (acts && !dims_are(**acts, L, {s.T, s.B, 4 * s.H}))
     return shape_error("acts has the wrong shape");
   const uint8_t* v;
-  if (!valid_mask(valid, has_valid, s, L, v)) return shape_error("the step mask must be [T, B]");
+  if (!step_flags(flags, has_flags, s, L, v)) return shape_error("the step flags must be [T, B]");
   return for_members(xs, L, [&](auto zero, int64_t m) {
     using T = decltype(zero);
     auto at = [&](auto& buf) { return member(buf, L, m); };
     GruForward<T>(pool, s, at(xs), at(wx), at(wh), at(b), at(bhn), at(h0), at(ys), at(hT),
-                  acts ? out<T>(at(*acts)) : nullptr, threads, mask_of(v, s, m));
+                  acts ? out<T>(at(*acts)) : nullptr, threads, flags_of(v, s, m), reset_after);
   });
 }
 
 // (xs, w_x, w_h, b, b_hn, h0) -> (ys, hT)
 ffi::Error GruForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
                           ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer bhn,
-                          ffi::AnyBuffer h0, ffi::AnyBuffer valid,
+                          ffi::AnyBuffer h0, ffi::AnyBuffer flags,
                           ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
-                          int64_t threads, bool has_valid) {
-  return GruForwardChecked(pool, xs, wx, wh, b, bhn, h0, valid, ys, hT, nullptr, threads,
-                           has_valid);
+                          int64_t threads, bool has_flags, bool reset_after) {
+  return GruForwardChecked(pool, xs, wx, wh, b, bhn, h0, flags, ys, hT, nullptr, threads,
+                           has_flags, reset_after);
 }
 
 // (xs, w_x, w_h, b, b_hn, h0) -> (ys, hT, acts): also what the backward pass needs
 ffi::Error GruForwardTrainImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
                                ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer bhn,
-                               ffi::AnyBuffer h0, ffi::AnyBuffer valid,
+                               ffi::AnyBuffer h0, ffi::AnyBuffer flags,
                                ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
                                ffi::Result<ffi::AnyBuffer> acts, int64_t threads,
-                               bool has_valid) {
-  return GruForwardChecked(pool, xs, wx, wh, b, bhn, h0, valid, ys, hT, &acts, threads,
-                           has_valid);
+                               bool has_flags, bool reset_after) {
+  return GruForwardChecked(pool, xs, wx, wh, b, bhn, h0, flags, ys, hT, &acts, threads,
+                           has_flags, reset_after);
 }
 
 template <class T>
@@ -953,14 +1126,16 @@ ffi::Error GruBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, b
                        const View& wh, const View& h0,
                        const View& ys, const View& acts,
                        const View& dys, const View& dhT, T* dxs, T* dwx,
-                       T* dwh, T* db, T* dbhn, T* dh0, const uint8_t* valid) {
+                       T* dwh, T* db, T* dbhn, T* dh0, const uint8_t* flags, bool after) {
   const int64_t G = 3 * s.H, blk = block_steps(s.T, s.B, 2 * G * sizeof(T));
+  const int64_t BH = s.B * s.H;
   std::vector<T> whT = transposed(in<T>(wh), s.H, G), dzx(blk * s.B * G), dzh(blk * s.B * G);
-  std::memcpy(dh0, in<T>(dhT), sizeof(T) * s.B * s.H);
-  GruBwd<T> a{s.T,         s.B,         s.I,        s.H,
-              whT.data(),  in<T>(h0),   in<T>(ys),  in<T>(acts),
-              has_dys ? in<T>(dys) : nullptr,       dh0,        dzx.data(),  dzh.data(),
-              valid};
+  std::vector<T> restart(flags ? BH : 0), drh(after ? 0 : BH);  // dh0 from the restarts
+  std::memcpy(dh0, in<T>(dhT), sizeof(T) * BH);
+  GruBwd<T> a{s.T,        s.B,       s.I,       s.H,        whT.data(),
+              in<T>(h0),  in<T>(ys), in<T>(acts), has_dys ? in<T>(dys) : nullptr,
+              dh0,        flags ? restart.data() : nullptr, dzx.data(), dzh.data(),
+              drh.data(), flags,     after};
   const int64_t n = chunks(pool, threads, s.B);
   const auto& o = ops<T>();
   auto sweep = [&](int64_t k, int64_t t0, int64_t t1) {
@@ -969,19 +1144,22 @@ ffi::Error GruBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, b
     o.gru_backward(a, b0, b1, t0, t1);
   };
   backward_blocks<T>(pool, n, s, G, blk, sweep, in<T>(xs), in<T>(wx), in<T>(h0), in<T>(ys),
-                     dzx.data(), dzh.data(), dwx, dwh, db, dbhn, need_dxs ? dxs : nullptr);
+                     after ? nullptr : in<T>(acts) + 3 * s.H, dzx.data(), dzh.data(), dwx, dwh,
+                     db, after ? dbhn : nullptr, need_dxs ? dxs : nullptr, flags);
+  for (int64_t k = 0; flags && k < BH; ++k) dh0[k] += restart[k];
   return ffi::Error::Success();
 }
 
-// (xs, w_x, w_h, h0, ys, acts, dys, dhT) -> (dxs, dw_x, dw_h, db, db_hn, dh0)
+// (xs, w_x, w_h, h0, ys, acts, dys, dhT) -> (dxs, dw_x, dw_h, db, db_hn, dh0); without
+// `reset_after`, db_hn is a placeholder, left unwritten
 ffi::Error GruBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
                            ffi::AnyBuffer wh, ffi::AnyBuffer h0, ffi::AnyBuffer ys,
                            ffi::AnyBuffer acts, ffi::AnyBuffer dys, ffi::AnyBuffer dhT,
-                           ffi::AnyBuffer valid, ffi::Result<ffi::AnyBuffer> dxs,
+                           ffi::AnyBuffer flags, ffi::Result<ffi::AnyBuffer> dxs,
                            ffi::Result<ffi::AnyBuffer> dwx, ffi::Result<ffi::AnyBuffer> dwh,
                            ffi::Result<ffi::AnyBuffer> db, ffi::Result<ffi::AnyBuffer> dbhn,
                            ffi::Result<ffi::AnyBuffer> dh0, int64_t threads, bool need_dxs,
-                           bool has_dys, bool has_valid) {
+                           bool has_dys, bool has_flags, bool reset_after) {
   const Lead L = leading(xs);
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 3, L, s); e.failure()) return e;
@@ -990,18 +1168,20 @@ ffi::Error GruBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuff
       !dims_are(acts, L, {s.T, s.B, 4 * s.H}) || !dims_are(dhT, L, {s.B, s.H}) ||
       (has_dys && !dims_are(dys, L, {s.T, s.B, s.H})) ||
       (need_dxs && !dims_are(*dxs, L, {s.T, s.B, s.I})) || !dims_are(*dwx, L, {s.I, G}) ||
-      !dims_are(*dwh, L, {s.H, G}) || !dims_are(*db, L, {G}) || !dims_are(*dbhn, L, {s.H}) ||
+      !dims_are(*dwh, L, {s.H, G}) || !dims_are(*db, L, {G}) ||
+      (reset_after && !dims_are(*dbhn, L, {s.H})) ||
       !dims_are(*dh0, L, {s.B, s.H}))
     return shape_error("a residual, cotangent or gradient has the wrong shape");
   const uint8_t* v;
-  if (!valid_mask(valid, has_valid, s, L, v)) return shape_error("the step mask must be [T, B]");
+  if (!step_flags(flags, has_flags, s, L, v)) return shape_error("the step flags must be [T, B]");
   return for_members(xs, L, [&](auto zero, int64_t m) {
     using T = decltype(zero);
     auto at = [&](auto& buf) { return member(buf, L, m); };
     GruBackward<T>(pool, s, threads, need_dxs, has_dys, at(xs), at(wx), at(wh), at(h0), at(ys),
                    at(acts), has_dys ? at(dys) : View{nullptr}, at(dhT),
                    need_dxs ? out<T>(at(dxs)) : nullptr, out<T>(at(dwx)), out<T>(at(dwh)),
-                   out<T>(at(db)), out<T>(at(dbhn)), out<T>(at(dh0)), mask_of(v, s, m));
+                   out<T>(at(db)), out<T>(at(dbhn)), out<T>(at(dh0)), flags_of(v, s, m),
+                   reset_after);
   });
 }
 
@@ -1012,47 +1192,50 @@ ffi::Error GruBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuff
 #define LJ_ARGS2 LJ_ARG LJ_ARG
 #define LJ_ARGS4 LJ_ARGS2 LJ_ARGS2
 
-// (xs, w_x, w_h, b, h0, c0, valid) -> (ys, hT, cT)
+// (xs, w_x, w_h, b, h0, c0, flags) -> (ys, hT, cT)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxLstmForward, LstmForwardImpl,
                               ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS2 LJ_ARG
                                   LJ_RET LJ_RET LJ_RET.Attr<int64_t>("threads")
-                                  .Attr<bool>("has_valid"));
+                                  .Attr<bool>("has_flags"));
 
-// (xs, w_x, w_h, b, h0, c0, valid) -> (ys, hT, cT, acts, cs)
+// (xs, w_x, w_h, b, h0, c0, flags) -> (ys, hT, cT, acts, cs)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxLstmForwardTrain, LstmForwardTrainImpl,
                               ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS2 LJ_ARG
                                   LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET.Attr<int64_t>("threads")
-                                  .Attr<bool>("has_valid"));
+                                  .Attr<bool>("has_flags"));
 
-// (xs, w_x, w_h, h0, c0, ys, acts, cs, dys, dhT, dcT, valid) -> (dxs, dw_x, dw_h, db, dh0, dc0)
+// (xs, w_x, w_h, h0, c0, ys, acts, cs, dys, dhT, dcT, flags) -> (dxs, dw_x, dw_h, db, dh0, dc0)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxLstmBackward, LstmBackwardImpl,
                               ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS4 LJ_ARGS4
                                   LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET
                                   .Attr<int64_t>("threads")
                                   .Attr<bool>("need_dxs")
                                   .Attr<bool>("has_dys")
-                                  .Attr<bool>("has_valid"));
+                                  .Attr<bool>("has_flags"));
 
-// (xs, w_x, w_h, b, b_hn, h0, valid) -> (ys, hT)
+// (xs, w_x, w_h, b, b_hn, h0, flags) -> (ys, hT); b_hn a placeholder without reset_after
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxGruForward, GruForwardImpl,
                               ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS2 LJ_ARG
                                   LJ_RET LJ_RET.Attr<int64_t>("threads")
-                                  .Attr<bool>("has_valid"));
+                                  .Attr<bool>("has_flags")
+                                  .Attr<bool>("reset_after"));
 
-// (xs, w_x, w_h, b, b_hn, h0, valid) -> (ys, hT, acts)
+// (xs, w_x, w_h, b, b_hn, h0, flags) -> (ys, hT, acts)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxGruForwardTrain, GruForwardTrainImpl,
                               ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS2 LJ_ARG
                                   LJ_RET LJ_RET LJ_RET.Attr<int64_t>("threads")
-                                  .Attr<bool>("has_valid"));
+                                  .Attr<bool>("has_flags")
+                                  .Attr<bool>("reset_after"));
 
-// (xs, w_x, w_h, h0, ys, acts, dys, dhT, valid) -> (dxs, dw_x, dw_h, db, db_hn, dh0)
+// (xs, w_x, w_h, h0, ys, acts, dys, dhT, flags) -> (dxs, dw_x, dw_h, db, db_hn, dh0)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxGruBackward, GruBackwardImpl,
                               ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS4 LJ_ARG
                                   LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET
                                   .Attr<int64_t>("threads")
                                   .Attr<bool>("need_dxs")
                                   .Attr<bool>("has_dys")
-                                  .Attr<bool>("has_valid"));
+                                  .Attr<bool>("has_flags")
+                                  .Attr<bool>("reset_after"));
 
 // Which matrix kernel this CPU got: 2 AVX-512, 1 AVX2 + FMA, 0 the baseline build.
 extern "C" int LstmjaxFusedIsa() { return kIsa; }

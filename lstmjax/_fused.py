@@ -1,12 +1,17 @@
 """The strategy `Fused`: the whole sequence in one compiled CPU kernel (plain LSTM, GRU).
 
 `lj.Fused()` runs the LSTM without peepholes, layer norm or projection, and
-the GRU with the reset after the matmul (`reset_after=True`, PyTorch's and
-cuDNN's form) without layer norm, through the fused kernels of
+the GRU without layer norm, with the reset after the matmul
+(`reset_after=True`, PyTorch's and cuDNN's form) or before it
+(`reset_after=False`, Cho et al.'s), through the fused kernels of
 `_fused_kernel.py`: one call per sequence for the forward pass, and one for
 its backward pass (BPTT), each splitting the batch over XLA's CPU threads.
 Same results as `lj.Scan()` (float32 and float64; the float32 rounding
-differs, within about 1e-6 relative).
+differs, within about 1e-6 relative). `lengths`, `mask`, `resets` and
+`reverse` are covered: `unroll` turns lengths and mask into one step mask
+and reverses the sequences before any strategy sees them, and the kernel
+takes the step mask and the resets together as step flags
+(`_fused_kernel.encode_flags`), applying them as the scan does.
 
 Where the kernel cannot run a call, the call runs `fallback` (a `Scan`, by
 default `lj.Scan()`), after one warning per reason in the process
@@ -18,11 +23,8 @@ default `lj.Scan()`), after one warning per reason in the process
   partitioning rule, so under a sharded `jax.jit` XLA would gather the whole
   batch onto every device, each computing all of it;
 - the cell or its options are not covered (any other cell; peepholes,
-  layer norm, projection; the GRU with `reset_after=False`);
+  layer norm, projection);
 - a dtype other than float32 or float64;
-- `resets` are given (`lengths`, `mask` and `reverse` are covered: `unroll`
-  turns lengths and mask into one step mask, which the kernel applies as the
-  scan does, and reverses the sequences before any strategy sees them);
 - the call is being differentiated in forward mode (`jax.jvp`,
   `jax.jacfwd`, `jax.hessian`), seen at `unroll`'s door: the scan computes
   derivatives of every order. Forward mode applied outside a `jax.jit`
@@ -69,7 +71,6 @@ class Call(NamedTuple):
     """What `unroll`'s door knows of a call that decides whether the kernel can run it."""
 
     dtype: Any  # the computation's dtype (of xs and params together)
-    resets: bool  # resets given
     forward_mode: bool  # the inputs carry forward-mode tangents
 
 
@@ -82,12 +83,12 @@ class Fused:
     """The fused CPU kernel: the whole sequence in one compiled call (plain LSTM and GRU).
 
     Runs `lj.lstm` without peepholes, layer norm or projection, and `lj.gru`
-    with `reset_after=True` and without layer norm, on CPU arrays in float32
-    or float64, with `lengths`, `mask` and `reverse`; forward and BPTT are
+    without layer norm (either `reset_after`), on CPU arrays in float32
+    or float64, with `lengths`, `mask`, `resets` and `reverse`; forward and BPTT are
     the kernel's, each splitting the batch over XLA's CPU threads. Same
     results as `lj.Scan()` (float32 rounding differs within ~1e-6 relative).
     Any other call (the extension not built, other devices, cells or
-    options, `resets`, forward-mode AD, other dtypes) runs `fallback`, with
+    options, forward-mode AD, other dtypes) runs `fallback`, with
     a `FusedFallbackWarning` saying why, once per reason in the process.
     Under `jax.vmap` one kernel call runs every member in turn.
 
@@ -136,11 +137,12 @@ class Fused:
         weights, carry0 = _fused_ad.to_operands(cell, params, seq.carry0)
         dtype = jnp.result_type(seq.xs, *weights, *carry0)
         cast = lambda arrays: tuple(jnp.asarray(a, dtype) for a in arrays)  # noqa: E731
-        has_valid = seq.valid is not None
-        valid = jnp.asarray(seq.valid, jnp.uint8) if has_valid else jnp.zeros((1,), jnp.uint8)
-        ys, carry = _fused_ad.sequence(cell, threads, has_valid)(
-            jnp.asarray(seq.xs, dtype), cast(weights), cast(carry0), valid
-        )
+        flags = _fused_kernel.encode_flags(seq.valid, seq.reset)
+        has_flags = flags is not None
+        ys, carry = _fused_ad.sequence(cell, threads, has_flags)(
+            jnp.asarray(seq.xs, dtype), cast(weights), cast(carry0),
+            flags if has_flags else jnp.zeros((1,), jnp.uint8),
+        )  # fmt: skip
         if seq.valid is not None:  # masked steps: the kernel leaves the kept h, the scan zero
             ys = jnp.where(seq.valid[..., None], ys, jnp.zeros_like(ys))
         return ys, _fused_ad.from_operands(cell, weights, carry)[1], None
@@ -172,16 +174,12 @@ def unsupported(platform: str, cell: Cell, call: Call) -> str:
         if extras:
             return f"it covers the plain LSTM only, and this one has {', '.join(extras)}"
     elif isinstance(cell, GRUCell):
-        if not cell.reset_after:
-            return "it covers the GRU with reset_after=True only"
         if cell.layer_norm:
             return "it covers the GRU without layer norm only"
     else:
         return f"it covers lj.lstm and lj.gru only, not {type(cell).__name__} ({cell.name})"
     if jnp.dtype(call.dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
         return f"it computes in float32 or float64, not {jnp.dtype(call.dtype).name}"
-    if call.resets:
-        return "it does not take resets"
     if call.forward_mode:
         return (
             "it is differentiated in forward mode (jax.jvp, jax.jacfwd, jax.hessian), whose "

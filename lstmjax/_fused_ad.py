@@ -1,8 +1,8 @@
 """The fused kernels as differentiable functions: reverse mode is the kernel's BPTT.
 
-`sequence(cell, threads, has_valid)` is the function `lj.Fused` runs: the
+`sequence(cell, threads, has_flags)` is the function `lj.Fused` runs: the
 plain LSTM or the GRU over a time-major sequence,
-`(xs, weights, carry0, valid) -> (ys, carry_T)`, one kernel call. Its
+`(xs, weights, carry0, flags) -> (ys, carry_T)`, one kernel call. Its
 derivative is a `jax.custom_jvp` whose rule runs the kernel's training
 forward (the outputs, and what BPTT keeps) and adds the tangent as one
 linear primitive, `lstmjax_fused_tangent`:
@@ -36,7 +36,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
 from lstmjax._cell import Cell
-from lstmjax._fused_kernel import GRU, LSTM, Kernel
+from lstmjax._fused_kernel import GRU, GRU_RESET_BEFORE, LSTM, Kernel, decode_flags
 from lstmjax._gru import GRUCell, GRUParams
 from lstmjax._lstm import LSTMCarry, LSTMParams
 from lstmjax._scan import Scan
@@ -44,12 +44,15 @@ from lstmjax._sequence import Sequences
 
 
 def kernel_of(cell: Cell) -> Kernel:
-    return GRU if isinstance(cell, GRUCell) else LSTM
+    if isinstance(cell, GRUCell):
+        return GRU if cell.reset_after else GRU_RESET_BEFORE
+    return LSTM
 
 
 def to_operands(cell: Cell, params, carry) -> tuple[tuple, tuple]:
     """`cell`'s params and carry as the kernel's weight and carry arrays, in its order."""
-    weights = tuple(params[: kernel_of(cell).n_weights])  # LSTM: w_x, w_h, b; GRU: and b_hn
+    # LSTM, GRU with the reset before the product: w_x, w_h, b; the reset after: and b_hn
+    weights = tuple(params[: kernel_of(cell).n_weights])
     return weights, tuple(jax.tree_util.tree_leaves(carry))
 
 
@@ -60,26 +63,27 @@ def from_operands(cell: Cell, weights, carry) -> tuple:
     return LSTMParams(*weights), LSTMCarry(*carry)
 
 
-def _scan_reference(cell: Cell, has_valid: bool, valid, xs, weights, carry0):
+def _scan_reference(cell: Cell, has_flags: bool, flags, xs, weights, carry0):
     """The same sequence by the cell's own scan: `(ys, carry_T)`, the kernel's meaning.
 
     Leading axes (members, as the kernel takes them) are mapped over with `jax.vmap`.
     """
     if xs.ndim > 3:
-        return jax.vmap(functools.partial(_scan_reference, cell, has_valid))(
-            valid, xs, weights, carry0
+        return jax.vmap(functools.partial(_scan_reference, cell, has_flags))(
+            flags, xs, weights, carry0
         )
     params, carry = from_operands(cell, weights, carry0)
-    seq = Sequences(xs, valid.astype(bool) if has_valid else None, None, carry)
+    valid, reset = decode_flags(flags) if has_flags else (None, None)
+    seq = Sequences(xs, valid, reset, carry)
     ys, carry_T, _ = Scan().resolve("cpu").run(cell, params, seq)
     return ys, tuple(jax.tree_util.tree_leaves(carry_T))
 
 
 # ------------------------------------------------ the tangent, a linear primitive
 #
-# Operands: the residuals (xs, *weights, *carry0, valid, ys, *extras), known in
+# Operands: the residuals (xs, *weights, *carry0, flags, ys, *extras), known in
 # reverse mode, then the tangents (t_xs, *t_weights, *t_carry0), linear.
-# Parameters: cell, threads, has_valid. Results: (t_ys, *t_carry_T).
+# Parameters: cell, threads, has_flags. Results: (t_ys, *t_carry_T).
 
 tangent_p = Primitive("lstmjax_fused_tangent")
 tangent_p.multiple_results = True
@@ -89,29 +93,29 @@ def _split(operands, cell: Cell):
     k = kernel_of(cell)
     it = iter(operands)
     take = lambda n: tuple(next(it) for _ in range(n))  # noqa: E731
-    xs, weights, carry0, valid = next(it), take(k.n_weights), take(k.n_carry), next(it)
+    xs, weights, carry0, flags = next(it), take(k.n_weights), take(k.n_carry), next(it)
     ys, extras = next(it), take(k.n_extras)
     t_xs, t_weights, t_carry0 = next(it), take(k.n_weights), take(k.n_carry)
-    return (xs, weights, carry0, valid, ys, extras), (t_xs, t_weights, t_carry0)
+    return (xs, weights, carry0, flags, ys, extras), (t_xs, t_weights, t_carry0)
 
 
-def _tangent_abstract(*operands, cell, threads, has_valid):
+def _tangent_abstract(*operands, cell, threads, has_flags):
     """The tangents have the shapes and dtypes of `ys` and the carry (these avals)."""
     (_, _, carry0, _, ys, _), _ = _split(operands, cell)
     return [ys, *carry0]
 
 
-def _tangent_eval(*operands, cell, threads, has_valid):
+def _tangent_eval(*operands, cell, threads, has_flags):
     """Forward mode: the scan's tangent (the kernel's residuals are not needed)."""
-    (xs, weights, carry0, valid, _, _), tangents = _split(operands, cell)
-    run = functools.partial(_scan_reference, cell, has_valid, valid)
+    (xs, weights, carry0, flags, _, _), tangents = _split(operands, cell)
+    run = functools.partial(_scan_reference, cell, has_flags, flags)
     _, (t_ys, t_carry) = jax.jvp(run, (xs, weights, carry0), tangents)
     return [t_ys, *t_carry]
 
 
-def _tangent_transpose(cts, *operands, cell, threads, has_valid):
+def _tangent_transpose(cts, *operands, cell, threads, has_flags):
     """Reverse mode: the kernel's BPTT, given the cotangents of `(ys, carry_T)`."""
-    (xs, weights, carry0, valid, ys, extras), (t_xs, t_weights, t_carry0) = _split(operands, cell)
+    (xs, weights, carry0, flags, ys, extras), (t_xs, t_weights, t_carry0) = _split(operands, cell)
     nones = [None] * (len(operands) - 1 - len(weights) - len(carry0))
     if all(type(ct) is ad.Zero for ct in cts):
         return nones + [None] * (1 + len(weights) + len(carry0))
@@ -121,9 +125,9 @@ def _tangent_transpose(cts, *operands, cell, threads, has_valid):
         for ct, c in zip(cts[1:], carry0, strict=True)
     )
     need = lambda t: ad.is_undefined_primal(t)  # noqa: E731
-    backward = _backward(cell, threads, has_valid, need(t_xs), dys is not None)
+    backward = _backward(cell, threads, has_flags, need(t_xs), dys is not None)
     dxs, dweights, dcarry0 = backward(
-        xs, weights, carry0, valid, ys, extras, jnp.zeros((1,), xs.dtype) if dys is None else dys,
+        xs, weights, carry0, flags, ys, extras, jnp.zeros((1,), xs.dtype) if dys is None else dys,
         dcarry,
     )  # fmt: skip
     keep = lambda g, t: g if need(t) else None  # noqa: E731
@@ -167,42 +171,43 @@ batching.primitive_batchers[tangent_p] = _tangent_batch
 
 
 @functools.cache
-def sequence(cell: Cell, threads: int, has_valid: bool):
-    """`(xs, weights, carry0, valid) -> (ys, carry_T)` through the kernels, differentiable.
+def sequence(cell: Cell, threads: int, has_flags: bool):
+    """`(xs, weights, carry0, flags) -> (ys, carry_T)` through the kernels, differentiable.
 
     `xs` `[T, B, I]`, `weights` and `carry0` tuples of arrays of one dtype
-    (float32 or float64), `valid` `[T, B]` uint8 with `has_valid`, else a
-    `[1]` placeholder; `ys` at a masked step is the kept `h`.
+    (float32 or float64), `flags` the step flags `[T, B]` uint8
+    (`_fused_kernel.encode_flags`: masked steps, restarts) with `has_flags`,
+    else a `[1]` placeholder; `ys` at a masked step is the kept `h`.
     """
     kernel = kernel_of(cell)
-    options = {"threads": threads, "has_valid": has_valid}
+    options = {"threads": threads, "has_flags": has_flags}
 
     @jax.custom_jvp
-    def train_forward(xs, weights, carry0, valid):
-        return kernel.train(xs, weights, carry0, valid, **options)
+    def train_forward(xs, weights, carry0, flags):
+        return kernel.train(xs, weights, carry0, flags, **options)
 
     @train_forward.defjvp
     def _(primals, tangents):  # a derivative of a derivative: the scan's tangent
-        xs, weights, carry0, valid = primals
+        xs, weights, carry0, flags = primals
         ys, carry_T, extras = train_forward(*primals)
-        reference = functools.partial(_scan_reference, cell, has_valid, valid)
+        reference = functools.partial(_scan_reference, cell, has_flags, flags)
         _, (t_ys, t_carry) = jax.jvp(reference, (xs, weights, carry0), tangents[:3])
         # The kept activations' tangents are not formed: their only readers (the BPTT pass
         # and the tangent) take their own derivatives from the scan, not through them.
         return (ys, carry_T, extras), (t_ys, t_carry, tuple(jnp.zeros_like(e) for e in extras))
 
     @jax.custom_jvp
-    def run(xs, weights, carry0, valid):
-        return kernel.infer(xs, weights, carry0, valid, **options)
+    def run(xs, weights, carry0, flags):
+        return kernel.infer(xs, weights, carry0, flags, **options)
 
     @run.defjvp
     def _(primals, tangents):
-        xs, weights, carry0, valid = primals
+        xs, weights, carry0, flags = primals
         t_xs, t_weights, t_carry0, _ = tangents
-        ys, carry_T, extras = train_forward(xs, weights, carry0, valid)
+        ys, carry_T, extras = train_forward(xs, weights, carry0, flags)
         t_out = tangent_p.bind(
-            xs, *weights, *carry0, valid, ys, *extras, t_xs, *t_weights, *t_carry0,
-            cell=cell, threads=threads, has_valid=has_valid,
+            xs, *weights, *carry0, flags, ys, *extras, t_xs, *t_weights, *t_carry0,
+            cell=cell, threads=threads, has_flags=has_flags,
         )  # fmt: skip
         return (ys, carry_T), (t_out[0], tuple(t_out[1:]))
 
@@ -210,41 +215,41 @@ def sequence(cell: Cell, threads: int, has_valid: bool):
 
 
 @functools.cache
-def _backward(cell: Cell, threads: int, has_valid: bool, need_dxs: bool, has_dys: bool):
+def _backward(cell: Cell, threads: int, has_flags: bool, need_dxs: bool, has_dys: bool):
     """The kernel's BPTT pass as a function with derivatives (those of the scan's BPTT).
 
-    `(xs, weights, carry0, valid, ys, extras, dys, dcarry_T) -> (dxs, dweights, dcarry0)`;
+    `(xs, weights, carry0, flags, ys, extras, dys, dcarry_T) -> (dxs, dweights, dcarry0)`;
     `dys` is a `[1]` placeholder without `has_dys`, and `dxs` is None without `need_dxs`.
     """
     kernel = kernel_of(cell)
-    options = {"threads": threads, "has_valid": has_valid, "need_dxs": need_dxs}
+    options = {"threads": threads, "has_flags": has_flags, "need_dxs": need_dxs}
 
-    def reference(valid, xs, weights, carry0, dys, dcarry):
-        run = functools.partial(_scan_reference, cell, has_valid, valid)
+    def reference(flags, xs, weights, carry0, dys, dcarry):
+        run = functools.partial(_scan_reference, cell, has_flags, flags)
         (ys, _), vjp = jax.vjp(run, xs, weights, carry0)
         dxs, dweights, dcarry0 = vjp((dys if has_dys else jnp.zeros_like(ys), dcarry))
         return (dxs if need_dxs else jnp.zeros((1,), xs.dtype)), dweights, dcarry0
 
     @jax.custom_jvp
-    def backward(xs, weights, carry0, valid, ys, extras, dys, dcarry):
+    def backward(xs, weights, carry0, flags, ys, extras, dys, dcarry):
         dxs, dweights, dcarry0 = kernel.backward(
-            xs, weights, carry0, valid, ys, extras, dys if has_dys else None, dcarry, **options
+            xs, weights, carry0, flags, ys, extras, dys if has_dys else None, dcarry, **options
         )
         return (dxs if need_dxs else jnp.zeros((1,), xs.dtype)), dweights, dcarry0
 
     @backward.defjvp
     def _(primals, tangents):  # a derivative of a derivative: the scan's
-        xs, weights, carry0, valid, _, _, dys, dcarry = primals
+        xs, weights, carry0, flags, _, _, dys, dcarry = primals
         t_xs, t_weights, t_carry0, _, _, _, t_dys, t_dcarry = tangents
         _, t_out = jax.jvp(
-            functools.partial(reference, valid),
+            functools.partial(reference, flags),
             (xs, weights, carry0, dys, dcarry),
             (t_xs, t_weights, t_carry0, t_dys, t_dcarry),
         )
         return backward(*primals), t_out
 
-    def call(xs, weights, carry0, valid, ys, extras, dys, dcarry):
-        dxs, dweights, dcarry0 = backward(xs, weights, carry0, valid, ys, extras, dys, dcarry)
+    def call(xs, weights, carry0, flags, ys, extras, dys, dcarry):
+        dxs, dweights, dcarry0 = backward(xs, weights, carry0, flags, ys, extras, dys, dcarry)
         return (dxs if need_dxs else None), dweights, dcarry0
 
     return call

@@ -6,13 +6,15 @@ falls back to the scan). It is a plain shared library, loaded here with
 ctypes, whose XLA FFI handlers are registered with JAX on first use.
 
 Each cell has three kernels (`Kernel`), all on time-major arrays in float32
-or float64 with an optional step mask `valid` `[T, B]` (uint8; where it is 0
-the step keeps the carry and `ys` there is the kept `h`):
+or float64 with optional step flags `flags` `[T, B]` (uint8, `encode_flags`):
+bit 0 set where the step is real (clear: a masked step keeps the carry, and
+`ys` there is the kept `h`), bit 1 where the sequence restarts from `carry0`
+before the step (a reset):
 
-- `infer(xs, weights, carry0, valid)` -> `(ys, carry_T)`;
+- `infer(xs, weights, carry0, flags)` -> `(ys, carry_T)`;
 - `train(...)`, the same, and what BPTT keeps (`extras`: the gate
   activations, and the LSTM's cell states);
-- `backward(xs, weights, carry0, valid, ys, extras, dys, dcarry_T)`, BPTT:
+- `backward(xs, weights, carry0, flags, ys, extras, dys, dcarry_T)`, BPTT:
   `(dxs, dweights, dcarry0)`.
 
 Every operand may carry the same leading axes in front of its own shape
@@ -21,7 +23,8 @@ member, in order, each split over the threads as usual, with no copies. An
 `ffi_call` under `jax.vmap` gives them that way (`vmap_method="broadcast_all"`).
 
 The LSTM's weights are `(w_x, w_h, b)` and its carry `(h, c)`; the GRU's
-(reset after the matmul) `(w_x, w_h, b, b_hn)` and `(h,)`. The derivative
+`(w_x, w_h, b, b_hn)` with the reset after the matmul (`(w_x, w_h, b)`
+with the reset before it, `reset_after=False`) and `(h,)`. The derivative
 rules that make these differentiable live in `_fused_ad.py`.
 """
 
@@ -94,6 +97,26 @@ def require() -> None:
         raise RuntimeError(f"lstmjax's fused CPU kernels are unavailable: {why}.")
 
 
+STEP, RESTART = 1, 2  # the bits of the step flags
+
+
+def encode_flags(valid, reset):
+    """The kernel's step flags `[T, B]` uint8 from the masks (bool `[T, B]` or None), or None."""
+    if valid is None and reset is None:
+        return None
+    flags = jnp.full(next(m for m in (valid, reset) if m is not None).shape, STEP, jnp.uint8)
+    if valid is not None:
+        flags = jnp.where(valid, flags, jnp.uint8(0))
+    if reset is not None:
+        flags = flags | jnp.where(reset, jnp.uint8(RESTART), jnp.uint8(0))
+    return flags
+
+
+def decode_flags(flags):
+    """`(valid, reset)`, bool `[T, B]` each: the inverse of `encode_flags`."""
+    return (flags & STEP) != 0, (flags & RESTART) != 0
+
+
 def _call(target: str, outputs, *args, **attributes):
     return jax.ffi.ffi_call(target, outputs, vmap_method="broadcast_all")(*args, **attributes)
 
@@ -109,17 +132,37 @@ class Kernel:
     Attributes:
       cell: "lstm" or "gru" (the FFI targets are `lstmjax_{cell}_forward`,
         `..._forward_train` and `..._backward`).
-      n_weights: weight arrays (LSTM: w_x, w_h, b; GRU: and b_hn).
+      n_weights: weight arrays (LSTM: w_x, w_h, b; GRU: and b_hn with the
+        reset after the product).
       n_carry: carry arrays, each `[B, H]` (LSTM: h, c; GRU: h).
       n_extras: the arrays BPTT keeps besides `ys` (LSTM: the gate
         activations `[T, B, 4H]` and the cell states `[T, B, H]`; GRU: the
         gate values `[T, B, 4H]`).
+      reset_after: the GRU's form (its kernels' attribute), None for the
+        LSTM. The GRU targets always take `b_hn` and return its gradient:
+        without the reset after the product both are `[1]` placeholders.
     """
 
     cell: str
     n_weights: int
     n_carry: int
     n_extras: int
+    reset_after: Optional[bool] = None
+
+    @property
+    def _placeholder_bhn(self) -> bool:
+        return self.reset_after is False
+
+    def _attributes(self, **attributes):
+        if self.reset_after is not None:
+            attributes["reset_after"] = np.bool_(self.reset_after)
+        return attributes
+
+    def _weights(self, weights):
+        """The weight operands of the forward targets."""
+        if self._placeholder_bhn:
+            return (*weights, jnp.zeros((1,), weights[0].dtype))
+        return tuple(weights)
 
     def _outputs(self, xs, weights, train: bool):
         *lead, T, B, _ = xs.shape
@@ -130,26 +173,28 @@ class Kernel:
             out = out[: 1 + self.n_carry + self.n_extras]
         return out
 
-    def infer(self, xs, weights, carry0, valid, *, threads: int, has_valid: bool):
+    def infer(self, xs, weights, carry0, flags, *, threads: int, has_flags: bool):
         """`(ys [T, B, H], carry_T)`."""
         out = _call(
             f"lstmjax_{self.cell}_forward", self._outputs(xs, weights, False),
-            xs, *weights, *carry0, valid, threads=threads, has_valid=np.bool_(has_valid),
+            xs, *self._weights(weights), *carry0, flags,
+            **self._attributes(threads=threads, has_flags=np.bool_(has_flags)),
         )  # fmt: skip
         return out[0], tuple(out[1:])
 
-    def train(self, xs, weights, carry0, valid, *, threads: int, has_valid: bool):
+    def train(self, xs, weights, carry0, flags, *, threads: int, has_flags: bool):
         """`(ys, carry_T, extras)`: `infer`'s results and what `backward` needs."""
         out = _call(
             f"lstmjax_{self.cell}_forward_train", self._outputs(xs, weights, True),
-            xs, *weights, *carry0, valid, threads=threads, has_valid=np.bool_(has_valid),
+            xs, *self._weights(weights), *carry0, flags,
+            **self._attributes(threads=threads, has_flags=np.bool_(has_flags)),
         )  # fmt: skip
         n = 1 + self.n_carry
         return out[0], tuple(out[1:n]), tuple(out[n:])
 
     def backward(
-        self, xs, weights, carry0, valid, ys, extras, dys, dcarry, *,
-        threads: int, has_valid: bool, need_dxs: bool,
+        self, xs, weights, carry0, flags, ys, extras, dys, dcarry, *,
+        threads: int, has_flags: bool, need_dxs: bool,
     ):  # fmt: skip
         """BPTT: `(dxs or None, dweights, dcarry0)`.
 
@@ -159,18 +204,23 @@ class Kernel:
         dt = xs.dtype
         out = [_shape(xs.shape if need_dxs else (1,), dt)]
         out += [_shape(w.shape, dt) for w in weights]
+        out += [_shape((1,), dt)] * self._placeholder_bhn
         out += [_shape(c.shape, dt) for c in carry0]
         w_x, w_h = weights[:2]
         grads = _call(
             f"lstmjax_{self.cell}_backward", out,
             xs, w_x, w_h, *carry0, ys, *extras,
-            jnp.zeros((1,), dt) if dys is None else dys, *dcarry, valid,
-            threads=threads, need_dxs=np.bool_(need_dxs), has_dys=np.bool_(dys is not None),
-            has_valid=np.bool_(has_valid),
+            jnp.zeros((1,), dt) if dys is None else dys, *dcarry, flags,
+            **self._attributes(
+                threads=threads, need_dxs=np.bool_(need_dxs), has_dys=np.bool_(dys is not None),
+                has_flags=np.bool_(has_flags),
+            ),
         )  # fmt: skip
         n = 1 + len(weights)
-        return (grads[0] if need_dxs else None), tuple(grads[1:n]), tuple(grads[n:])
+        dcarry0 = grads[n + self._placeholder_bhn :]
+        return (grads[0] if need_dxs else None), tuple(grads[1:n]), tuple(dcarry0)
 
 
 LSTM = Kernel("lstm", n_weights=3, n_carry=2, n_extras=2)
-GRU = Kernel("gru", n_weights=4, n_carry=1, n_extras=1)
+GRU = Kernel("gru", n_weights=4, n_carry=1, n_extras=1, reset_after=True)
+GRU_RESET_BEFORE = Kernel("gru", n_weights=3, n_carry=1, n_extras=1, reset_after=False)

@@ -91,9 +91,9 @@ def resolve(
     and GRU on the CPU, `_fused.unsupported`), chosen silently, and `Scan()`
     for everything else. An explicit `Fused` becomes its fallback scan where
     the kernel cannot run `call` (warned once per reason); a `call` of None
-    means float32 inputs without resets or tangents.
+    means float32 inputs without tangents.
     """
-    call = call if call is not None else Call("float32", False, False)
+    call = call if call is not None else Call("float32", False)
     if isinstance(method, str):
         if cell.linear_in_carry or cell.stabilised_linear:
             method = Affine()

@@ -60,11 +60,7 @@ def _door(cell, params, xs, carry, lengths, mask, resets, reverse, time_major, m
         mask = check_step_flags(mask, B, T, time_major, where, "mask")
     if resets is not None:
         resets = check_step_flags(resets, B, T, time_major, where, "resets")
-    call = Call(
-        dtype=dtype,
-        resets=resets is not None,
-        forward_mode=forward_mode(xs, params, carry),
-    )
+    call = Call(dtype=dtype, forward_mode=forward_mode(xs, params, carry))
     strategy = _methods.resolve(method, cell, _methods.platform_of(xs, params), call)
     return cell, strategy, (xs_t, carry0, lengths, mask, resets), reverse, time_major
 

@@ -33,7 +33,16 @@ needs_kernel = pytest.mark.skipif(bool(WHY_NOT), reason=f"fused kernel unavailab
 # sequence long enough for the backward pass to run in several blocks of steps (~1 MB each).
 SHAPES = {"odd": (5, 6, 3, 9), "tiles": (8, 4, 16, 32), "blocks": (8, 130, 4, 64)}
 TOL = {"float32": 2e-5, "float64": 1e-12}
-CELLS = {"lstm": lj.lstm, "gru": lj.gru}
+CELLS = {
+    "lstm": lj.lstm,
+    "gru": lj.gru,
+    "gru_reset_before": functools.partial(lj.gru, reset_after=False),
+}
+
+
+def target(cell_name: str) -> str:
+    """The FFI targets' cell name (both GRU forms share the GRU's targets)."""
+    return cell_name.split("_")[0]
 
 
 @functools.cache
@@ -146,6 +155,90 @@ def test_lengths_and_mask_match_the_scan(cell_name):
     close(got, want, "float64")
 
 
+@functools.cache
+def reset_values_and_grads(method, reverse: bool):
+    """Jitted: outputs, carry and gradients (params, xs, carry) with resets, lengths, a mask."""
+
+    def loss(params, xs, carry, lengths, mask, resets, cell):
+        ys, last = lj.unroll(
+            cell, params, xs, carry, lengths=lengths, mask=mask, resets=resets, reverse=reverse,
+            method=method,
+        )  # fmt: skip
+        w = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
+        leaves = jax.tree_util.tree_leaves(last)
+        return jnp.sum(w * ys) + sum(jnp.sum(jnp.sin(a) * a) for a in leaves), (ys, last)
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True), static_argnums=6)
+
+
+def reset_pattern(B: int, T: int, seed: int):
+    """Resets about one step in five, and the cases at the edges: a reset at step 0, two in a
+    row, a reset on a masked step, one on a padding step, a sequence that resets at every
+    step; with lengths and a mask."""
+    rng = np.random.default_rng(seed)
+    resets = rng.random((B, T)) < 0.2
+    resets[0, 0] = resets[1, 2:4] = True
+    resets[-1] = True
+    lengths = np.full(B, T)
+    lengths[1], lengths[2] = T // 2, 0
+    mask = np.ones((B, T), bool)
+    mask[1, 2] = mask[3, 1:3] = False
+    resets[3, 2] = True  # on a masked step
+    resets[1, T - 1] = True  # past sequence 1's length
+    return jnp.asarray(resets), jnp.asarray(lengths), jnp.asarray(mask)
+
+
+@needs_kernel
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize(("dtype", "shape"), [("float64", "odd"), ("float32", "blocks")])
+@pytest.mark.parametrize("cell_name", list(CELLS))
+def test_resets_match_the_scan(cell_name, dtype, shape, reverse):
+    """A reset restarts the sequence from its initial carry, in values and gradients (the
+    carry's gradient there reaches the initial carry, and the recurrent weights see the
+    initial h as that step's previous state), alone and with lengths, a mask and reverse;
+    "blocks" runs the backward pass in several blocks of steps, over two parts of the batch."""
+    cell, params, xs, carry = case(cell_name, dtype, shape)
+    resets, lengths, mask = reset_pattern(*xs.shape[:2], seed=xs.shape[1])
+    method = FUSED if shape == "odd" else FUSED_TWO_PARTS
+    for args in ((None, None, resets), (lengths, mask, resets)):
+        got = reset_values_and_grads(method, reverse)(params, xs, carry, *args, cell)
+        want = reset_values_and_grads(SCAN, reverse)(params, xs, carry, *args, cell)
+        close(got, want, dtype)
+    run = lambda p, x: lj.unroll(cell, p, x, carry, resets=resets, reverse=reverse)[0]  # noqa: E731
+    assert kernels_in(run, params, xs) == [
+        f"lstmjax_{target(cell_name)}_forward"
+    ]  # "auto": the kernel
+
+
+@needs_kernel
+@pytest.mark.parametrize("cell_name", list(CELLS))
+def test_resets_are_a_new_sequence_from_the_initial_carry(cell_name):
+    """Independent of the scan: a batch with a reset at step 4 gives, from step 4 on, what a
+    separate call on the rest of the sequence from the same initial carry gives."""
+    cell, params, xs, carry = case(cell_name, "float64", "odd")
+    resets = jnp.zeros(xs.shape[:2], bool).at[:, 4].set(True)
+    ys, last = lj.unroll(cell, params, xs, carry, resets=resets, method=FUSED)
+    ys_rest, last_rest = lj.unroll(cell, params, xs[:, 4:], carry, method=FUSED)
+    close((ys[:, 4:], last), (ys_rest, last_rest), "float64")
+    close(ys[:, :4], lj.unroll(cell, params, xs[:, :4], carry, method=FUSED)[0], "float64")
+
+
+@needs_kernel
+def test_vmap_with_resets_matches_the_scan():
+    cell, params, xs, carry = case("gru", "float64", "odd")
+    resets, lengths, _ = reset_pattern(*xs.shape[:2], seed=7)
+    members = jax.tree_util.tree_map(lambda a: jnp.stack([a, 0.5 * a, -a]), params)
+
+    def loss(method):
+        def f(p):
+            ys, last = lj.unroll(cell, p, xs, carry, lengths=lengths, resets=resets, method=method)
+            return jnp.sum(jnp.sin(ys)) + jnp.sum(last**2)
+
+        return jax.jit(jax.vmap(jax.value_and_grad(f)))
+
+    close(loss(FUSED)(members), loss(SCAN)(members), "float64")
+
+
 @needs_kernel
 def test_reverse_and_time_major_match_the_scan():
     cell, params, xs, carry = case("lstm", "float64", "odd")
@@ -231,8 +324,8 @@ def test_vmap_runs_members_inside_one_kernel_call_and_matches_the_scan(cell_name
     program = jax.jit(jax.vmap(loss(FUSED), (0, 0))).lower(members, data).as_text()
     assert "stablehlo.while" not in program
     assert kernels_in(jax.vmap(loss(FUSED), (0, 0)), members, data) == [
-        f"lstmjax_{cell_name}_forward_train",
-        f"lstmjax_{cell_name}_backward",
+        f"lstmjax_{target(cell_name)}_forward_train",
+        f"lstmjax_{target(cell_name)}_backward",
     ]
 
 
@@ -319,10 +412,10 @@ def test_auto_runs_the_kernel_on_the_cpu_and_a_training_step_is_two_calls(cell_n
     cell, params, xs, _ = case(cell_name, "float32", "tiles")
     infer = lambda p: lj.unroll(cell, p, xs)[0]  # noqa: E731
     train = jax.grad(lambda p: jnp.sum(lj.unroll(cell, p, xs)[0] ** 2))
-    assert kernels_in(infer, params) == [f"lstmjax_{cell_name}_forward"]
+    assert kernels_in(infer, params) == [f"lstmjax_{target(cell_name)}_forward"]
     assert kernels_in(train, params) == [
-        f"lstmjax_{cell_name}_forward_train",
-        f"lstmjax_{cell_name}_backward",
+        f"lstmjax_{target(cell_name)}_forward_train",
+        f"lstmjax_{target(cell_name)}_backward",
     ]
     close(
         train(params),
@@ -381,18 +474,21 @@ def test_export_needs_the_scan_as_documented():
 
 @needs_kernel
 def test_auto_runs_the_scan_silently_where_the_kernel_cannot(fresh_notices):
-    """ "auto" never warns: resets, peepholes and float16 choose the scan without a notice."""
-    cell, params, xs, _ = case("lstm", "float64", "odd")
-    resets = jnp.zeros(xs.shape[:2], bool).at[:, 3].set(True)
+    """ "auto" never warns: peepholes and a layer-normalised GRU choose the scan without a
+    notice."""
+    _, _, xs, _ = case("lstm", "float64", "odd")
     peephole = lj.lstm(4, peephole=True)
     p_peep = peephole.init(jax.random.PRNGKey(0), xs.shape[-1])
+    gru_ln = lj.gru(4, layer_norm=True)
+    p_gru_ln = gru_ln.init(jax.random.PRNGKey(1), xs.shape[-1])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        got = lj.unroll(cell, params, xs, resets=resets)
         got_peep = lj.unroll(peephole, p_peep, xs)
-        assert kernels_in(lambda x: lj.unroll(cell, params, x, resets=resets)[0], xs) == []
-    close(got, lj.unroll(cell, params, xs, resets=resets, method=SCAN), "float64")
+        got_gru_ln = lj.unroll(gru_ln, p_gru_ln, xs)
+        assert kernels_in(lambda x: lj.unroll(peephole, p_peep, x)[0], xs) == []
+        assert kernels_in(lambda x: lj.unroll(gru_ln, p_gru_ln, x)[0], xs) == []
     close(got_peep, lj.unroll(peephole, p_peep, xs, method=SCAN), "float64")
+    close(got_gru_ln, lj.unroll(gru_ln, p_gru_ln, xs, method=SCAN), "float64")
 
 
 # ------------------------------------------------------------------ the fallback
@@ -424,18 +520,11 @@ def test_extension_absent_runs_the_scan_with_one_notice(fresh_notices, monkeypat
 
 
 @needs_kernel
-def test_resets_run_the_scan_with_one_notice(fresh_notices):
-    cell, params, xs, _ = case("gru", "float64", "odd")
-    resets = jnp.zeros(xs.shape[:2], bool).at[:, 3].set(True)
-    fallback_case(lambda m: lj.unroll(cell, params, xs, resets=resets, method=m), "resets")
-
-
-@needs_kernel
 def test_uncovered_cells_run_the_scan_with_one_notice(fresh_notices):
     _, _, xs, _ = case("lstm", "float64", "odd")
     for cell, pattern in (
         (lj.lstm(4, peephole=True), "peephole=True"),
-        (lj.gru(4, reset_after=False), "reset_after=True only"),
+        (lj.gru(4, layer_norm=True), "GRU without layer norm only"),
         (lj.rnn(4), "lj.lstm and lj.gru only"),
     ):
         params = cell.init(jax.random.PRNGKey(0), xs.shape[-1])

@@ -13,9 +13,9 @@ continues the stream exactly where it stopped.
 Resets: each chunk comes with `reset`, a bool per row (`[B]`); where it
 holds, that row's carry goes back to the initial carry before the chunk (a
 new pass over the text, or a new document starting at the chunk boundary).
-Resets inside a chunk need the model itself to reset (`unroll`'s planned
-`resets=` argument); when it lands, a `[B, k]` reset array should travel to
-`apply_fn` in the same way.
+Resets inside a chunk are the model's: `apply_fn` passes a `[B, k]` array
+to `unroll(..., resets=)` (which runs inside the fused kernel for the plain
+LSTM and GRU on a CPU, as lengths and masks do).
 
     step = tbptt.stream(train.make_train_step(apply_fn, loss_fn, optimizer),
                         model.initial_carry(B))
