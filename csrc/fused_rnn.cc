@@ -1,5 +1,6 @@
-// lstmjax's fused CPU kernels: the plain LSTM and the GRU (reset after the matmul) over whole
-// sequences, as XLA FFI handlers that `lstmjax/_fused_kernel.py` registers with JAX.
+// lstmjax's fused CPU kernels: the plain LSTM and the GRU (the reset after the matmul, or
+// before it: attribute `reset_after`) over whole sequences, as XLA FFI handlers that
+// `lstmjax/_fused_kernel.py` registers with JAX.
 //
 // Layout: everything time-major, as `unroll` hands sequences to its strategies:
 //   xs [T, B, I], ys [T, B, H], per-step buffers [T, B, width]; row (t, b) is t * B + b.
