@@ -118,8 +118,9 @@ def lstmjax_model(
     autodiff: bool = False,
     fused: bool = False,
     scan: bool = False,
+    reset_before: bool = False,
 ) -> JaxModel:
-    c = lstmjax_cell(cell, s.hidden)
+    c = lj.gru(s.hidden, reset_after=False) if reset_before else lstmjax_cell(cell, s.hidden)
     if autodiff:
         if cell not in ("lstm", "gru"):
             raise Missing(f"{cell} has no hand-derived backward pass to replace")
@@ -383,6 +384,7 @@ VARIANTS = (
     "autodiff",
     "fused",
     "scan",
+    "reset-before",
 )
 
 
@@ -402,6 +404,10 @@ def lstmjax_variant(cell: str, s: Shape, variant: str) -> JaxModel:
         return lstmjax_model(cell, s, fused=True)
     if variant == "scan":  # lj.Scan() at its defaults, where "auto" chooses lj.Fused()
         return lstmjax_model(cell, s, scan=True)
+    if variant == "reset-before":  # the GRU of Cho et al. (haiku.GRU's form), at defaults
+        if cell != "gru":
+            raise Missing(f"reset-before is a form of the GRU, not of the {cell}")
+        return lstmjax_model(cell, s, reset_before=True)
     raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
 
 
@@ -413,6 +419,8 @@ def jax_models(cell: str, s: Shape, variants=()) -> dict[str, Callable[[], JaxMo
     for v in variants:
         if v == "autodiff" and cell == "rnn":
             continue  # the RNN step is differentiated by autodiff already
+        if v == "reset-before" and cell != "gru":
+            continue  # a form of the GRU only
         models[f"lstmjax[{v}]"] = lambda v=v: lstmjax_variant(cell, s, v)
     models["floor (hand-written scan)"] = lambda: floor_model(cell, s)
     for name, build in JAX_PEERS[cell].items():
