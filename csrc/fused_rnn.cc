@@ -240,7 +240,7 @@ LJ_INLINE void move_to(T* acc, T* run, int64_t H) {
 template <class T>
 struct LstmFwd {
   int64_t T_, B, I, H;
-  const T *x, *wx, *wh, *b, *h0, *c0;
+  const T *x, *wx, *wh, *b, *peep, *h0, *c0;  // peep: [3, H] (i, f, o), or nullptr: none
   T *ys, *hT, *cT;
   T* acts;  // [T, B, 4H] (i, f, g, o) when training, else nullptr
   T* cs;    // [T, B, H] when training, else nullptr
@@ -249,6 +249,35 @@ struct LstmFwd {
   T* hr;    // scratch [B, H]: the previous h with the restarts' h0 (with flags)
   const uint8_t* flags;  // [T, B] step flags (see the top), or nullptr: every step real
 };
+
+// One row's step from its pre-activations zr (without the bias b): c' = f c + i g,
+// h' = o tanh(c'); with peepholes (PEEP) the gates i and f also see c, and o sees c'.
+template <class T, bool PEEP>
+LJ_INLINE void lstm_row(int64_t H, const T* zr, const T* bb, const T* peep, const T* cp, T* cn,
+                        T* h, T* act) {
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    T zi = zr[j] + bb[j], zf = zr[H + j] + bb[H + j], zo = zr[3 * H + j] + bb[3 * H + j];
+    if constexpr (PEEP) {
+      zi += peep[j] * cp[j];
+      zf += peep[H + j] * cp[j];
+    }
+    const T i = sigmoid(zi);
+    const T f = sigmoid(zf);
+    const T g = tanh_(zr[2 * H + j] + bb[2 * H + j]);
+    const T cc = f * cp[j] + i * g;
+    if constexpr (PEEP) zo += peep[2 * H + j] * cc;
+    const T o = sigmoid(zo);
+    cn[j] = cc;
+    h[j] = o * tanh_(cc);
+    if (act) {
+      act[j] = i;
+      act[H + j] = f;
+      act[2 * H + j] = g;
+      act[3 * H + j] = o;
+    }
+  }
+}
 
 template <class T, int VB, int MR, int NV>
 LJ_INLINE void lstm_forward(const LstmFwd<T>& a, int64_t b0, int64_t b1) {
@@ -275,23 +304,10 @@ LJ_INLINE void lstm_forward(const LstmFwd<T>& a, int64_t b0, int64_t b1) {
         continue;
       }
       T* act = train ? a.acts + row * G : nullptr;
-      const T* bb = a.b;
-#pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const T i = sigmoid(zr[j] + bb[j]);
-        const T f = sigmoid(zr[H + j] + bb[H + j]);
-        const T g = tanh_(zr[2 * H + j] + bb[2 * H + j]);
-        const T o = sigmoid(zr[3 * H + j] + bb[3 * H + j]);
-        const T cc = f * cp[j] + i * g;
-        cn[j] = cc;
-        h[j] = o * tanh_(cc);
-        if (train) {
-          act[j] = i;
-          act[H + j] = f;
-          act[2 * H + j] = g;
-          act[3 * H + j] = o;
-        }
-      }
+      if (a.peep)
+        lstm_row<T, true>(H, zr, a.b, a.peep, cp, cn, h, act);
+      else
+        lstm_row<T, false>(H, zr, a.b, nullptr, cp, cn, h, act);
     }
   }
   for (int64_t bi = b0; bi < b1; ++bi) {
@@ -307,11 +323,64 @@ template <class T>
 struct LstmBwd {
   int64_t T_, B, I, H;
   const T *x, *whT, *h0, *c0, *ys, *acts, *cs, *dys;  // whT: W_h transposed [4H, H]; dys or null
+  const T* peep;  // as in LstmFwd
   T *dh, *dc;  // running dh, dc: start as dhT, dcT, end as dh0, dc0 (less the restarts')
   T *dh0r, *dc0r;  // [B, H]: what the restarts send to dh0, dc0 (nullptr without flags)
   T* dz;       // [steps of one block, B, 4H]: the gate gradients of the block being swept
   const uint8_t* flags;  // as in LstmFwd
 };
+
+// One row's BPTT step (lstm_row's derivative): the gate gradients dzr, dc for the step before,
+// and dh = 0 (the caller adds dz W_h^T). With peepholes, c's gradient also flows through the
+// i and f peepholes, and c''s through o's.
+template <class T, bool PEEP>
+LJ_INLINE void lstm_row_backward(int64_t H, const T* act, const T* c, const T* cp, const T* dy,
+                                 const T* peep, T* dzr, T* dh, T* dc) {
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const T i = act[j], f = act[H + j], g = act[2 * H + j], o = act[3 * H + j];
+    const T tc = tanh_(c[j]);
+    const T dht = (dy ? dy[j] : T(0)) + dh[j];
+    const T dzo = dht * tc * o * (T(1) - o);
+    T dct = dc[j] + dht * o * (T(1) - tc * tc);
+    if constexpr (PEEP) dct += dzo * peep[2 * H + j];
+    const T dzi = dct * g * i * (T(1) - i), dzf = dct * cp[j] * f * (T(1) - f);
+    dzr[j] = dzi;
+    dzr[H + j] = dzf;
+    dzr[2 * H + j] = dct * i * (T(1) - g * g);
+    dzr[3 * H + j] = dzo;
+    if constexpr (PEEP)
+      dc[j] = dct * f + dzi * peep[j] + dzf * peep[H + j];
+    else
+      dc[j] = dct * f;
+    dh[j] = T(0);  // replaced by dz W_h^T below
+  }
+}
+
+// The peepholes' gradients over the swept steps [t0, t1), for the gate columns [n0, n1) of
+// 4H: dp_i += colsum dz_i c_prev, dp_f += colsum dz_f c_prev, dp_o += colsum dz_o c (added to
+// dpeep [3, H], or written for the first block). dz holds the block's rows only.
+template <class T>
+void peephole_grads(int64_t t0, int64_t t1, int64_t B, int64_t H, const T* c0, const T* cs,
+                    const T* dz, const uint8_t* flags, T* dpeep, int64_t n0, int64_t n1,
+                    bool acc) {
+  const int64_t G = 4 * H;
+  for (const int64_t k : {0, 1, 3}) {  // gate blocks i, f, o; rows of dpeep 0, 1, 2
+    const int64_t j0 = std::max(n0, k * H), j1 = std::min(n1, (k + 1) * H);
+    if (j1 <= j0) continue;
+    T* dp = dpeep + (k == 3 ? 2 : k) * H;  // dp[j - k H] for gate column j
+    if (!acc) std::fill(dp + (j0 - k * H), dp + (j1 - k * H), T(0));
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t row = t * B + b;
+        const T* d = dz + ((t - t0) * B + b) * G;
+        const T* c = k == 3                             ? cs + row * H
+                     : t == 0 || restarts(flags, row) ? c0 + b * H
+                                                       : cs + (row - B) * H;
+        for (int64_t j = j0; j < j1; ++j) dp[j - k * H] += d[j] * c[j - k * H];
+      }
+  }
+}
 
 template <class T, int VB, int MR, int NV>
 LJ_INLINE void lstm_backward(const LstmBwd<T>& a, int64_t b0, int64_t b1, int64_t t0,
@@ -332,19 +401,10 @@ LJ_INLINE void lstm_backward(const LstmBwd<T>& a, int64_t b0, int64_t b1, int64_
         std::fill(dzr, dzr + G, T(0));
         continue;
       }
-#pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const T i = act[j], f = act[H + j], g = act[2 * H + j], o = act[3 * H + j];
-        const T tc = tanh_(c[j]);
-        const T dht = (dy ? dy[j] : T(0)) + dh[j];
-        const T dct = dc[j] + dht * o * (T(1) - tc * tc);
-        dzr[j] = dct * g * i * (T(1) - i);
-        dzr[H + j] = dct * cp[j] * f * (T(1) - f);
-        dzr[2 * H + j] = dct * i * (T(1) - g * g);
-        dzr[3 * H + j] = dht * tc * o * (T(1) - o);
-        dc[j] = dct * f;
-        dh[j] = T(0);  // replaced by dz W_h^T below
-      }
+      if (a.peep)
+        lstm_row_backward<T, true>(H, act, c, cp, dy, a.peep, dzr, dh, dc);
+      else
+        lstm_row_backward<T, false>(H, act, c, cp, dy, nullptr, dzr, dh, dc);
     }
     gemm<T, VB, MR, NV>(rows, H, G, a.dz + ((t - t0) * B + b0) * G, G, 1, a.whT, H,
                         a.dh + b0 * H, H, true);
@@ -854,13 +914,13 @@ ffi::Error sizes(const ffi::AnyBuffer& xs, const ffi::AnyBuffer& wx, const ffi::
 template <class T>
 ffi::Error LstmForward(ffi::ThreadPool& pool, const Sizes& s, const View& xs,
                        const View& wx, const View& wh,
-                       const View& b, const View& h0,
+                       const View& b, const T* peep, const View& h0,
                        const View& c0, const View& ys,
                        const View& hT, const View& cT,
                        T* acts, T* cs, int64_t threads, const uint8_t* flags) {
   const int64_t G = 4 * s.H;
   std::vector<T> z(s.B * G), c(acts ? 0 : s.B * s.H), hr(flags ? s.B * s.H : 0);
-  LstmFwd<T> a{s.T, s.B, s.I, s.H, in<T>(xs), in<T>(wx), in<T>(wh), in<T>(b), in<T>(h0),
+  LstmFwd<T> a{s.T, s.B, s.I, s.H, in<T>(xs), in<T>(wx), in<T>(wh), in<T>(b), peep, in<T>(h0),
                in<T>(c0), out<T>(ys), out<T>(hT), out<T>(cT), acts, cs, z.data(), c.data(),
                hr.data(), flags};
   const int64_t n = chunks(pool, threads, s.B);
@@ -886,19 +946,21 @@ ffi::Error for_members(const ffi::AnyBuffer& xs, const Lead& L, const F& f) {
 }
 
 // Both LSTM forward entry points: `acts` and `cs` are the training outputs (null: inference).
+// Without `peephole`, peep is a placeholder.
 ffi::Error LstmForwardChecked(ffi::ThreadPool& pool, const ffi::AnyBuffer& xs,
                               const ffi::AnyBuffer& wx, const ffi::AnyBuffer& wh,
-                              const ffi::AnyBuffer& b, const ffi::AnyBuffer& h0,
-                              const ffi::AnyBuffer& c0, const ffi::AnyBuffer& flags,
-                              ffi::Result<ffi::AnyBuffer>& ys, ffi::Result<ffi::AnyBuffer>& hT,
-                              ffi::Result<ffi::AnyBuffer>& cT, ffi::Result<ffi::AnyBuffer>* acts,
-                              ffi::Result<ffi::AnyBuffer>* cs, int64_t threads, bool has_flags) {
+                              const ffi::AnyBuffer& b, const ffi::AnyBuffer& peep,
+                              const ffi::AnyBuffer& h0, const ffi::AnyBuffer& c0,
+                              const ffi::AnyBuffer& flags, ffi::Result<ffi::AnyBuffer>& ys,
+                              ffi::Result<ffi::AnyBuffer>& hT, ffi::Result<ffi::AnyBuffer>& cT,
+                              ffi::Result<ffi::AnyBuffer>* acts, ffi::Result<ffi::AnyBuffer>* cs,
+                              int64_t threads, bool has_flags, bool peephole) {
   const Lead L = leading(xs);
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 4, L, s); e.failure()) return e;
-  if (!dims_are(b, L, {4 * s.H}) || !dims_are(h0, L, {s.B, s.H}) ||
-      !dims_are(c0, L, {s.B, s.H}))
-    return shape_error("b, h0 or c0 has the wrong shape");
+  if (!dims_are(b, L, {4 * s.H}) || (peephole && !dims_are(peep, L, {3, s.H})) ||
+      !dims_are(h0, L, {s.B, s.H}) || !dims_are(c0, L, {s.B, s.H}))
+    return shape_error("b, the peepholes, h0 or c0 has the wrong shape");
   if (acts && (!dims_are(**acts, L, {s.T, s.B, 4 * s.H}) || !dims_are(**cs, L, {s.T, s.B, s.H})))
     return shape_error("acts or cs has the wrong shape");
   const uint8_t* v;
@@ -906,7 +968,8 @@ ffi::Error LstmForwardChecked(ffi::ThreadPool& pool, const ffi::AnyBuffer& xs,
   return for_members(xs, L, [&](auto zero, int64_t m) {
     using T = decltype(zero);
     auto at = [&](auto& buf) { return member(buf, L, m); };
-    LstmForward<T>(pool, s, at(xs), at(wx), at(wh), at(b), at(h0), at(c0), at(ys), at(hT),
+    LstmForward<T>(pool, s, at(xs), at(wx), at(wh), at(b), peephole ? in<T>(at(peep)) : nullptr,
+                   at(h0), at(c0), at(ys), at(hT),
                    at(cT), acts ? out<T>(at(*acts)) : nullptr, cs ? out<T>(at(*cs)) : nullptr,
                    threads, flags_of(v, s, m));
   });
@@ -914,24 +977,25 @@ ffi::Error LstmForwardChecked(ffi::ThreadPool& pool, const ffi::AnyBuffer& xs,
 
 // (xs, w_x, w_h, b, h0, c0) -> (ys, hT, cT)
 ffi::Error LstmForwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
-                           ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer h0,
-                           ffi::AnyBuffer c0, ffi::AnyBuffer flags,
+                           ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer peep,
+                           ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::AnyBuffer flags,
                            ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
-                           ffi::Result<ffi::AnyBuffer> cT, int64_t threads, bool has_flags) {
-  return LstmForwardChecked(pool, xs, wx, wh, b, h0, c0, flags, ys, hT, cT, nullptr, nullptr,
-                            threads, has_flags);
+                           ffi::Result<ffi::AnyBuffer> cT, int64_t threads, bool has_flags,
+                           bool peephole) {
+  return LstmForwardChecked(pool, xs, wx, wh, b, peep, h0, c0, flags, ys, hT, cT, nullptr,
+                            nullptr, threads, has_flags, peephole);
 }
 
 // (xs, w_x, w_h, b, h0, c0) -> (ys, hT, cT, acts, cs): also what the backward pass needs
 ffi::Error LstmForwardTrainImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
-                                ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer h0,
-                                ffi::AnyBuffer c0, ffi::AnyBuffer flags,
+                                ffi::AnyBuffer wh, ffi::AnyBuffer b, ffi::AnyBuffer peep,
+                                ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::AnyBuffer flags,
                                 ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> hT,
                                 ffi::Result<ffi::AnyBuffer> cT, ffi::Result<ffi::AnyBuffer> acts,
                                 ffi::Result<ffi::AnyBuffer> cs, int64_t threads,
-                                bool has_flags) {
-  return LstmForwardChecked(pool, xs, wx, wh, b, h0, c0, flags, ys, hT, cT, &acts, &cs,
-                            threads, has_flags);
+                                bool has_flags, bool peephole) {
+  return LstmForwardChecked(pool, xs, wx, wh, b, peep, h0, c0, flags, ys, hT, cT, &acts, &cs,
+                            threads, has_flags, peephole);
 }
 
 // Steps per block of the backward sweep: a block's gate gradients stay near 1 MB. Blocks keep
@@ -943,13 +1007,14 @@ int64_t block_steps(int64_t T, int64_t B, int64_t bytes_per_row) {
 
 // The backward pass of both cells, block by block of `blk` steps from the last: `sweep(k, t0,
 // t1)` runs batch part k of n over steps [t0, t1) (filling the block's dzx, dzh), then the
-// block's weight gradients are added (dW columns split over the workers), and its
+// block's weight gradients are added (dW columns split over the workers, each also calling
+// `extra(t0, t1, n0, n1, acc)` for its columns: the LSTM's peepholes), and its
 // dX = dZx W_x^T is written (rows split; skipped without dx).
-template <class T, class Sweep>
+template <class T, class Sweep, class Extra>
 void backward_blocks(ffi::ThreadPool& pool, int64_t n, const Sizes& s, int64_t GH, int64_t blk,
-                     const Sweep& sweep, const T* x, const T* wx, const T* h0, const T* ys,
-                     const T* rh, const T* dzx, const T* dzh, T* dwx, T* dwh, T* db, T* dbhn,
-                     T* dx, const uint8_t* flags) {
+                     const Sweep& sweep, const Extra& extra, const T* x, const T* wx,
+                     const T* h0, const T* ys, const T* rh, const T* dzx, const T* dzh, T* dwx,
+                     T* dwh, T* db, T* dbhn, T* dx, const uint8_t* flags) {
   const auto& o = ops<T>();
   if (s.T == 0) {
     std::fill(dwx, dwx + s.I * GH, T(0));
@@ -969,6 +1034,7 @@ void backward_blocks(ffi::ThreadPool& pool, int64_t n, const Sizes& s, int64_t G
         column_split(GH, n, k, a0, a1);
         o.weight_grads(t0, t1, s.B, s.I, s.H, GH, x, h0, ys, rh, dzx, dzh, dwx, dwh, db, dbhn,
                        a0, a1, acc, flags);
+        extra(t0, t1, a0, a1, acc);
       } else if (dx) {
         split(rows, n, k - n, a0, a1);
         if (a1 > a0)
@@ -986,8 +1052,8 @@ ffi::Error LstmBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, 
                         const View& c0, const View& ys,
                         const View& acts, const View& cs,
                         const View& dys, const View& dhT,
-                        const View& dcT, T* dxs, T* dwx, T* dwh, T* db, T* dh0,
-                        T* dc0, const uint8_t* flags) {
+                        const View& dcT, const T* peep, T* dxs, T* dwx, T* dwh, T* db,
+                        T* dpeep, T* dh0, T* dc0, const uint8_t* flags) {
   const int64_t G = 4 * s.H, blk = block_steps(s.T, s.B, G * sizeof(T));
   const int64_t BH = s.B * s.H;
   std::vector<T> whT = transposed(in<T>(wh), s.H, G), dz(blk * s.B * G);
@@ -997,7 +1063,7 @@ ffi::Error LstmBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, 
   LstmBwd<T> a{s.T,       s.B,         s.I,         s.H,
                in<T>(xs), whT.data(),  in<T>(h0),   in<T>(c0),
                in<T>(ys), in<T>(acts), in<T>(cs),   has_dys ? in<T>(dys) : nullptr,
-               dh0,       dc0,         flags ? restart.data() : nullptr,
+               peep,      dh0,         dc0,         flags ? restart.data() : nullptr,
                flags ? restart.data() + BH : nullptr, dz.data(), flags};
   const int64_t n = chunks(pool, threads, s.B);
   const auto& o = ops<T>();
@@ -1006,8 +1072,14 @@ ffi::Error LstmBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, 
     split(s.B, n, k, b0, b1);
     o.lstm_backward(a, b0, b1, t0, t1);
   };
-  backward_blocks<T>(pool, n, s, G, blk, sweep, in<T>(xs), in<T>(wx), in<T>(h0), in<T>(ys),
-                     nullptr, dz.data(), dz.data(), dwx, dwh, db, nullptr,
+  auto peepholes = [&](int64_t t0, int64_t t1, int64_t n0, int64_t n1, bool acc) {
+    if (dpeep)
+      peephole_grads<T>(t0, t1, s.B, s.H, in<T>(c0), in<T>(cs), dz.data(), flags, dpeep, n0, n1,
+                        acc);
+  };
+  if (dpeep && s.T == 0) std::fill(dpeep, dpeep + 3 * s.H, T(0));
+  backward_blocks<T>(pool, n, s, G, blk, sweep, peepholes, in<T>(xs), in<T>(wx), in<T>(h0),
+                     in<T>(ys), nullptr, dz.data(), dz.data(), dwx, dwh, db, nullptr,
                      need_dxs ? dxs : nullptr, flags);
   for (int64_t k = 0; flags && k < BH; ++k) {
     dh0[k] += restart[k];
@@ -1018,14 +1090,15 @@ ffi::Error LstmBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, 
 
 // (xs, w_x, w_h, h0, c0, ys, acts, cs, dys, dhT, dcT) -> (dxs, dw_x, dw_h, db, dh0, dc0)
 ffi::Error LstmBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
-                            ffi::AnyBuffer wh, ffi::AnyBuffer h0, ffi::AnyBuffer c0,
-                            ffi::AnyBuffer ys, ffi::AnyBuffer acts, ffi::AnyBuffer cs,
-                            ffi::AnyBuffer dys, ffi::AnyBuffer dhT, ffi::AnyBuffer dcT,
-                            ffi::AnyBuffer flags, ffi::Result<ffi::AnyBuffer> dxs,
-                            ffi::Result<ffi::AnyBuffer> dwx, ffi::Result<ffi::AnyBuffer> dwh,
-                            ffi::Result<ffi::AnyBuffer> db, ffi::Result<ffi::AnyBuffer> dh0,
+                            ffi::AnyBuffer wh, ffi::AnyBuffer peep, ffi::AnyBuffer h0,
+                            ffi::AnyBuffer c0, ffi::AnyBuffer ys, ffi::AnyBuffer acts,
+                            ffi::AnyBuffer cs, ffi::AnyBuffer dys, ffi::AnyBuffer dhT,
+                            ffi::AnyBuffer dcT, ffi::AnyBuffer flags,
+                            ffi::Result<ffi::AnyBuffer> dxs, ffi::Result<ffi::AnyBuffer> dwx,
+                            ffi::Result<ffi::AnyBuffer> dwh, ffi::Result<ffi::AnyBuffer> db,
+                            ffi::Result<ffi::AnyBuffer> dpeep, ffi::Result<ffi::AnyBuffer> dh0,
                             ffi::Result<ffi::AnyBuffer> dc0, int64_t threads, bool need_dxs,
-                            bool has_dys, bool has_flags) {
+                            bool has_dys, bool has_flags, bool peephole) {
   const Lead L = leading(xs);
   Sizes s;
   if (auto e = sizes(xs, wx, wh, 4, L, s); e.failure()) return e;
@@ -1036,6 +1109,7 @@ ffi::Error LstmBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuf
       !dims_are(dcT, L, {s.B, s.H}) || (has_dys && !dims_are(dys, L, {s.T, s.B, s.H})) ||
       (need_dxs && !dims_are(*dxs, L, {s.T, s.B, s.I})) || !dims_are(*dwx, L, {s.I, G}) ||
       !dims_are(*dwh, L, {s.H, G}) || !dims_are(*db, L, {G}) ||
+      (peephole && (!dims_are(peep, L, {3, s.H}) || !dims_are(*dpeep, L, {3, s.H}))) ||
       !dims_are(*dh0, L, {s.B, s.H}) || !dims_are(*dc0, L, {s.B, s.H}))
     return shape_error("a residual, cotangent or gradient has the wrong shape");
   const uint8_t* v;
@@ -1045,9 +1119,10 @@ ffi::Error LstmBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuf
     auto at = [&](auto& buf) { return member(buf, L, m); };
     LstmBackward<T>(pool, s, threads, need_dxs, has_dys, at(xs), at(wx), at(wh), at(h0), at(c0),
                     at(ys), at(acts), at(cs), has_dys ? at(dys) : View{nullptr}, at(dhT),
-                    at(dcT), need_dxs ? out<T>(at(dxs)) : nullptr, out<T>(at(dwx)),
-                    out<T>(at(dwh)), out<T>(at(db)), out<T>(at(dh0)), out<T>(at(dc0)),
-                    flags_of(v, s, m));
+                    at(dcT), peephole ? in<T>(at(peep)) : nullptr,
+                    need_dxs ? out<T>(at(dxs)) : nullptr, out<T>(at(dwx)), out<T>(at(dwh)),
+                    out<T>(at(db)), peephole ? out<T>(at(dpeep)) : nullptr, out<T>(at(dh0)),
+                    out<T>(at(dc0)), flags_of(v, s, m));
   });
 }
 
@@ -1144,7 +1219,8 @@ ffi::Error GruBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, b
     split(s.B, n, k, b0, b1);
     o.gru_backward(a, b0, b1, t0, t1);
   };
-  backward_blocks<T>(pool, n, s, G, blk, sweep, in<T>(xs), in<T>(wx), in<T>(h0), in<T>(ys),
+  auto none = [](int64_t, int64_t, int64_t, int64_t, bool) {};
+  backward_blocks<T>(pool, n, s, G, blk, sweep, none, in<T>(xs), in<T>(wx), in<T>(h0), in<T>(ys),
                      after ? nullptr : in<T>(acts) + 3 * s.H, dzx.data(), dzh.data(), dwx, dwh,
                      db, after ? dbhn : nullptr, need_dxs ? dxs : nullptr, flags);
   for (int64_t k = 0; flags && k < BH; ++k) dh0[k] += restart[k];
@@ -1154,7 +1230,8 @@ ffi::Error GruBackward(ffi::ThreadPool& pool, const Sizes& s, int64_t threads, b
 // (xs, w_x, w_h, h0, ys, acts, dys, dhT) -> (dxs, dw_x, dw_h, db, db_hn, dh0); without
 // `reset_after`, db_hn is a placeholder, left unwritten
 ffi::Error GruBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer wx,
-                           ffi::AnyBuffer wh, ffi::AnyBuffer h0, ffi::AnyBuffer ys,
+                           ffi::AnyBuffer wh, ffi::AnyBuffer /*bhn*/, ffi::AnyBuffer h0,
+                           ffi::AnyBuffer ys,
                            ffi::AnyBuffer acts, ffi::AnyBuffer dys, ffi::AnyBuffer dhT,
                            ffi::AnyBuffer flags, ffi::Result<ffi::AnyBuffer> dxs,
                            ffi::Result<ffi::AnyBuffer> dwx, ffi::Result<ffi::AnyBuffer> dwh,
@@ -1193,26 +1270,30 @@ ffi::Error GruBackwardImpl(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuff
 #define LJ_ARGS2 LJ_ARG LJ_ARG
 #define LJ_ARGS4 LJ_ARGS2 LJ_ARGS2
 
-// (xs, w_x, w_h, b, h0, c0, flags) -> (ys, hT, cT)
+// (xs, w_x, w_h, b, peep, h0, c0, flags) -> (ys, hT, cT); peep a placeholder without peephole
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxLstmForward, LstmForwardImpl,
-                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS2 LJ_ARG
+                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS4
                                   LJ_RET LJ_RET LJ_RET.Attr<int64_t>("threads")
-                                  .Attr<bool>("has_flags"));
+                                  .Attr<bool>("has_flags")
+                                  .Attr<bool>("peephole"));
 
-// (xs, w_x, w_h, b, h0, c0, flags) -> (ys, hT, cT, acts, cs)
+// (xs, w_x, w_h, b, peep, h0, c0, flags) -> (ys, hT, cT, acts, cs)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxLstmForwardTrain, LstmForwardTrainImpl,
-                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS2 LJ_ARG
+                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS4
                                   LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET.Attr<int64_t>("threads")
-                                  .Attr<bool>("has_flags"));
+                                  .Attr<bool>("has_flags")
+                                  .Attr<bool>("peephole"));
 
-// (xs, w_x, w_h, h0, c0, ys, acts, cs, dys, dhT, dcT, flags) -> (dxs, dw_x, dw_h, db, dh0, dc0)
+// (xs, w_x, w_h, peep, h0, c0, ys, acts, cs, dys, dhT, dcT, flags)
+//   -> (dxs, dw_x, dw_h, db, dpeep, dh0, dc0)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxLstmBackward, LstmBackwardImpl,
                               ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS4 LJ_ARGS4
-                                  LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET
+                                  LJ_ARG LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET
                                   .Attr<int64_t>("threads")
                                   .Attr<bool>("need_dxs")
                                   .Attr<bool>("has_dys")
-                                  .Attr<bool>("has_flags"));
+                                  .Attr<bool>("has_flags")
+                                  .Attr<bool>("peephole"));
 
 // (xs, w_x, w_h, b, b_hn, h0, flags) -> (ys, hT); b_hn a placeholder without reset_after
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxGruForward, GruForwardImpl,
@@ -1228,9 +1309,9 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxGruForwardTrain, GruForwardTrainImpl,
                                   .Attr<bool>("has_flags")
                                   .Attr<bool>("reset_after"));
 
-// (xs, w_x, w_h, h0, ys, acts, dys, dhT, flags) -> (dxs, dw_x, dw_h, db, db_hn, dh0)
+// (xs, w_x, w_h, b_hn, h0, ys, acts, dys, dhT, flags) -> (dxs, dw_x, dw_h, db, db_hn, dh0)
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LstmjaxGruBackward, GruBackwardImpl,
-                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS4 LJ_ARG
+                              ffi::Ffi::Bind().Ctx<ffi::ThreadPool>() LJ_ARGS4 LJ_ARGS4 LJ_ARGS2
                                   LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET LJ_RET
                                   .Attr<int64_t>("threads")
                                   .Attr<bool>("need_dxs")

@@ -1,6 +1,7 @@
 """The strategy `Fused`: the whole sequence in one compiled CPU kernel (plain LSTM, GRU).
 
-`lj.Fused()` runs the LSTM without peepholes, layer norm or projection, and
+`lj.Fused()` runs the LSTM (with or without peepholes) without layer norm or
+projection, and
 the GRU without layer norm, with the reset after the matmul
 (`reset_after=True`, PyTorch's and cuDNN's form) or before it
 (`reset_after=False`, Cho et al.'s), through the fused kernels of
@@ -22,8 +23,8 @@ default `lj.Scan()`), after one warning per reason in the process
   `jax_num_cpu_devices`, or several processes): the kernel's call has no
   partitioning rule, so under a sharded `jax.jit` XLA would gather the whole
   batch onto every device, each computing all of it;
-- the cell or its options are not covered (any other cell; peepholes,
-  layer norm, projection);
+- the cell or its options are not covered (any other cell; layer norm, an
+  LSTM's projection);
 - a dtype other than float32 or float64;
 - the call is being differentiated in forward mode (`jax.jvp`,
   `jax.jacfwd`, `jax.hessian`), seen at `unroll`'s door: the scan computes
@@ -82,7 +83,7 @@ _ANNOUNCED: set[str] = set()
 class Fused:
     """The fused CPU kernel: the whole sequence in one compiled call (plain LSTM and GRU).
 
-    Runs `lj.lstm` without peepholes, layer norm or projection, and `lj.gru`
+    Runs `lj.lstm` (peepholes or not) without layer norm or projection, and `lj.gru`
     without layer norm (either `reset_after`), on CPU arrays in float32
     or float64, with `lengths`, `mask`, `resets` and `reverse`; forward and BPTT are
     the kernel's, each splitting the batch over XLA's CPU threads. Same
@@ -165,14 +166,16 @@ def unsupported(platform: str, cell: Cell, call: Call) -> str:
         extras = [
             name
             for name, on in (
-                ("peephole=True", cell.peephole),
                 ("layer_norm=True", cell.layer_norm),
                 ("proj_size", cell.proj_size is not None),
             )
             if on
         ]
         if extras:
-            return f"it covers the plain LSTM only, and this one has {', '.join(extras)}"
+            return (
+                "it covers the LSTM without layer norm or projection, and this one has "
+                + ", ".join(extras)
+            )
     elif isinstance(cell, GRUCell):
         if cell.layer_norm:
             return "it covers the GRU without layer norm only"

@@ -36,7 +36,14 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
 from lstmjax._cell import Cell
-from lstmjax._fused_kernel import GRU, GRU_RESET_BEFORE, LSTM, Kernel, decode_flags
+from lstmjax._fused_kernel import (
+    GRU,
+    GRU_RESET_BEFORE,
+    LSTM,
+    LSTM_PEEPHOLE,
+    Kernel,
+    decode_flags,
+)
 from lstmjax._gru import GRUCell, GRUParams
 from lstmjax._lstm import LSTMCarry, LSTMParams
 from lstmjax._scan import Scan
@@ -46,12 +53,12 @@ from lstmjax._sequence import Sequences
 def kernel_of(cell: Cell) -> Kernel:
     if isinstance(cell, GRUCell):
         return GRU if cell.reset_after else GRU_RESET_BEFORE
-    return LSTM
+    return LSTM_PEEPHOLE if cell.peephole else LSTM
 
 
 def to_operands(cell: Cell, params, carry) -> tuple[tuple, tuple]:
     """`cell`'s params and carry as the kernel's weight and carry arrays, in its order."""
-    # LSTM, GRU with the reset before the product: w_x, w_h, b; the reset after: and b_hn
+    # w_x, w_h, b, and the LSTM's peepholes or the GRU's b_hn (reset after) where it has them
     weights = tuple(params[: kernel_of(cell).n_weights])
     return weights, tuple(jax.tree_util.tree_leaves(carry))
 

@@ -22,7 +22,8 @@ Every operand may carry the same leading axes in front of its own shape
 member, in order, each split over the threads as usual, with no copies. An
 `ffi_call` under `jax.vmap` gives them that way (`vmap_method="broadcast_all"`).
 
-The LSTM's weights are `(w_x, w_h, b)` and its carry `(h, c)`; the GRU's
+The LSTM's weights are `(w_x, w_h, b)` (and its peepholes `[3, H]`, rows
+i, f, o, with `peephole=True`) and its carry `(h, c)`; the GRU's
 `(w_x, w_h, b, b_hn)` with the reset after the matmul (`(w_x, w_h, b)`
 with the reset before it, `reset_after=False`) and `(h,)`. The derivative
 rules that make these differentiable live in `_fused_ad.py`.
@@ -129,40 +130,37 @@ def _shape(shape, dtype):
 class Kernel:
     """One cell's three kernels, with the shapes of what they return.
 
+    Every target takes four weight operands `(w_x, w_h, b, w4)`, the fourth
+    being the LSTM's peepholes `[3, H]` or the GRU's `b_hn` `[H]`, and the
+    backward target returns a gradient for each; where the cell has no
+    fourth weight (`n_weights` 3) the operand and its gradient are `[1]`
+    placeholders, and the attribute says so.
+
     Attributes:
       cell: "lstm" or "gru" (the FFI targets are `lstmjax_{cell}_forward`,
         `..._forward_train` and `..._backward`).
-      n_weights: weight arrays (LSTM: w_x, w_h, b; GRU: and b_hn with the
-        reset after the product).
+      n_weights: the cell's weight arrays: 3 (w_x, w_h, b) or 4 (and the
+        peepholes, or b_hn with the GRU's reset after the product).
       n_carry: carry arrays, each `[B, H]` (LSTM: h, c; GRU: h).
       n_extras: the arrays BPTT keeps besides `ys` (LSTM: the gate
         activations `[T, B, 4H]` and the cell states `[T, B, H]`; GRU: the
         gate values `[T, B, 4H]`).
-      reset_after: the GRU's form (its kernels' attribute), None for the
-        LSTM. The GRU targets always take `b_hn` and return its gradient:
-        without the reset after the product both are `[1]` placeholders.
+      attributes: the targets' cell options, `(name, value)` pairs (LSTM:
+        `peephole`; GRU: `reset_after`).
     """
 
     cell: str
     n_weights: int
     n_carry: int
     n_extras: int
-    reset_after: Optional[bool] = None
-
-    @property
-    def _placeholder_bhn(self) -> bool:
-        return self.reset_after is False
+    attributes: tuple[tuple[str, bool], ...] = ()
 
     def _attributes(self, **attributes):
-        if self.reset_after is not None:
-            attributes["reset_after"] = np.bool_(self.reset_after)
-        return attributes
+        return {**attributes, **{k: np.bool_(v) for k, v in self.attributes}}
 
     def _weights(self, weights):
-        """The weight operands of the forward targets."""
-        if self._placeholder_bhn:
-            return (*weights, jnp.zeros((1,), weights[0].dtype))
-        return tuple(weights)
+        """The four weight operands (a `[1]` placeholder for an absent fourth)."""
+        return (*weights, *[jnp.zeros((1,), weights[0].dtype)] * (4 - len(weights)))
 
     def _outputs(self, xs, weights, train: bool):
         *lead, T, B, _ = xs.shape
@@ -202,25 +200,26 @@ class Kernel:
         `need_dxs` False: `dxs` is not computed.
         """
         dt = xs.dtype
+        w_x, w_h, _, w4 = self._weights(weights)
         out = [_shape(xs.shape if need_dxs else (1,), dt)]
-        out += [_shape(w.shape, dt) for w in weights]
-        out += [_shape((1,), dt)] * self._placeholder_bhn
+        out += [_shape(w.shape, dt) for w in (w_x, w_h, weights[2], w4)]
         out += [_shape(c.shape, dt) for c in carry0]
-        w_x, w_h = weights[:2]
         grads = _call(
             f"lstmjax_{self.cell}_backward", out,
-            xs, w_x, w_h, *carry0, ys, *extras,
+            xs, w_x, w_h, w4, *carry0, ys, *extras,
             jnp.zeros((1,), dt) if dys is None else dys, *dcarry, flags,
             **self._attributes(
                 threads=threads, need_dxs=np.bool_(need_dxs), has_dys=np.bool_(dys is not None),
                 has_flags=np.bool_(has_flags),
             ),
         )  # fmt: skip
-        n = 1 + len(weights)
-        dcarry0 = grads[n + self._placeholder_bhn :]
-        return (grads[0] if need_dxs else None), tuple(grads[1:n]), tuple(dcarry0)
+        dweights, dcarry0 = grads[1 : 1 + self.n_weights], grads[5:]
+        return (grads[0] if need_dxs else None), tuple(dweights), tuple(dcarry0)
 
 
-LSTM = Kernel("lstm", n_weights=3, n_carry=2, n_extras=2)
-GRU = Kernel("gru", n_weights=4, n_carry=1, n_extras=1, reset_after=True)
-GRU_RESET_BEFORE = Kernel("gru", n_weights=3, n_carry=1, n_extras=1, reset_after=False)
+LSTM = Kernel("lstm", n_weights=3, n_carry=2, n_extras=2, attributes=(("peephole", False),))
+LSTM_PEEPHOLE = Kernel("lstm", n_weights=4, n_carry=2, n_extras=2, attributes=(("peephole", True),))
+GRU = Kernel("gru", n_weights=4, n_carry=1, n_extras=1, attributes=(("reset_after", True),))
+GRU_RESET_BEFORE = Kernel(
+    "gru", n_weights=3, n_carry=1, n_extras=1, attributes=(("reset_after", False),)
+)

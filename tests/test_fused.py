@@ -37,6 +37,7 @@ CELLS = {
     "lstm": lj.lstm,
     "gru": lj.gru,
     "gru_reset_before": functools.partial(lj.gru, reset_after=False),
+    "lstm_peephole": functools.partial(lj.lstm, peephole=True),
 }
 
 
@@ -59,11 +60,13 @@ def case(cell_name: str, dtype: str, shape: str):
     params = params._replace(b=params.b + 0.3 * rng.standard_normal(params.b.shape).astype(dtype))
     if cell_name == "gru":
         params = params._replace(b_hn=jnp.asarray(0.3 * rng.standard_normal(H), dtype))
+    if cell_name == "lstm_peephole":  # non-zero peepholes (they start at zero)
+        params = params._replace(peephole=jnp.asarray(0.5 * rng.standard_normal((3, H)), dtype))
     xs = jnp.asarray(rng.standard_normal((B, T, I)), dtype)
     h0 = 0.5 * rng.standard_normal((B, H))
     c0 = np.tanh(2.0 * h0[:, ::-1])
     h0, c0 = jnp.asarray(h0, dtype), jnp.asarray(c0, dtype)
-    carry = lj.LSTMCarry(h0, c0) if cell_name == "lstm" else h0
+    carry = lj.LSTMCarry(h0, c0) if cell_name.startswith("lstm") else h0
     return cell, params, xs, carry
 
 
@@ -474,20 +477,20 @@ def test_export_needs_the_scan_as_documented():
 
 @needs_kernel
 def test_auto_runs_the_scan_silently_where_the_kernel_cannot(fresh_notices):
-    """ "auto" never warns: peepholes and a layer-normalised GRU choose the scan without a
-    notice."""
+    """ "auto" never warns: a projected LSTM and a layer-normalised GRU choose the scan
+    without a notice."""
     _, _, xs, _ = case("lstm", "float64", "odd")
-    peephole = lj.lstm(4, peephole=True)
-    p_peep = peephole.init(jax.random.PRNGKey(0), xs.shape[-1])
+    projected = lj.lstm(4, proj_size=2)
+    p_proj = projected.init(jax.random.PRNGKey(0), xs.shape[-1])
     gru_ln = lj.gru(4, layer_norm=True)
     p_gru_ln = gru_ln.init(jax.random.PRNGKey(1), xs.shape[-1])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        got_peep = lj.unroll(peephole, p_peep, xs)
+        got_proj = lj.unroll(projected, p_proj, xs)
         got_gru_ln = lj.unroll(gru_ln, p_gru_ln, xs)
-        assert kernels_in(lambda x: lj.unroll(peephole, p_peep, x)[0], xs) == []
+        assert kernels_in(lambda x: lj.unroll(projected, p_proj, x)[0], xs) == []
         assert kernels_in(lambda x: lj.unroll(gru_ln, p_gru_ln, x)[0], xs) == []
-    close(got_peep, lj.unroll(peephole, p_peep, xs, method=SCAN), "float64")
+    close(got_proj, lj.unroll(projected, p_proj, xs, method=SCAN), "float64")
     close(got_gru_ln, lj.unroll(gru_ln, p_gru_ln, xs, method=SCAN), "float64")
 
 
@@ -523,7 +526,7 @@ def test_extension_absent_runs_the_scan_with_one_notice(fresh_notices, monkeypat
 def test_uncovered_cells_run_the_scan_with_one_notice(fresh_notices):
     _, _, xs, _ = case("lstm", "float64", "odd")
     for cell, pattern in (
-        (lj.lstm(4, peephole=True), "peephole=True"),
+        (lj.lstm(4, proj_size=2), "proj_size"),
         (lj.gru(4, layer_norm=True), "GRU without layer norm only"),
         (lj.rnn(4), "lj.lstm and lj.gru only"),
     ):
