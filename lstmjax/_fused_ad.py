@@ -45,14 +45,16 @@ from lstmjax._fused_kernel import (
     decode_flags,
 )
 from lstmjax._gru import GRUCell, GRUParams
-from lstmjax._lstm import LSTMCarry, LSTMParams
+from lstmjax._lstm import LSTMCarry, LSTMCell, LSTMParams
 from lstmjax._scan import Scan
 from lstmjax._sequence import Sequences
 
 
 def kernel_of(cell: Cell) -> Kernel:
+    """The kernels of `cell` (an `lj.lstm` or `lj.gru` that `_fused.unsupported` accepted)."""
     if isinstance(cell, GRUCell):
         return GRU if cell.reset_after else GRU_RESET_BEFORE
+    assert isinstance(cell, LSTMCell)
     return LSTM_PEEPHOLE if cell.peephole else LSTM
 
 
