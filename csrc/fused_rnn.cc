@@ -216,17 +216,24 @@ LJ_INLINE bool restarts(const uint8_t* flags, int64_t row) {
   return flags && (flags[row] & kRestart);
 }
 
+// The state row b enters step t with: row b of `init` [B, H] at the start and where the row
+// restarts, else row (t - 1, b) of the per-step states `seq` [T, B, H].
+template <class T>
+LJ_INLINE const T* state_before(const T* init, const T* seq, const uint8_t* flags, int64_t t,
+                                int64_t B, int64_t H, int64_t b) {
+  return t == 0 || restarts(flags, t * B + b) ? init + b * H : seq + ((t - 1) * B + b) * H;
+}
+
 // The previous h of rows [b0, b1) at step t >= 1, for the recurrent product: ys[t - 1], or a
 // copy of it in `scratch` [B, H] with h0 in the rows that restart at t (where any does).
 template <class T>
 LJ_INLINE const T* previous_h(const T* ys, const T* h0, const uint8_t* flags, int64_t t,
                               int64_t B, int64_t H, int64_t b0, int64_t b1, T* scratch) {
-  const T* prev = ys + (t - 1) * B * H;
   bool any = false;
-  for (int64_t b = b0; b < b1; ++b) any |= restarts(flags, t * B + b);
-  if (!any) return prev + b0 * H;
+  for (int64_t b = b0; flags && b < b1; ++b) any |= restarts(flags, t * B + b);
+  if (!any) return ys + ((t - 1) * B + b0) * H;
   for (int64_t b = b0; b < b1; ++b)
-    std::memcpy(scratch + b * H, (restarts(flags, t * B + b) ? h0 : prev) + b * H, sizeof(T) * H);
+    std::memcpy(scratch + b * H, state_before(h0, ys, flags, t, B, H, b), sizeof(T) * H);
   return scratch + b0 * H;
 }
 
@@ -293,9 +300,9 @@ LJ_INLINE void lstm_forward(const LstmFwd<T>& a, int64_t b0, int64_t b1) {
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t bi = b0 + r, row = t * B + bi;
       const T* zr = z + r * G;
-      const T* cp = t == 0 || restarts(a.flags, row) ? a.c0 + bi * H
-                    : train                          ? a.cs + (row - B) * H
-                                                     : a.c + bi * H;
+      const T* cp = train ? state_before(a.c0, a.cs, a.flags, t, B, H, bi)
+                    : t == 0 || restarts(a.flags, row) ? a.c0 + bi * H
+                                                       : a.c + bi * H;  // the running c
       T* cn = train ? a.cs + row * H : a.c + bi * H;
       T* h = a.ys + row * H;
       if (kept(a.flags, row)) {  // a masked step: the carry is kept
@@ -374,9 +381,7 @@ void peephole_grads(int64_t t0, int64_t t1, int64_t B, int64_t H, const T* c0, c
       for (int64_t b = 0; b < B; ++b) {
         const int64_t row = t * B + b;
         const T* d = dz + ((t - t0) * B + b) * G;
-        const T* c = k == 3                             ? cs + row * H
-                     : t == 0 || restarts(flags, row) ? c0 + b * H
-                                                       : cs + (row - B) * H;
+        const T* c = k == 3 ? cs + row * H : state_before(c0, cs, flags, t, B, H, b);
         for (int64_t j = j0; j < j1; ++j) dp[j - k * H] += d[j] * c[j - k * H];
       }
   }
@@ -391,7 +396,7 @@ LJ_INLINE void lstm_backward(const LstmBwd<T>& a, int64_t b0, int64_t b1, int64_
       const int64_t bi = b0 + r, row = t * B + bi;
       const T* act = a.acts + row * G;
       const T* c = a.cs + row * H;
-      const T* cp = t == 0 || restarts(a.flags, row) ? a.c0 + bi * H : a.cs + (row - B) * H;
+      const T* cp = state_before(a.c0, a.cs, a.flags, t, B, H, bi);
       const T* dy = a.dys ? a.dys + row * H : nullptr;
       T* dzr = a.dz + ((t - t0) * B + bi) * G;
       T* dh = a.dh + bi * H;
@@ -535,7 +540,7 @@ LJ_INLINE void gru_backward(const GruBwd<T>& a, int64_t b0, int64_t b1, int64_t 
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t bi = b0 + r, row = t * B + bi;
       const T* act = a.acts + row * 4 * H;
-      const T* hp = t == 0 || restarts(a.flags, row) ? a.h0 + bi * H : a.ys + (row - B) * H;
+      const T* hp = state_before(a.h0, a.ys, a.flags, t, B, H, bi);
       const T* dy = a.dys ? a.dys + row * H : nullptr;
       T* dx = a.dzx + ((t - t0) * B + bi) * G;
       T* dq = a.dzh + ((t - t0) * B + bi) * G;
@@ -585,7 +590,7 @@ LJ_INLINE void gru_backward(const GruBwd<T>& a, int64_t b0, int64_t b1, int64_t 
         const int64_t bi = b0 + r, row = t * B + bi;
         if (kept(a.flags, row)) continue;
         const T* act = a.acts + row * 4 * H;
-        const T* hp = t == 0 || restarts(a.flags, row) ? a.h0 + bi * H : a.ys + (row - B) * H;
+        const T* hp = state_before(a.h0, a.ys, a.flags, t, B, H, bi);
         const T* drh = a.drh + bi * H;
         T* dx = a.dzx + ((t - t0) * B + bi) * G;
         T* dq = dzh + r * G;
