@@ -1,8 +1,7 @@
 """The strategy `Fused`: the whole sequence in one compiled CPU kernel (plain LSTM, GRU).
 
 `lj.Fused()` runs the LSTM (with or without peepholes) without layer norm or
-projection, and
-the GRU without layer norm, with the reset after the matmul
+projection, and the GRU without layer norm, with the reset after the matmul
 (`reset_after=True`, PyTorch's and cuDNN's form) or before it
 (`reset_after=False`, Cho et al.'s), through the fused kernels of
 `_fused_kernel.py`: one call per sequence for the forward pass, and one for
